@@ -1,0 +1,312 @@
+"""Case files: ``case.yaml`` loaded with ``yaml.safe_load`` into validated dataclasses.
+
+Every mistake is one :class:`CaseError` that names the file and the key
+(``case.yaml: pod.rtol: expected a number in (0, 1), got 2.0``). Unknown keys are
+errors (with a suggestion); nothing that changes the numbers is silently
+defaulted: defaults are the documented values below (docs/case-file.md).
+Relative paths in a case are relative to the directory of the case file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .parallel import UserError
+
+__all__ = ["CaseError", "Case", "load_case", "case_from_dict"]
+
+SCHEMA_VERSION = 1
+
+
+class CaseError(UserError, ValueError):
+    """An invalid case file; the message names the file and the key."""
+
+
+# --------------------------------------------------------------------------- schema
+# Field metadata: "doc" (one line for the reference), "range" ((lo, hi, lo_open, hi_open)),
+# "path" (True: resolved relative to the case directory; "exists": must exist).
+
+def _f(default=dataclasses.MISSING, *, doc: str, range=None, path=None, factory=None):
+    meta = {"doc": doc, "range": range, "path": path}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    start: float = _f(0.0, doc="first time [s]")
+    stop: float = _f(1.0, doc="last time [s]")
+    steps: int = _f(10, doc="number of time steps after the start", range=(1, None, False, False))
+
+
+@dataclass(frozen=True)
+class ParameterRange:
+    min: float = _f(doc="lower bound")
+    max: float = _f(doc="upper bound")
+
+
+@dataclass(frozen=True)
+class AnalyticalSource:
+    family: Literal["goodier_hotspot"] = _f(
+        "goodier_hotspot", doc="analytical field family (docs/case-file.md lists them)")
+    parameters: dict[str, ParameterRange] = _f(
+        doc="parameter ranges sampled for training loadings", factory=dict)
+    samples: int = _f(12, doc="number of training loadings (Halton sequence)",
+                      range=(1, None, False, False))
+    seed: int = _f(0, doc="scrambling seed of the Halton sequence", range=(0, None, False, False))
+    times: TimeGrid = _f(doc="time steps of each loading", factory=TimeGrid)
+
+
+@dataclass(frozen=True)
+class SnapshotsConfig:
+    store: Path = _f(doc="snapshot store (HDF5); written by the analytical/files sources", path=True)
+    source: Literal["analytical", "files", "store"] = _f(
+        "store", doc="where snapshots come from: an existing store, meshio files, or a formula")
+    analytical: AnalyticalSource | None = _f(None, doc="formula source (source: analytical)")
+    files: list[str] = _f(doc="meshio-readable files, glob patterns allowed (source: files)",
+                          factory=list)
+    fields: list[str] = _f(doc="fields to import from files (default: all point/cell data)",
+                           factory=list)
+
+
+@dataclass(frozen=True)
+class PODConfig:
+    field: str = _f("displacement", doc="snapshot field reduced by POD")
+    method: Literal["snapshots", "tsqr", "randomized"] = _f("snapshots", doc="POD algorithm")
+    rtol: float = _f(1e-4, doc="relative energy tolerance eps: sum_{i>n} s_i^2 <= eps^2 sum s_i^2",
+                     range=(0.0, 1.0, False, True))
+    max_modes: int | None = _f(None, doc="upper bound on the number of modes",
+                               range=(1, None, False, False))
+    product: Literal["euclidean", "lumped_mass"] = _f(
+        "euclidean", doc="inner product: Euclidean, or the lumped mass matrix of the mesh")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    directory: Path = _f(Path("out"), doc="output directory", path=True)
+    write_modes: bool = _f(True, doc="write the modes on the mesh (VTU) for ParaView")
+    plot: bool = _f(True, doc="write a PNG of the singular values (needs matplotlib)")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str = _f(doc="case name, used in output file names")
+    mesh: Path = _f(doc="mesh file, any format meshio reads", path="exists")
+    snapshots: SnapshotsConfig = _f(doc="snapshot source and store")
+    description: str = _f("", doc="free text")
+    pod: PODConfig = _f(doc="proper orthogonal decomposition", factory=PODConfig)
+    output: OutputConfig = _f(doc="where results go", factory=OutputConfig)
+    # provenance, filled by the loader
+    source_file: Path | None = field(default=None, compare=False, metadata={"internal": True})
+    source_hash: str = field(default="", compare=False, metadata={"internal": True})
+
+
+# --------------------------------------------------------------------------- loader
+def load_case(path: str | Path) -> Case:
+    """Load and validate a case file.
+
+    Parameters
+    ----------
+    path : the YAML file.
+
+    Raises
+    ------
+    CaseError : missing/unreadable file, YAML syntax error, unknown key, wrong
+        type, value out of range, or missing referenced file; the message names
+        the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"{path}: case file not found")
+    text = path.read_bytes()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise CaseError(f"{path}: not valid YAML: {exc}") from None
+    case = case_from_dict(data, source=path)
+    return dataclasses.replace(case, source_file=path.resolve(),
+                               source_hash=hashlib.sha256(text).hexdigest())
+
+
+def case_from_dict(data: Any, *, source: str | Path = "<dict>") -> Case:
+    """Validate a plain dict (as read from YAML) into a :class:`Case`."""
+    base = Path(source).resolve().parent if source != "<dict>" else Path.cwd()
+    ctx = _Ctx(str(source), base)
+    return ctx.build(Case, data, "")
+
+
+@dataclass
+class _Ctx:
+    file: str
+    base: Path
+
+    def error(self, key: str, msg: str) -> CaseError:
+        return CaseError(f"{self.file}: {key or '<top level>'}: {msg}")
+
+    def build(self, cls: type, data: Any, key: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise self.error(key, f"expected a mapping of keys, got {_show(data)}")
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+        for k in data:
+            if k not in fields:
+                near = difflib.get_close_matches(str(k), list(fields), n=1)
+                hint = f" (did you mean '{near[0]}'?)" if near else \
+                    f" (allowed: {', '.join(sorted(fields))})"
+                raise self.error(_join(key, str(k)), f"unknown key{hint}")
+        values = {}
+        for name, f in fields.items():
+            sub = _join(key, name)
+            if name not in data:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise self.error(sub, "required key is missing")
+                continue
+            values[name] = self.convert(hints[name], data[name], sub, f.metadata)
+        return cls(**values)
+
+    def convert(self, tp: Any, value: Any, key: str, meta: dict):
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if origin in (typing.Union, types.UnionType):
+            if value is None and type(None) in args:
+                return None
+            (inner,) = [a for a in args if a is not type(None)]
+            return self.convert(inner, value, key, meta)
+        if origin is Literal:
+            if value not in args:
+                raise self.error(key, f"expected one of {', '.join(map(repr, args))}, "
+                                      f"got {_show(value)}")
+            return value
+        if origin is list:
+            if not isinstance(value, list):
+                raise self.error(key, f"expected a list, got {_show(value)}")
+            return [self.convert(args[0], v, f"{key}[{i}]", {}) for i, v in enumerate(value)]
+        if origin is dict:
+            if not isinstance(value, dict):
+                raise self.error(key, f"expected a mapping, got {_show(value)}")
+            return {str(k): self.convert(args[1], v, _join(key, str(k)), {})
+                    for k, v in value.items()}
+        if dataclasses.is_dataclass(tp):
+            return self.build(tp, value, key)
+        if tp is bool:
+            if not isinstance(value, bool):
+                raise self.error(key, f"expected true or false, got {_show(value)}")
+            return value
+        if tp is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(key, f"expected an integer, got {_show(value)}")
+            self.check_range(value, key, meta)
+            return value
+        if tp is float:
+            if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise self.error(key, f"expected a number, got {_show(value)}") from None
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(key, f"expected a number, got {_show(value)}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise self.error(key, f"expected a finite number, got {value}")
+            self.check_range(value, key, meta)
+            return value
+        if tp is str:
+            if not isinstance(value, str):
+                raise self.error(key, f"expected a string, got {_show(value)}")
+            return value
+        if tp is Path:
+            if not isinstance(value, str) or not value:
+                raise self.error(key, f"expected a file path, got {_show(value)}")
+            p = Path(value).expanduser()
+            p = p if p.is_absolute() else self.base / p
+            if meta.get("path") == "exists" and not p.exists():
+                raise self.error(key, f"file not found: {p}")
+            return p
+        raise TypeError(f"config schema: unsupported type {tp!r} at {key}")  # programming error
+
+    def check_range(self, value: float, key: str, meta: dict) -> None:
+        rng = meta.get("range")
+        if not rng:
+            return
+        lo, hi, lo_open, hi_open = rng
+        bad = (lo is not None and (value < lo or (lo_open and value == lo))) or \
+              (hi is not None and (value > hi or (hi_open and value == hi)))
+        if bad:
+            left = "(" if lo_open else "["
+            right = ")" if hi_open else "]"
+            lo_s = "-inf" if lo is None else f"{lo:g}"
+            hi_s = "inf" if hi is None else f"{hi:g}"
+            raise self.error(key, f"expected a value in {left}{lo_s}, {hi_s}{right}, got {value:g}")
+
+
+def _join(key: str, name: str) -> str:
+    return f"{key}.{name}" if key else name
+
+
+def _show(value: Any) -> str:
+    s = repr(value)
+    return (s if len(s) <= 60 else s[:57] + "...") + f" ({type(value).__name__})"
+
+
+def schema_reference() -> str:
+    """The case-file reference (Markdown), generated from the schema (docs/case-file.md)."""
+    lines: list[str] = []
+
+    def walk(cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("internal"):
+                continue
+            key = _join(prefix, f.name)
+            tp = hints[f.name]
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if required:
+                default = "required"
+            elif f.default is not dataclasses.MISSING:
+                default = "null" if f.default is None else repr(f.default)
+            else:
+                made = f.default_factory()
+                default = "(keys below)" if dataclasses.is_dataclass(made) else repr(made)
+            if isinstance(f.default, Path):
+                default = repr(str(f.default))
+            lines.append(f"| `{key}` | `{_type_name(tp)}` | {default} | {f.metadata.get('doc', '')} |")
+            inner = [a for a in (typing.get_args(tp) or (tp,)) if dataclasses.is_dataclass(a)]
+            if typing.get_origin(tp) is dict:
+                inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)]
+                for a in inner:
+                    walk(a, key + ".<name>")
+                continue
+            for a in inner:
+                walk(a, key)
+
+    walk(Case, "")
+    head = "| key | type | default | meaning |\n|---|---|---|---|"
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is Literal:
+        return " \\| ".join(map(str, args))
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join("null" if a is type(None) else _type_name(a) for a in args)
+    if origin is list:
+        return f"list[{_type_name(args[0])}]"
+    if origin is dict:
+        return f"map[{_type_name(args[1])}]"
+    if dataclasses.is_dataclass(tp):
+        return "mapping"
+    return {Path: "path", float: "float", int: "int", str: "str", bool: "bool"}.get(tp, str(tp))

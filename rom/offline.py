@@ -1,0 +1,200 @@
+"""Offline stage: ``[mpirun -n N] python -m rom.offline case.yaml``.
+
+Reads the case, makes sure the snapshots exist (store, files or formula), computes
+the POD of the case's field, and writes one self-describing reduced-basis file
+(``<output>/<name>.basis.h5``), the modes on the mesh for ParaView
+(``<name>.modes.vtu``) and, when matplotlib is installed, a PNG of the singular
+values. A summary table goes to stdout on rank 0, progress to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from mpi4py import MPI
+
+from . import __version__
+from .config import Case, CaseError, load_case
+from .io.basis import write_basis
+from .io.mesh import read_mesh, write_fields
+from .io.snapshots import SnapshotStore
+from .linalg import pod
+from .linalg.distributed import gather_rows
+from .meshes import lumped_mass
+from .parallel import UserError, abort_on_error, as_comm, even_split, rank0_print, world
+from .plots import have_matplotlib, singular_value_decay
+from .sources import prepare_snapshots
+
+__all__ = ["main", "run", "OfflineResult"]
+
+
+@dataclass
+class OfflineResult:
+    """What the offline stage produced (paths) and measured (timings in s)."""
+
+    basis: Path
+    n_modes: int
+    energy: float
+    singular_values: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
+
+
+class _Timer:
+    """Wall time per stage, synchronized over the communicator (max over ranks)."""
+
+    def __init__(self, comm: MPI.Comm):
+        self.comm = comm
+        self.times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.comm.Barrier()
+        t0 = time.perf_counter()
+        yield
+        self.comm.Barrier()
+        self.times[name] = time.perf_counter() - t0
+
+
+def load_case_collective(path: str | Path, comm: MPI.Comm) -> Case:
+    """Rank 0 loads and validates the case; every rank gets it or raises the same error."""
+    payload: tuple[str, object] | None = None
+    if comm.rank == 0:
+        try:
+            payload = ("ok", load_case(path))
+        except CaseError as exc:
+            payload = ("error", str(exc))
+    status, value = comm.bcast(payload, root=0)
+    if status == "error":
+        exc = CaseError(value)
+        exc.collective = True  # every rank raises it: printed once, no MPI_Abort needed
+        raise exc
+    return value  # type: ignore[return-value]
+
+
+def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
+        out=sys.stdout) -> OfflineResult:
+    """Run the offline stage of ``case`` on ``comm`` (collective)."""
+    comm = as_comm(comm)
+    timer = _Timer(comm)
+    outdir = case.output.directory
+    if comm.rank == 0:
+        outdir.mkdir(parents=True, exist_ok=True)
+        case.snapshots.store.parent.mkdir(parents=True, exist_ok=True)
+    comm.Barrier()
+
+    with timer("read mesh"):
+        mesh = read_mesh(case.mesh)
+    with timer("snapshots"):
+        store_path = prepare_snapshots(case, mesh, comm, progress=progress)
+    with timer("load snapshots"):
+        store = SnapshotStore.open(store_path, comm=comm)
+        if case.pod.field not in store.fields:
+            raise UserError(f"{case.source_file}: pod.field: {case.pod.field!r} is not in the "
+                            f"snapshot store {store_path} (has: {', '.join(store.fields)})")
+        info = store.fields[case.pod.field]
+        n_rows = int(info["n_entities"]) * int(info["n_components"])
+        off = even_split(n_rows, comm.size)
+        rows = (int(off[comm.rank]), int(off[comm.rank + 1]))
+        X = store.read(case.pod.field, rows=rows)
+        n_snap = comm.allreduce(X.shape[1], op=MPI.MAX)
+    weights = None
+    if case.pod.product == "lumped_mass":
+        if info["kind"] != "nodal" or int(info["n_entities"]) != len(mesh.points):
+            raise UserError(f"{case.source_file}: pod.product: 'lumped_mass' needs a nodal field "
+                            f"on the case mesh ({case.pod.field!r} is {info['kind']} with "
+                            f"{info['n_entities']} entities, the mesh has {len(mesh.points)} nodes)")
+        weights = np.repeat(lumped_mass(mesh), int(info["n_components"]))[rows[0]:rows[1]]
+    with timer("pod"):
+        res = pod(X, comm=comm, method=case.pod.method, rtol=case.pod.rtol,
+                  max_modes=case.pod.max_modes, product=weights)
+    basis_path = outdir / f"{case.name}.basis.h5"
+    outputs = [basis_path]
+    with timer("write"):
+        attrs = {"field": case.pod.field, "kind": info["kind"],
+                 "n_components": int(info["n_components"]), "n_entities": int(info["n_entities"]),
+                 "units": info.get("units", ""), "method": case.pod.method,
+                 "rtol": case.pod.rtol, "max_modes": case.pod.max_modes,
+                 "product": case.pod.product, "n_snapshots": n_snap,
+                 "energy": float(res.energy)}
+        provenance = {"case_name": case.name, "case_file": str(case.source_file),
+                      "case_sha256": case.source_hash, "snapshot_store": str(store_path)}
+        write_basis(basis_path, modes=res.modes, singular_values=res.singular_values,
+                    all_singular_values=res.all_singular_values, attrs=attrs,
+                    provenance=provenance, product_weights=weights, comm=comm)
+        if case.output.write_modes:
+            outputs.append(_write_modes_vtu(outdir / f"{case.name}.modes.vtu", mesh, res.modes,
+                                            info, comm))
+        if case.output.plot and comm.rank == 0:
+            if have_matplotlib():
+                outputs.append(singular_value_decay(
+                    outdir / f"{case.name}.singular_values.png", res.all_singular_values,
+                    len(res.singular_values), rtol=case.pod.rtol,
+                    title=f"{case.name}: POD of {case.pod.field} ({case.pod.method})"))
+            else:
+                rank0_print(comm, "note: matplotlib not installed, no singular-value plot "
+                                  "(pip install 'rom[plot]')", file=sys.stderr)
+    result = OfflineResult(basis=basis_path, n_modes=len(res.singular_values),
+                           energy=float(res.energy), singular_values=res.singular_values,
+                           timings=timer.times, outputs=outputs)
+    _report(case, result, n_rows, n_snap, comm, out)
+    return result
+
+
+def _write_modes_vtu(path: Path, mesh, modes: np.ndarray, info: dict, comm: MPI.Comm) -> Path:
+    full = gather_rows(modes, comm, root=0)
+    if comm.rank == 0:
+        nc, ne = int(info["n_components"]), int(info["n_entities"])
+        data = {f"mode_{j + 1:03d}": full[:, j].reshape(ne, nc) if nc > 1 else full[:, j]
+                for j in range(full.shape[1])}
+        if info["kind"] == "nodal":
+            write_fields(path, mesh, point_data=data)
+        else:
+            write_fields(path, mesh, cell_data={k: [v] for k, v in data.items()})
+    comm.Barrier()
+    return path
+
+
+def _report(case: Case, r: OfflineResult, n_rows: int, n_snap: int, comm: MPI.Comm, out) -> None:
+    if comm.rank != 0:
+        return
+    s = r.singular_values
+    p = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
+    p(f"rom.offline {__version__}: case '{case.name}' on {comm.size} rank(s)")
+    p(f"  snapshots  {n_rows} rows x {n_snap} columns ({case.pod.field})")
+    p(f"  POD        method={case.pod.method} rtol={case.pod.rtol:g} product={case.pod.product}")
+    p(f"  modes kept {r.n_modes}   energy captured {r.energy:.10f}   "
+      f"sigma_1={s[0]:.4e} sigma_n={s[-1]:.4e}" if len(s) else "  no modes")
+    p("  stage              time [s]")
+    for name, t in r.timings.items():
+        p(f"  {name:<18s} {t:9.3f}")
+    p(f"  {'total':<18s} {sum(r.timings.values()):9.3f}")
+    p("  outputs:")
+    for o in r.outputs:
+        p(f"    {o}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rom.offline",
+        description="Offline stage of rom: snapshots -> POD -> reduced-basis file. "
+                    "Run under mpirun/mpiexec for distributed memory.")
+    parser.add_argument("case", help="case file (YAML), e.g. cases/plate/case.yaml")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    parser.add_argument("--version", action="version", version=f"rom {__version__}")
+    args = parser.parse_args(argv)
+    comm = world()
+    with abort_on_error(comm, prog="rom.offline"):
+        case = load_case_collective(args.case, comm)
+        run(case, comm, progress=not args.quiet)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

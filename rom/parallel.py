@@ -1,0 +1,151 @@
+"""Communicator helpers.
+
+This is the only module where ``MPI.COMM_WORLD`` is used as a default, and only
+by :func:`world` for the command-line entry points. Algorithms receive their
+communicator as an argument; ``comm=None`` means serial (``MPI.COMM_SELF``).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from typing import Any, Iterator
+
+import numpy as np
+from mpi4py import MPI
+
+__all__ = [
+    "as_comm", "world", "rank0_print", "Progress", "abort_on_error",
+    "row_offsets", "even_split", "allreduce_sum", "UserError",
+]
+
+
+class UserError(Exception):
+    """A mistake of the user (bad input, missing file, ...): printed without traceback by the CLIs."""
+
+
+def as_comm(comm: MPI.Comm | None) -> MPI.Comm:
+    """Return ``comm``, or ``MPI.COMM_SELF`` when it is ``None`` (serial)."""
+    return MPI.COMM_SELF if comm is None else comm
+
+
+def world() -> MPI.Comm:
+    """The communicator of a command-line run (``MPI.COMM_WORLD``). Only CLIs call this."""
+    return MPI.COMM_WORLD
+
+
+def rank0_print(comm: MPI.Comm | None, *args: Any, file=None, **kwargs: Any) -> None:
+    """``print`` on rank 0 of ``comm`` only, flushed at once."""
+    if as_comm(comm).rank == 0:
+        print(*args, file=file if file is not None else sys.stdout, flush=True, **kwargs)
+
+
+class Progress:
+    """A minimal progress report on rank 0 (a line per step, or a bar on a terminal).
+
+    Parameters
+    ----------
+    comm : communicator (only rank 0 prints)
+    total : number of steps
+    label : what is being done
+    enabled : set False to silence
+    """
+
+    def __init__(self, comm: MPI.Comm | None, total: int, label: str, *, enabled: bool = True,
+                 stream=None):
+        self.comm = as_comm(comm)
+        self.total = max(int(total), 1)
+        self.label = label
+        self.count = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled and self.comm.rank == 0
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._last = -1
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        if not self.enabled:
+            return
+        pct = int(100 * self.count / self.total)
+        if self._tty:
+            width = 30
+            filled = int(width * self.count / self.total)
+            self.stream.write(f"\r{self.label:<28s} [{'#' * filled}{'.' * (width - filled)}] "
+                              f"{self.count}/{self.total}")
+            if self.count >= self.total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif pct // 10 != self._last // 10 or self.count >= self.total:
+            # non-interactive: one line per 10 %
+            self.stream.write(f"{self.label}: {self.count}/{self.total} ({pct}%)\n")
+            self.stream.flush()
+        self._last = pct
+
+    def close(self) -> None:
+        if self.enabled and self._tty and self.count < self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "rom") -> Iterator[None]:
+    """Run a command-line stage so that an error on any rank stops every rank at once.
+
+    A :class:`UserError` (or ``FileNotFoundError``, ``KeyboardInterrupt``) is
+    printed as one line ``prog: error: ...``; an exception with a true
+    ``collective`` attribute (raised identically on every rank) is printed once; any other exception with its
+    traceback, prefixed by the rank. With more than one rank, ``comm.Abort``
+    then terminates all ranks (the others may be blocked in a collective and
+    would otherwise hang). Serially the process exits with status 1 (2 for
+    user errors).
+    """
+    comm = as_comm(comm)
+    try:
+        yield
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - we report and stop
+        prefix = f"[rank {comm.rank}] " if comm.size > 1 else ""
+        user = isinstance(exc, (UserError, FileNotFoundError, KeyboardInterrupt))
+        if getattr(exc, "collective", False):
+            # raised identically on every rank (e.g. a case error broadcast from rank 0)
+            if comm.rank == 0:
+                sys.stderr.write(f"{prog}: error: {exc}\n")
+                sys.stderr.flush()
+            raise SystemExit(2) from None
+        if user:
+            msg = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
+            sys.stderr.write(f"{prefix}{prog}: error: {msg}\n")
+        else:
+            sys.stderr.write(f"{prefix}{prog}: internal error ({type(exc).__name__}): {exc}\n")
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.flush()
+        if comm.size > 1:
+            comm.Abort(2 if user else 1)
+        raise SystemExit(2 if user else 1) from None
+
+
+def even_split(n_global: int, size: int) -> np.ndarray:
+    """Offsets (size + 1,) of an even contiguous split of ``n_global`` rows over ``size`` ranks."""
+    base, extra = divmod(int(n_global), int(size))
+    counts = np.full(size, base, dtype=np.int64)
+    counts[:extra] += 1
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def row_offsets(n_local: int, comm: MPI.Comm | None) -> np.ndarray:
+    """Global row offsets (size + 1,) of contiguous row blocks, from each rank's local count."""
+    comm = as_comm(comm)
+    counts = np.array(comm.allgather(int(n_local)), dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def allreduce_sum(a: np.ndarray, comm: MPI.Comm | None) -> np.ndarray:
+    """Sum of a numpy array over all ranks (returns a new array; no copy when serial)."""
+    comm = as_comm(comm)
+    a = np.ascontiguousarray(a)
+    if comm.size == 1:
+        return a
+    out = np.empty_like(a)
+    comm.Allreduce(a, out, op=MPI.SUM)
+    return out

@@ -1,0 +1,103 @@
+"""Case files: valid cases load; every mistake is one CaseError naming the file and the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rom.config import Case, CaseError, case_from_dict, load_case, schema_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "mesh.vtu").write_text("placeholder")
+    p = tmp_path / "case.yaml"
+    p.write_text(text)
+    return p
+
+
+MINIMAL = """
+name: t
+mesh: mesh.vtu
+snapshots: {store: s.h5}
+"""
+
+
+def test_bundled_case_loads():
+    case = load_case(ROOT / "cases/plate/case.yaml")
+    assert isinstance(case, Case)
+    assert case.pod.rtol == pytest.approx(1e-3)
+    assert case.pod.product == "lumped_mass"
+    assert case.snapshots.analytical.samples == 24
+    assert case.snapshots.analytical.parameters["width"].max == pytest.approx(0.015)
+    assert case.mesh == ROOT / "cases/plate/mesh.vtu"
+    assert case.output.directory.resolve() == (ROOT / "out/plate").resolve()
+    assert len(case.source_hash) == 64
+
+
+def test_defaults_and_relative_paths(tmp_path):
+    case = load_case(write(tmp_path, MINIMAL))
+    assert case.snapshots.store == tmp_path / "s.h5"
+    assert case.pod.method == "snapshots" and case.pod.rtol == 1e-4 and case.pod.max_modes is None
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ("pod: {rtoll: 1.0e-3}", "pod.rtoll", "did you mean 'rtol'"),
+    ("pod: {rtol: 2.0}", "pod.rtol", "expected a value in (0, 1)"),
+    ("pod: {rtol: 0}", "pod.rtol", "expected a value in (0, 1)"),
+    ("pod: {rtol: nan}", "pod.rtol", "finite"),
+    ("pod: {rtol: abc}", "pod.rtol", "expected a number"),
+    ("pod: {max_modes: 2.5}", "pod.max_modes", "expected an integer"),
+    ("pod: {max_modes: 0}", "pod.max_modes", "expected a value in [1, inf]"),
+    ("pod: {method: svd}", "pod.method", "expected one of 'snapshots', 'tsqr', 'randomized'"),
+    ("pod: [1, 2]", "pod", "expected a mapping"),
+    ("output: {plot: yes please}", "output.plot", "expected true or false"),
+    ("bogus: 1", "bogus", "unknown key"),
+])
+def test_bad_values_name_key_and_file(tmp_path, extra, key, words):
+    p = write(tmp_path, MINIMAL + extra + "\n")
+    with pytest.raises(CaseError) as err:
+        load_case(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: {key}: "), msg
+    assert words in msg, msg
+
+
+def test_yaml_float_without_dot_is_accepted(tmp_path):
+    # YAML 1.1 reads 1e-4 as a string; the schema converts it for numeric keys only
+    case = load_case(write(tmp_path, MINIMAL + "pod: {rtol: 1e-5}\n"))
+    assert case.pod.rtol == 1e-5
+
+
+def test_missing_required_and_missing_files(tmp_path):
+    p = write(tmp_path, "name: t\nmesh: mesh.vtu\n")
+    with pytest.raises(CaseError, match=r"snapshots: required key is missing"):
+        load_case(p)
+    p = write(tmp_path, MINIMAL.replace("mesh.vtu", "nope.vtu"))
+    with pytest.raises(CaseError, match=r"mesh: file not found: .*nope.vtu"):
+        load_case(p)
+    with pytest.raises(CaseError, match=r"case file not found"):
+        load_case(tmp_path / "absent.yaml")
+
+
+def test_yaml_syntax_error(tmp_path):
+    p = write(tmp_path, "name: [unclosed\n")
+    with pytest.raises(CaseError, match=r"not valid YAML"):
+        load_case(p)
+
+
+def test_nested_parameter_ranges_checked():
+    with pytest.raises(CaseError, match=r"snapshots.analytical.parameters.width.max: expected a number"):
+        case_from_dict({"name": "x", "mesh": str(ROOT / "cases/plate/mesh.vtu"),
+                        "snapshots": {"store": "s.h5", "analytical": {
+                            "parameters": {"width": {"min": 0.1, "max": "big"}}}}})
+
+
+def test_reference_lists_every_key():
+    ref = schema_reference()
+    for key in ("`pod.rtol`", "`snapshots.analytical.parameters.<name>.min`", "`output.plot`"):
+        assert key in ref
+    doc = (ROOT / "docs/case-file.md").read_text()
+    assert ref in doc, "docs/case-file.md is out of date: regenerate its table with " \
+                       "python -c 'from rom.config import schema_reference; print(schema_reference())'"

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class PODConfig:
     field: str = _f("displacement", doc="snapshot field reduced by POD")
     method: Literal["snapshots", "tsqr", "randomized"] = _f("snapshots", doc="POD algorithm")
     rtol: float = _f(1e-4, doc="relative energy tolerance eps: sum_{i>n} s_i^2 <= eps^2 sum s_i^2",
-                     range=(0.0, 1.0, False, True))
+                     range=(0.0, 1.0, True, True))
     max_modes: int | None = _f(None, doc="upper bound on the number of modes",
                                range=(1, None, False, False))
     product: Literal["euclidean", "lumped_mass"] = _f(
@@ -230,7 +231,7 @@ class _Ctx:
             if not isinstance(value, str) or not value:
                 raise self.error(key, f"expected a file path, got {_show(value)}")
             p = Path(value).expanduser()
-            p = p if p.is_absolute() else self.base / p
+            p = Path(os.path.normpath(p if p.is_absolute() else self.base / p))
             if meta.get("path") == "exists" and not p.exists():
                 raise self.error(key, f"file not found: {p}")
             return p

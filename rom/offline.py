@@ -99,27 +99,27 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
             raise UserError(f"{case.source_file}: pod.field: {case.pod.field!r} is not in the "
                             f"snapshot store {store_path} (has: {', '.join(store.fields)})")
         info = store.fields[case.pod.field]
-        n_rows = int(info["n_entities"]) * int(info["n_components"])
+        n_rows = info.n_rows
         off = even_split(n_rows, comm.size)
         rows = (int(off[comm.rank]), int(off[comm.rank + 1]))
         X = store.read(case.pod.field, rows=rows)
         n_snap = comm.allreduce(X.shape[1], op=MPI.MAX)
     weights = None
     if case.pod.product == "lumped_mass":
-        if info["kind"] != "nodal" or int(info["n_entities"]) != len(mesh.points):
+        if info.kind != "nodal" or int(info.n_entities) != len(mesh.points):
             raise UserError(f"{case.source_file}: pod.product: 'lumped_mass' needs a nodal field "
-                            f"on the case mesh ({case.pod.field!r} is {info['kind']} with "
-                            f"{info['n_entities']} entities, the mesh has {len(mesh.points)} nodes)")
-        weights = np.repeat(lumped_mass(mesh), int(info["n_components"]))[rows[0]:rows[1]]
+                            f"on the case mesh ({case.pod.field!r} is {info.kind} with "
+                            f"{info.n_entities} entities, the mesh has {len(mesh.points)} nodes)")
+        weights = np.repeat(lumped_mass(mesh), int(info.n_components))[rows[0]:rows[1]]
     with timer("pod"):
         res = pod(X, comm=comm, method=case.pod.method, rtol=case.pod.rtol,
                   max_modes=case.pod.max_modes, product=weights)
     basis_path = outdir / f"{case.name}.basis.h5"
     outputs = [basis_path]
     with timer("write"):
-        attrs = {"field": case.pod.field, "kind": info["kind"],
-                 "n_components": int(info["n_components"]), "n_entities": int(info["n_entities"]),
-                 "units": info.get("units", ""), "method": case.pod.method,
+        attrs = {"field": case.pod.field, "kind": info.kind,
+                 "n_components": int(info.n_components), "n_entities": int(info.n_entities),
+                 "units": info.units, "method": case.pod.method,
                  "rtol": case.pod.rtol, "max_modes": case.pod.max_modes,
                  "product": case.pod.product, "n_snapshots": n_snap,
                  "energy": float(res.energy)}
@@ -147,13 +147,13 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
     return result
 
 
-def _write_modes_vtu(path: Path, mesh, modes: np.ndarray, info: dict, comm: MPI.Comm) -> Path:
+def _write_modes_vtu(path: Path, mesh, modes: np.ndarray, info, comm: MPI.Comm) -> Path:
     full = gather_rows(modes, comm, root=0)
     if comm.rank == 0:
-        nc, ne = int(info["n_components"]), int(info["n_entities"])
+        nc, ne = int(info.n_components), int(info.n_entities)
         data = {f"mode_{j + 1:03d}": full[:, j].reshape(ne, nc) if nc > 1 else full[:, j]
                 for j in range(full.shape[1])}
-        if info["kind"] == "nodal":
+        if info.kind == "nodal":
             write_fields(path, mesh, point_data=data)
         else:
             write_fields(path, mesh, cell_data={k: [v] for k, v in data.items()})

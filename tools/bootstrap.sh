@@ -13,6 +13,9 @@ set -euo pipefail
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 PETSC_VERSION=${PETSC_VERSION:-3.26.1}
+# MPI on; CUDA, Fortran and X off (without these pip's PETSc build turns MPI off and tries CUDA)
+export PETSC_CONFIGURE_OPTIONS="--with-mpi=1 --with-cuda=0 --with-fc=0 --with-fortran-bindings=0 \
+  --with-x=0 --with-debugging=0 COPTFLAGS=-O2 CXXOPTFLAGS=-O2"
 say() { printf '[bootstrap] %s\n' "$*"; }
 
 # 1. A BLAS/LAPACK for PETSc (only needed to build PETSc).
@@ -56,8 +59,14 @@ if ! importable petsc4py.PETSc; then
     fi
   fi
   say "building PETSc $PETSC_VERSION with MPI (first time ~6 min, then cached by pip)"
-  PETSC_CONFIGURE_OPTIONS="--with-mpi=1 --with-cuda=0 --with-fc=0 --with-fortran-bindings=0 --with-x=0 --with-debugging=0 COPTFLAGS=-O2 CXXOPTFLAGS=-O2" \
-    pip_install "petsc==$PETSC_VERSION"
+  pip_install "petsc==$PETSC_VERSION"
+  # A PETSc wheel cached by pip from a build in another virtual environment keeps that
+  # environment's absolute RUNPATH to libmpi: if it no longer resolves, build it afresh.
+  libpetsc=$(ls "$VENV"/lib/python*/site-packages/petsc/lib/libpetsc.so.* 2>/dev/null | head -n 1)
+  if [ -n "$libpetsc" ] && ldd "$libpetsc" | grep -q "not found"; then
+    say "cached PETSc wheel does not link here; rebuilding it without the cache"
+    pip_install --no-cache-dir --force-reinstall --no-deps "petsc==$PETSC_VERSION"
+  fi
   say "building petsc4py $PETSC_VERSION (first time ~5 min, then cached by pip)"
   pip_install --no-build-isolation "petsc4py==$PETSC_VERSION"
   "$PY" - <<'PY'

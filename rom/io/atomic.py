@@ -1,0 +1,266 @@
+"""Atomic, collective creation of HDF5 files, and provenance attributes.
+
+Readers never see a half-written file: rank 0 writes into a temporary file in
+the destination directory (``.{name}.tmp-{pid}``) and ``os.replace``\\ s it onto
+the destination only when every rank finished without error. A killed writer
+leaves at most that hidden temporary file; an existing file at the destination
+is replaced only on success.
+
+h5py from pip is not built with parallel HDF5, so only rank 0 holds the file;
+the other ranks take part in the agreement on success or failure.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import getpass
+import json
+import os
+import platform
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+from mpi4py import MPI
+
+from ..parallel import as_comm
+
+__all__ = ["AtomicH5", "atomic_h5", "fsync_path", "stamp_provenance", "temp_path_for"]
+
+
+def temp_path_for(path: str | os.PathLike, pid: int | None = None) -> Path:
+    """The temporary file used while writing ``path``: ``<dir>/.{name}.tmp-{pid}``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
+
+
+def fsync_path(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """``fsync`` a file (or, with ``directory=True``, a directory entry list); best effort."""
+    flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if directory:
+            return  # some platforms cannot open directories
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _publish(src: Path, dst: Path) -> None:
+    """fsync ``src``, rename it onto ``dst`` atomically, fsync the directory."""
+    fsync_path(src)
+    os.replace(src, dst)
+    fsync_path(dst.parent, directory=True)
+
+
+def _raise_agreed(comm: MPI.Comm, error: BaseException | None, what: str) -> None:
+    """Collective: if any rank has an error, raise on every rank.
+
+    The rank that failed re-raises its own exception; the others raise a
+    ``RuntimeError`` that names the failed ranks and their messages.
+    """
+    local = None if error is None else f"{type(error).__name__}: {error}"
+    errors = comm.allgather(local) if comm.size > 1 else [local]
+    if all(e is None for e in errors):
+        return
+    if error is not None:
+        raise error
+    failed = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None)
+    raise RuntimeError(f"{what} failed on another rank ({failed})")
+
+
+class AtomicH5:
+    """An HDF5 file written by rank 0 into a temporary, published on success.
+
+    Collective over ``comm``: construct, write through :attr:`file` (rank 0
+    only; ``None`` elsewhere), then :meth:`close` with ``success=True`` on every
+    rank. Prefer :func:`atomic_h5`, which does this in a ``with`` block.
+
+    Parameters
+    ----------
+    path : destination file
+    comm : communicator (``None``: serial)
+    mode : ``"w"`` (new content) or ``"a"`` (copy an existing ``path`` to the
+        temporary first, so that appending is atomic too)
+    **h5_kwargs : passed to ``h5py.File`` (e.g. ``rdcc_nbytes``)
+    """
+
+    def __init__(self, path: str | os.PathLike, *, comm: MPI.Comm | None = None,
+                 mode: str = "w", **h5_kwargs: Any):
+        if mode not in ("w", "a"):
+            raise ValueError(f"atomic_h5: mode must be 'w' or 'a', not {mode!r}")
+        self.comm = as_comm(comm)
+        self.path = Path(path).absolute()
+        self.file: h5py.File | None = None
+        self.tmp: Path | None = None
+        self.closed = False
+        error: BaseException | None = None
+        if self.comm.rank == 0:
+            try:
+                self.tmp = temp_path_for(self.path)
+                if not self.path.parent.is_dir():
+                    raise FileNotFoundError(
+                        f"cannot write {self.path}: directory {self.path.parent} does not exist")
+                if mode == "a" and self.path.exists():
+                    shutil.copyfile(self.path, self.tmp)
+                    self.file = h5py.File(self.tmp, "a", **h5_kwargs)
+                else:
+                    self.file = h5py.File(self.tmp, "w", **h5_kwargs)
+            except BaseException as exc:  # noqa: BLE001 - agreed below
+                error = exc
+                self._discard()
+        _raise_agreed(self.comm, error, f"opening {self.path} for writing")
+
+    def commit(self) -> None:
+        """Collective: publish the current content at :attr:`path` and keep writing.
+
+        Rank 0 flushes the temporary file and atomically replaces ``path`` with
+        a copy of it (the cost is one copy of the file). Use it as a checkpoint
+        in long runs: a later crash leaves the last committed state.
+        """
+        error: BaseException | None = None
+        if self.comm.rank == 0:
+            try:
+                assert self.file is not None and self.tmp is not None
+                self.file.flush()
+                copy = self.tmp.with_name(self.tmp.name + ".commit")
+                shutil.copyfile(self.tmp, copy)
+                _publish(copy, self.path)
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+        _raise_agreed(self.comm, error, f"committing {self.path}")
+
+    def close(self, success: bool = True) -> None:
+        """Collective: publish (if every rank has ``success``) or discard the file.
+
+        Raises ``RuntimeError`` on the ranks that succeeded when another rank
+        did not (the failing rank raises its own exception in :func:`atomic_h5`).
+        """
+        if self.closed:
+            return
+        self.closed = True
+        flags = self.comm.allgather(bool(success)) if self.comm.size > 1 else [bool(success)]
+        if not all(flags):
+            if self.comm.rank == 0:
+                self._discard()
+            if success:
+                bad = [r for r, ok in enumerate(flags) if not ok]
+                raise RuntimeError(f"writing {self.path} aborted: rank(s) {bad} failed; "
+                                   "the file was not written")
+            return
+        error: BaseException | None = None
+        if self.comm.rank == 0:
+            try:
+                assert self.file is not None and self.tmp is not None
+                self.file.flush()
+                self.file.close()
+                self.file = None
+                _publish(self.tmp, self.path)
+            except BaseException as exc:  # noqa: BLE001
+                error = exc
+                self._discard()
+        _raise_agreed(self.comm, error, f"publishing {self.path}")
+
+    def _discard(self) -> None:
+        """Close and remove the temporary file (rank 0), ignoring errors."""
+        if self.file is not None:
+            with contextlib.suppress(Exception):
+                self.file.close()
+            self.file = None
+        if self.tmp is not None:
+            for p in (self.tmp, self.tmp.with_name(self.tmp.name + ".commit")):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike, *, comm: MPI.Comm | None = None,
+              mode: str = "w") -> Iterator[h5py.File | None]:
+    """Write an HDF5 file atomically; collective over ``comm``.
+
+    Rank 0 gets an ``h5py.File`` open on a temporary file next to ``path``
+    (the other ranks get ``None``). When the block exits normally on every
+    rank, the file is flushed, fsynced, closed and renamed onto ``path``. If
+    the block raises on any rank, the temporary is removed, ``path`` is left as
+    it was, and every rank raises (the failing rank its own exception).
+
+    Parameters
+    ----------
+    path : destination file
+    comm : communicator (``None``: serial)
+    mode : ``"w"`` or ``"a"`` (start from a copy of the existing ``path``)
+
+    Examples
+    --------
+    >>> with atomic_h5("out.h5", comm=comm) as f:       # doctest: +SKIP
+    ...     if f is not None:
+    ...         f["x"] = x_global
+    """
+    handle = AtomicH5(path, comm=comm, mode=mode)
+    try:
+        yield handle.file
+    except BaseException:
+        handle.close(success=False)
+        raise
+    handle.close(success=True)
+
+
+def _attr_value(value: Any) -> Any:
+    """An HDF5-storable attribute value: dicts/lists of non-numbers become JSON strings."""
+    if isinstance(value, (str, bytes, bool, int, float, np.generic)):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def stamp_provenance(h5obj: h5py.File | h5py.Group, *, schema: str, schema_version: int,
+                     **extra: Any) -> None:
+    """Write the standard provenance attributes on an HDF5 file or group.
+
+    Attributes written: ``schema``, ``schema_version``, ``rom_version``,
+    ``created_utc`` (ISO 8601), ``hostname``, ``user``, ``python_version``,
+    ``numpy_version``, ``h5py_version``, ``hdf5_version``, plus every ``extra``
+    keyword (e.g. ``case_hash=...``, ``writer_ranks=...``; dicts and lists are
+    stored as JSON strings, ``None`` values are skipped). Provenance is
+    informational only: nothing that changes the data may depend on it.
+    """
+    try:
+        from .. import __version__ as rom_version
+    except ImportError:  # pragma: no cover - partial package
+        rom_version = "unknown"
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        user = "unknown"
+    attrs = {
+        "schema": schema,
+        "schema_version": int(schema_version),
+        "rom_version": str(rom_version),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "hostname": socket.gethostname(),
+        "user": user,
+        "python_version": platform.python_version(),
+        "numpy_version": np.__version__,
+        "h5py_version": h5py.__version__,
+        "hdf5_version": h5py.version.hdf5_version,
+        "command": " ".join(sys.argv)[:1000],
+    }
+    for key, value in extra.items():
+        if value is not None:
+            attrs[key] = _attr_value(value)
+    for key, value in attrs.items():
+        h5obj.attrs[key] = value

@@ -99,6 +99,9 @@ class OutputConfig:
     plot: bool = _f(True, doc="write a PNG of the singular values (needs matplotlib)")
 
 
+from .fom.config import FOMConfig, LoadingConfig, MaterialConfig  # noqa: E402  (uses _f, TimeGrid)
+
+
 @dataclass(frozen=True)
 class Case:
     name: str = _f(doc="case name, used in output file names")
@@ -107,6 +110,10 @@ class Case:
     description: str = _f("", doc="free text")
     pod: PODConfig = _f(doc="proper orthogonal decomposition", factory=PODConfig)
     output: OutputConfig = _f(doc="where results go", factory=OutputConfig)
+    material: MaterialConfig | None = _f(None, doc="constitutive law (python -m rom.fom)")
+    loading: LoadingConfig | None = _f(
+        None, doc="boundary conditions, loads and time steps (python -m rom.fom)")
+    fom: FOMConfig | None = _f(None, doc="full-order solver: loadings, PETSc options, Newton, heat")
     # provenance, filled by the loader
     source_file: Path | None = field(default=None, compare=False, metadata={"internal": True})
     source_hash: str = field(default="", compare=False, metadata={"internal": True})

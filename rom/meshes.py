@@ -118,3 +118,135 @@ def lumped_mass(mesh: meshio.Mesh) -> np.ndarray:
         types = ", ".join(b.type for b in mesh.cells)
         raise ValueError(f"lumped_mass: no hexahedron or tetra cells in the mesh (has: {types})")
     return m
+
+
+# ----------------------------------------------------------------------------------------------
+# Solid meshes with named groups (tet4 / tet10 / hex8) for the full-order solver (rom.fom).
+__all__ += ["solid_block", "thick_cylinder"]
+
+# Freudenthal split of a hex (VTK order) into 6 tets around the diagonal 0-6 (conforming)
+_KUHN = np.array([[0, 1, 2, 6], [0, 2, 3, 6], [0, 3, 7, 6], [0, 7, 4, 6], [0, 4, 5, 6],
+                  [0, 5, 1, 6]])
+_TET10_EDGES = np.array([[0, 1], [1, 2], [0, 2], [0, 3], [1, 3], [2, 3]])
+_SOLID_FACES = {  # volume type -> (facet type, local face nodes)
+    "hexahedron": ("quad", np.array([[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5],
+                                     [2, 3, 7, 6], [3, 0, 4, 7]]), 4),
+    "tetra": ("triangle", np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]]), 3),
+    "tetra10": ("triangle6", np.array([[0, 2, 1, 6, 5, 4], [0, 1, 3, 4, 8, 7],
+                                       [1, 2, 3, 5, 9, 8], [0, 3, 2, 7, 9, 6]]), 3),
+}
+
+
+def _tet_orient(P: np.ndarray, tets: np.ndarray) -> np.ndarray:
+    X = P[tets[:, :4]]
+    neg = np.linalg.det(X[:, 1:4] - X[:, :1]) < 0
+    tets = tets.copy()
+    tets[neg, 1], tets[neg, 2] = tets[neg, 2].copy(), tets[neg, 1].copy()
+    return tets
+
+
+def _add_midside(P: np.ndarray, tets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """tet4 -> tet10: one new node at the middle of every edge (meshio/VTK edge order)."""
+    e = np.sort(tets[:, _TET10_EDGES], axis=2).reshape(-1, 2)
+    uniq, inv = np.unique(e, axis=0, return_inverse=True)
+    mid = 0.5 * (P[uniq[:, 0]] + P[uniq[:, 1]])
+    t10 = np.concatenate([tets, len(P) + inv.reshape(len(tets), 6)], axis=1)
+    return np.concatenate([P, mid]), t10
+
+
+def solid_block(n: tuple[int, int, int], *, cell: str = "hexahedron",
+                lengths: tuple[float, float, float] = (1.0, 1.0, 1.0), distort: float = 0.0,
+                seed: int = 0, mapping=None,
+                names: tuple[str, ...] = ("xmin", "xmax", "ymin", "ymax", "zmin", "zmax"),
+                ) -> meshio.Mesh:
+    """A block [0, Lx] x [0, Ly] x [0, Lz] of hex8, tet4 or tet10 cells with named boundary groups.
+
+    Parameters
+    ----------
+    n : cells per direction (each hex is split into 6 tets for tetra / tetra10)
+    cell : ``"hexahedron"``, ``"tetra"`` or ``"tetra10"``
+    lengths : block size [m] (in the parametric space when ``mapping`` is given)
+    distort : random displacement of interior nodes, as a fraction of the smallest cell
+        size (0.2 keeps elements valid); boundary planes stay plane; tet10 edges stay
+        straight (mid-side nodes at edge middles)
+    seed : random seed of the distortion
+    mapping : optional function (m, 3) -> (m, 3) applied to the (parametric) node
+        coordinates, e.g. to bend the block into a cylinder (tet10 mid-side nodes are
+        mapped too: curved isoparametric elements)
+    names : names of the six boundary faces x=0, x=Lx, y=0, y=Ly, z=0, z=Lz
+
+    Returns
+    -------
+    meshio.Mesh with one volume block, one facet block per named face (``cell_sets``
+    ``names[k]``, plus ``"volume"``) and ``point_sets`` of the same names.
+    """
+    if cell not in _SOLID_FACES:
+        raise ValueError(f"solid_block: cell must be one of {list(_SOLID_FACES)}, got {cell!r}")
+    nx, ny, nz = (int(v) for v in n)
+    L = np.asarray(lengths, float)
+    axes = [np.linspace(0.0, L[d], m + 1) for d, m in enumerate((nx, ny, nz))]
+    X, Y, Z = np.meshgrid(*axes, indexing="ij")
+    P = np.stack([X.ravel(order="F"), Y.ravel(order="F"), Z.ravel(order="F")], axis=1)
+    hexes = _hex_cells(nx + 1, ny + 1, nz + 1)
+    h = (L / np.array([nx, ny, nz])).min()
+    tol = 1e-9 * L.max()
+    on_bnd = np.zeros(len(P), bool)
+    for d in range(3):
+        on_bnd |= (abs(P[:, d]) < tol) | (abs(P[:, d] - L[d]) < tol)
+    if distort:
+        rng = np.random.default_rng(seed)
+        P = P + np.where(on_bnd[:, None], 0.0, distort * h * rng.uniform(-1, 1, P.shape))
+    if cell == "hexahedron":
+        cells = hexes
+    else:
+        cells = _tet_orient(P, hexes[:, _KUHN].reshape(-1, 4))
+        if cell == "tetra10":
+            P, cells = _add_midside(P, cells)   # straight edges: affine tet10
+    ftype, local, nc = _SOLID_FACES[cell]
+    faces = cells[:, local].reshape(-1, local.shape[1])
+    key = np.sort(faces[:, :nc], axis=1)
+    _, inv, cnt = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    bfaces = faces[cnt[inv.ravel()] == 1]
+    blocks = [(cell, cells)]
+    cell_sets = {"volume": [np.arange(len(cells))]}
+    point_sets = {}
+    for k, name in enumerate(names):
+        d, hi = divmod(k, 2)
+        target = L[d] if hi else 0.0
+        sel = np.all(abs(P[bfaces[:, :nc], d] - target) < tol, axis=1)
+        blocks.append((ftype, bfaces[sel]))
+        point_sets[name] = np.unique(bfaces[sel])
+    for k, name in enumerate(names):
+        cell_sets[name] = [np.zeros(0, np.int64)] * (k + 1) + [np.arange(len(blocks[k + 1][1]))] \
+            + [np.zeros(0, np.int64)] * (len(names) - k - 1)
+    cell_sets["volume"] = [np.arange(len(cells))] + [np.zeros(0, np.int64)] * len(names)
+    if mapping is not None:
+        P = np.asarray(mapping(P), float)
+    return meshio.Mesh(P, blocks, cell_sets=cell_sets, point_sets=point_sets)
+
+
+def thick_cylinder(inner_radius: float = 1.0, outer_radius: float = 2.0, height: float = 0.25,
+                   n: tuple[int, int, int] = (4, 8, 1), *, cell: str = "tetra",
+                   angle: float = np.pi / 2) -> meshio.Mesh:
+    """A sector of a thick-walled cylinder (axis z), for the Lame problem.
+
+    Parameters
+    ----------
+    inner_radius, outer_radius, height : geometry [m]
+    n : cells in (radius, angle, height)
+    cell : ``"hexahedron"``, ``"tetra"`` or ``"tetra10"`` (tet10: curved, isoparametric)
+    angle : sector angle [rad], from the x axis
+
+    Returns
+    -------
+    meshio.Mesh with groups ``inner``, ``outer`` (curved faces), ``theta0`` (plane y = 0),
+    ``theta1`` (plane at ``angle``; x = 0 for the default quarter), ``zmin``, ``zmax``.
+    """
+    a, b = float(inner_radius), float(outer_radius)
+
+    def to_xyz(P):
+        r, t = a + P[:, 0], P[:, 1]
+        return np.column_stack([r * np.cos(t), r * np.sin(t), P[:, 2]])
+
+    return solid_block(n, cell=cell, lengths=(b - a, angle, height), mapping=to_xyz,
+                       names=("inner", "outer", "theta0", "theta1", "zmin", "zmax"))

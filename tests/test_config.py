@@ -100,4 +100,4 @@ def test_reference_lists_every_key():
         assert key in ref
     doc = (ROOT / "docs/case-file.md").read_text()
     assert ref in doc, "docs/case-file.md is out of date: regenerate its table with " \
-                       "python -c 'from rom.config import schema_reference; print(schema_reference())'"
+                       "python tools/case_reference.py"

@@ -1,0 +1,143 @@
+"""Case-file sections of the full-order solver: ``material:``, ``loading:`` and ``fom:``.
+
+Written in the style of :mod:`rom.config` (same ``_f`` field helper, same loader,
+same :class:`~rom.config.CaseError` messages); wired into :class:`rom.config.Case`
+as the optional fields ``material``, ``loading`` and ``fom``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..config import TimeGrid, _f
+
+__all__ = [
+    "CentrifugalSpec",
+    "ConvectionSpec",
+    "DirichletSpec",
+    "FOMConfig",
+    "FixedTemperatureSpec",
+    "HeatConfig",
+    "LoadingCase",
+    "LoadingConfig",
+    "MaterialConfig",
+    "NewtonConfig",
+    "PressureSpec",
+    "TableSpec",
+    "TemperatureSpec",
+]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    values: list[float] = _f(doc="property values (one value: a constant)", factory=list)
+    temperatures: list[float] = _f(doc="temperatures of the values [K] (increasing); "
+                                       "empty for a constant", factory=list)
+
+
+@dataclass(frozen=True)
+class MaterialConfig:
+    law: Literal["elastic", "norton"] = _f("elastic", doc="constitutive law")
+    E: TableSpec = _f(doc="Young's modulus [Pa], table in temperature", factory=TableSpec)
+    nu: TableSpec = _f(doc="Poisson ratio [-]", factory=TableSpec)
+    alpha: TableSpec = _f(doc="secant thermal expansion coefficient from T_ref [1/K]",
+                          factory=lambda: TableSpec([0.0]))
+    T_ref: float = _f(293.15, doc="stress-free reference temperature [K]")
+    K: TableSpec = _f(doc="Norton stress scale [Pa s^(1/n)] (law: norton)", factory=TableSpec)
+    n: TableSpec = _f(doc="Norton exponent [-] (law: norton)", factory=TableSpec)
+    density: float = _f(0.0, doc="mass density [kg/m^3] (centrifugal load)",
+                        range=(0.0, None, False, False))
+    conductivity: TableSpec = _f(doc="thermal conductivity [W/(m K)] (heat solver)",
+                                 factory=TableSpec)
+
+
+@dataclass(frozen=True)
+class DirichletSpec:
+    group: str = _f(doc="mesh group (node set, cell set or physical group)")
+    components: list[Literal["x", "y", "z"]] = _f(doc="constrained components",
+                                                  factory=lambda: ["x", "y", "z"])
+    value: float = _f(0.0, doc="imposed displacement [m] (times the amplitude)")
+
+
+@dataclass(frozen=True)
+class PressureSpec:
+    group: str = _f(doc="surface group (triangle / triangle6 / quad cells)")
+    value: float = _f(doc="pressure [Pa] (times the amplitude), positive pushes inward")
+
+
+@dataclass(frozen=True)
+class CentrifugalSpec:
+    omega: float = _f(doc="rotation speed [rad/s]")
+    axis_point: list[float] = _f(doc="a point of the rotation axis [m]",
+                                 factory=lambda: [0.0, 0.0, 0.0])
+    axis_direction: list[float] = _f(doc="direction of the rotation axis",
+                                     factory=lambda: [0.0, 0.0, 1.0])
+
+
+@dataclass(frozen=True)
+class LoadingConfig:
+    dirichlet: list[DirichletSpec] = _f(doc="imposed displacements", factory=list)
+    pressure: list[PressureSpec] = _f(doc="surface pressures", factory=list)
+    centrifugal: CentrifugalSpec | None = _f(None, doc="rotation (needs material.density)")
+    amplitude: TableSpec | None = _f(None, doc="factor of time scaling pressure, imposed "
+                                               "displacements and omega^2 (default 1)")
+    times: TimeGrid = _f(doc="time steps of every loading", factory=TimeGrid)
+
+
+@dataclass(frozen=True)
+class TemperatureSpec:
+    uniform: float | None = _f(None, doc="uniform temperature [K]")
+    formula: str | None = _f(None, doc="numpy expression of x, y, z [m] and t [s] giving T [K]")
+    file: Path | None = _f(None, doc="meshio file with a nodal temperature field", path="exists")
+    field: str = _f("temperature", doc="name of the point field in `file`")
+    heat: bool = _f(False, doc="compute T with the steady heat solver (fom.heat)")
+
+
+@dataclass(frozen=True)
+class LoadingCase:
+    name: str = _f(doc="loading name (stored with the snapshots)")
+    temperature: TemperatureSpec = _f(doc="temperature field (exactly one source)",
+                                      factory=lambda: TemperatureSpec(uniform=293.15))
+    scale: float = _f(1.0, doc="extra factor on the mechanical loads of this loading")
+
+
+@dataclass(frozen=True)
+class NewtonConfig:
+    rtol: float = _f(1e-8, doc="relative residual tolerance of the global Newton",
+                     range=(0.0, 1.0, True, True))
+    atol: float = _f(1e-12, doc="absolute residual tolerance [N]", range=(0.0, None, False, False))
+    max_iter: int = _f(25, doc="Newton iterations per step", range=(1, None, False, False))
+
+
+@dataclass(frozen=True)
+class FixedTemperatureSpec:
+    group: str = _f(doc="mesh group")
+    value: float = _f(doc="temperature [K]")
+
+
+@dataclass(frozen=True)
+class ConvectionSpec:
+    group: str = _f(doc="surface group")
+    h: float = _f(doc="exchange coefficient [W/(m^2 K)]", range=(0.0, None, False, False))
+    T_ext: float = _f(doc="external temperature [K]")
+
+
+@dataclass(frozen=True)
+class HeatConfig:
+    fixed: list[FixedTemperatureSpec] = _f(doc="imposed temperatures", factory=list)
+    convection: list[ConvectionSpec] = _f(doc="convective exchange", factory=list)
+    petsc_options: dict[str, str] = _f(doc="PETSc options under the prefix 'heat_'", factory=dict)
+
+
+@dataclass(frozen=True)
+class FOMConfig:
+    loadings: list[LoadingCase] = _f(doc="loadings run by python -m rom.fom", factory=list)
+    petsc_prefix: str = _f("", doc="PETSc options prefix of the mechanical solver")
+    petsc_options: dict[str, str] = _f(
+        doc="PETSc options (without dash), e.g. ksp_type: cg; the command line wins",
+        factory=dict)
+    newton: NewtonConfig = _f(doc="global Newton", factory=NewtonConfig)
+    partition: Literal["auto", "metis", "rcb"] = _f("auto", doc="element partitioner")
+    heat: HeatConfig | None = _f(None, doc="steady heat conduction (temperature.heat: true)")
+    write_xdmf: bool = _f(True, doc="also write <name>.<loading>.xdmf for ParaView")

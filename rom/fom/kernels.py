@@ -1,0 +1,153 @@
+"""FE kernels vectorized over elements and integration points (no Python loop over either).
+
+Arrays are shaped ``(n_elements, n_qp, ...)``. Element dofs are node-major:
+local dof ``3 a + i`` is component ``i`` of node ``a`` (global dof ``3 node + i``).
+Strains/stresses are Voigt (xx, yy, zz, xy, yz, xz) with engineering shear strains,
+as in :mod:`rom.materials.tensors`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..parallel import UserError
+from .elements import ElementType
+
+__all__ = [
+    "MeshGeometryError",
+    "b_matrix",
+    "body_forces",
+    "facet_normals",
+    "geometry",
+    "internal_forces",
+    "interpolate",
+    "pressure_forces",
+    "stiffness",
+    "strains",
+]
+
+
+class MeshGeometryError(UserError, ValueError):
+    """An inverted or degenerate element (names the element)."""
+
+
+def geometry(X: np.ndarray, etype: ElementType, *, ids: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Physical gradients and integration weights at every quadrature point.
+
+    Parameters
+    ----------
+    X : (n_el, n_nodes, 3) node coordinates of the elements [m]
+    etype : the reference element
+    ids : (n_el,) global element numbers, for error messages
+
+    Returns
+    -------
+    dNdx : (n_el, n_qp, n_nodes, 3) shape-function gradients [1/m]
+    wdetJ : (n_el, n_qp) quadrature weight times det J [m^3]
+
+    Raises
+    ------
+    MeshGeometryError : some det J <= 0 (inverted element); names the first one
+    """
+    J = np.einsum("qad,eai->eqid", etype.dN, X)             # J[i, d] = dx_i / dxi_d
+    det = np.linalg.det(J)
+    if np.any(det <= 0):
+        k = int(np.argwhere((det <= 0).any(axis=1))[0, 0])
+        el = int(ids[k]) if ids is not None else k
+        raise MeshGeometryError(f"{etype.name} element {el} is inverted or degenerate "
+                                f"(det J = {det[k].min():.3g} <= 0)")
+    Jinv = np.linalg.inv(J)                                  # (e, q, d, i)
+    dNdx = np.einsum("qad,eqdi->eqai", etype.dN, Jinv)
+    return dNdx, det * etype.weights[None, :]
+
+
+def b_matrix(dNdx: np.ndarray) -> np.ndarray:
+    """Strain-displacement matrices (n_el, n_qp, 6, 3 n_nodes) (Voigt, engineering shears)."""
+    ne, nq, nn, _ = dNdx.shape
+    B = np.zeros((ne, nq, 6, nn, 3))
+    gx, gy, gz = dNdx[..., 0], dNdx[..., 1], dNdx[..., 2]
+    B[:, :, 0, :, 0] = gx
+    B[:, :, 1, :, 1] = gy
+    B[:, :, 2, :, 2] = gz
+    B[:, :, 3, :, 0] = gy
+    B[:, :, 3, :, 1] = gx
+    B[:, :, 4, :, 1] = gz
+    B[:, :, 4, :, 2] = gy
+    B[:, :, 5, :, 0] = gz
+    B[:, :, 5, :, 2] = gx
+    return B.reshape(ne, nq, 6, 3 * nn)
+
+
+def strains(dNdx: np.ndarray, ue: np.ndarray) -> np.ndarray:
+    """Voigt strains (n_el, n_qp, 6) from element displacements ue (n_el, n_nodes, 3) [m]."""
+    G = np.einsum("eqaj,eai->eqij", dNdx, ue)               # G[i, j] = du_i / dx_j
+    return np.stack([G[..., 0, 0], G[..., 1, 1], G[..., 2, 2], G[..., 0, 1] + G[..., 1, 0],
+                     G[..., 1, 2] + G[..., 2, 1], G[..., 0, 2] + G[..., 2, 0]], axis=-1)
+
+
+def internal_forces(dNdx: np.ndarray, wdetJ: np.ndarray, stress: np.ndarray) -> np.ndarray:
+    """Element internal forces int B^T sigma (n_el, 3 n_nodes) [N] from stresses (n_el, n_qp, 6)."""
+    s = stress * wdetJ[..., None]
+    S = np.empty(s.shape[:2] + (3, 3))
+    S[..., 0, 0], S[..., 1, 1], S[..., 2, 2] = s[..., 0], s[..., 1], s[..., 2]
+    S[..., 0, 1] = S[..., 1, 0] = s[..., 3]
+    S[..., 1, 2] = S[..., 2, 1] = s[..., 4]
+    S[..., 0, 2] = S[..., 2, 0] = s[..., 5]
+    f = np.einsum("eqaj,eqij->eai", dNdx, S)
+    return f.reshape(len(f), -1)
+
+
+def stiffness(dNdx: np.ndarray, wdetJ: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Element tangent stiffness int B^T D B (n_el, 3 n_nodes, 3 n_nodes) [N/m].
+
+    Parameters
+    ----------
+    D : (n_el, n_qp, 6, 6) tangent moduli [Pa] (or broadcastable, e.g. (6, 6))
+    """
+    B = b_matrix(dNdx)
+    DB = np.matmul(np.broadcast_to(D, B.shape[:2] + (6, 6)), B) * wdetJ[..., None, None]
+    return np.matmul(np.swapaxes(B, 2, 3), DB).sum(axis=1)
+
+
+def interpolate(N: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Nodal values (n_el, n_nodes, ...) at quadrature points: (n_el, n_qp, ...)."""
+    return np.einsum("qa,ea...->eq...", N, values)
+
+
+def facet_normals(X: np.ndarray, ftype: ElementType) -> tuple[np.ndarray, np.ndarray]:
+    """Area-weighted normals at facet quadrature points.
+
+    Parameters
+    ----------
+    X : (n_f, n_nodes, 3) facet node coordinates [m]
+
+    Returns
+    -------
+    nw : (n_f, n_qp, 3) normal times quadrature weight times area Jacobian [m^2]
+        (orientation from the node order: right-hand rule)
+    """
+    T = np.einsum("qad,fai->fqdi", ftype.dN, X)              # tangents (f, q, 2, 3)
+    return np.cross(T[:, :, 0], T[:, :, 1]) * ftype.weights[None, :, None]
+
+
+def pressure_forces(X: np.ndarray, ftype: ElementType, pressure: np.ndarray | float
+                    ) -> np.ndarray:
+    """Nodal forces of a pressure acting against the facet normal: -int p N n dA.
+
+    Parameters
+    ----------
+    X : (n_f, n_nodes, 3) facet nodes, ordered so that the normal points out of the body
+    pressure : scalar or (n_f, n_qp) pressure [Pa] (positive pushes into the body)
+
+    Returns
+    -------
+    (n_f, n_nodes, 3) nodal forces [N]
+    """
+    nw = facet_normals(X, ftype)
+    p = np.broadcast_to(np.asarray(pressure, float), nw.shape[:2])
+    return -np.einsum("qa,fq,fqi->fai", ftype.N, p, nw)
+
+
+def body_forces(etype: ElementType, wdetJ: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Nodal forces int N b dV (n_el, n_nodes, 3) [N] of body forces b (n_el, n_qp, 3) [N/m^3]."""
+    return np.einsum("qa,eq,eqi->eai", etype.N, wdetJ, b)

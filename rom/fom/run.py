@@ -1,0 +1,183 @@
+"""Run every loading of a case with the mechanical solver and write the snapshot store.
+
+Called by ``python -m rom.fom case.yaml``; usable from Python with any communicator.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import meshio
+import numpy as np
+import yaml
+from mpi4py import MPI
+
+from ..config import CaseError, _Ctx, case_from_dict, load_case
+from ..io.mesh import read_mesh, write_time_series
+from ..io.snapshots import SnapshotStore
+from ..materials import von_mises
+from ..parallel import Progress, as_comm, rank0_print
+from .config import FOMConfig, LoadingConfig, MaterialConfig
+from .mesh import FEMesh
+from .setup import (
+    loading_parameters,
+    loads_from_config,
+    material_from_config,
+    table,
+    temperature_function,
+)
+from .solver import ConvergenceError, MechanicalSolver, NewtonOptions
+
+__all__ = ["FOMCase", "load_fom_case", "run_case"]
+
+
+@dataclass
+class FOMCase:
+    """What the full-order run needs from a case file."""
+
+    case: object
+    fom: FOMConfig
+    material: MaterialConfig
+    loading: LoadingConfig
+
+
+def load_fom_case(path: str | Path) -> FOMCase:
+    """Load a case file with its ``fom:``, ``material:`` and ``loading:`` sections.
+
+    Works whether or not :class:`rom.config.Case` already has these fields.
+    """
+    path = Path(path)
+    try:
+        case = load_case(path)
+        sections = {k: getattr(case, k, None) for k in ("fom", "material", "loading")}
+    except CaseError as exc:
+        if not any(f"{k}: unknown key" in str(exc) for k in ("fom", "material", "loading")):
+            raise
+        data = yaml.safe_load(path.read_text())
+        ctx = _Ctx(str(path), path.resolve().parent)
+        sections = {k: data.pop(k, None) for k in ("fom", "material", "loading")}
+        case = case_from_dict(data, source=path)
+        types = {"fom": FOMConfig, "material": MaterialConfig, "loading": LoadingConfig}
+        sections = {k: None if v is None else ctx.build(types[k], v, k)
+                    for k, v in sections.items()}
+    for k in ("fom", "material", "loading"):
+        if sections[k] is None:
+            raise CaseError(f"{path}: {k}: required section is missing for python -m rom.fom")
+    if not sections["fom"].loadings:
+        raise CaseError(f"{path}: fom.loadings: give at least one loading")
+    return FOMCase(case, sections["fom"], sections["material"], sections["loading"])
+
+
+def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = False,
+             progress: bool = True) -> Path:
+    """Run every loading; write the snapshot store (and XDMF files); return the store path.
+
+    A solver failure is raised after the steps already computed have been stored.
+    """
+    comm = as_comm(comm)
+    case = fc.case
+    mio = read_mesh(case.mesh)
+    mesh = FEMesh.from_meshio(mio, source=str(case.mesh))
+    law = material_from_config(fc.material)
+    grid = fc.loading.times
+    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
+    store_path = Path(case.snapshots.store)
+    if comm.rank == 0:
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(case.output.directory)
+    failure = None
+    solvers = []
+    with SnapshotStore.create(store_path, comm=comm, overwrite=overwrite,
+                              provenance={"case_hash": getattr(case, "source_hash", ""),
+                                          "writer": "rom.fom"}) as store:
+        store.set_mesh(path=str(case.mesh))
+        for lc in fc.fom.loadings:
+            loads = loads_from_config(fc.loading, fc.material.density, lc.scale)
+            solver = MechanicalSolver(mesh, law, loads, comm=comm,
+                                      petsc_options=fc.fom.petsc_options,
+                                      prefix=fc.fom.petsc_prefix,
+                                      newton=NewtonOptions(**vars(fc.fom.newton)),
+                                      partition=fc.fom.partition)
+            solvers.append(solver)
+        s0 = solvers[0]
+        nq = s0.elements.n_qp_global
+        fields = {"displacement": ("nodal", mesh.n_nodes, 3, "m"),
+                  "temperature": ("nodal", mesh.n_nodes, 1, "K"),
+                  "stress": ("quadrature", nq, 6, "Pa"), "strain": ("quadrature", nq, 6, "1")}
+        for name, (sl, unit) in law.state_names.items():
+            fields[name] = ("quadrature", nq, sl.stop - sl.start, unit)
+        for name, (kind, n, k, unit) in fields.items():
+            store.add_field(name, kind=kind, n_entities=n, n_components=k, units=unit)
+        own = np.flatnonzero(s0.part.node_part == comm.rank)
+        qp = s0.elements.qp
+        rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
+                for n, (kind, _, k, _) in fields.items()}
+        heat = None
+        if fc.fom.heat is not None:
+            hc = fc.fom.heat
+
+            def heat():
+                from .heat import solve_heat
+                return solve_heat(mesh, table(fc.material.conductivity, "conductivity"),
+                                  fixed=[(f.group, f.value) for f in hc.fixed],
+                                  convection=[(c.group, c.h, c.T_ext) for c in hc.convection],
+                                  comm=comm, petsc_options=hc.petsc_options)
+        for lc, solver in zip(fc.fom.loadings, solvers):
+            temp = temperature_function(lc.temperature, mesh, heat=heat,
+                                        where=f"fom.loadings[{lc.name}].")
+            lid = store.add_loading(lc.name, loading_parameters(lc))
+            bar = Progress(comm, len(times) - 1, f"loading {lc.name}", enabled=progress)
+            series = []
+
+            def save(i, st, lid=lid, temp=temp, solver=solver, series=series, bar=bar):
+                vals = {"displacement": st.u[own].ravel(), "temperature": temp(st.time)[own],
+                        "stress": st.stress.ravel(), "strain": st.strain.ravel()}
+                for name, (sl, _) in law.state_names.items():
+                    vals[name] = st.internal[:, sl].ravel()
+                store.append(vals, loading=lid, time=st.time, step=i, rows=rows)
+                if fc.fom.write_xdmf:
+                    vm = solver.gather_points(von_mises(st.stress), root=0)
+                    p = solver.gather_points(st.internal[:, 6], root=0) \
+                        if "p" in law.state_names else None
+                    series.append((st.time, st.u.copy(), vm, p))
+                bar.update()
+
+            try:
+                solver.solve(times, temp, callback=save)
+            except ConvergenceError as exc:
+                failure = ConvergenceError(f"loading {lc.name!r}: {exc}")
+            bar.close()
+            if fc.fom.write_xdmf and comm.rank == 0 and series:
+                _write_xdmf(out_dir / f"{case.name}.{lc.name}.xdmf", mesh, s0, series)
+            if failure is not None:
+                break
+    for s in solvers:
+        s.destroy()
+    if failure is not None:
+        raise failure
+    rank0_print(comm, f"rom.fom: wrote {store_path}")
+    return store_path
+
+
+def _write_xdmf(path: Path, mesh: FEMesh, solver: MechanicalSolver, series) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vol = meshio.Mesh(mesh.points, [(b.etype.name, b.cells) for b in mesh.blocks])
+    nq = [b.etype.n_qp for b in mesh.blocks]
+    sizes = [len(b.cells) for b in mesh.blocks]
+
+    def cell_mean(v):
+        out, start = [], 0
+        for n, q in zip(sizes, nq):  # loop over blocks
+            out.append(v[start:start + n * q].reshape(n, q).mean(axis=1))
+            start += n * q
+        return out
+
+    cells = []
+    for _, _, vm, p in series:
+        d = {"von_mises": cell_mean(vm)}
+        if p is not None:
+            d["p"] = cell_mean(p)
+        cells.append(d)
+    write_time_series(path, vol, [s[0] for s in series],
+                      [{"displacement": s[1]} for s in series], cell_data_per_step=cells,
+                      units={"displacement": "m", "von_mises": "Pa"})

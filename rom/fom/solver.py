@@ -1,0 +1,351 @@
+"""Distributed quasi-static mechanics: Newton with PETSc KSP over a partitioned mesh.
+
+:class:`MechanicalSolver` owns the partition, the PETSc objects and the element
+data of its rank. :meth:`MechanicalSolver.step` is the restart entry point:
+"advance one time step from this state with this temperature".
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from ..materials.base import Material, MaterialError
+from ..parallel import UserError, as_comm
+from .discretization import ElementSet
+from .loads import Loads
+from .mesh import FEMesh
+from .partition import partition_mesh
+from .petsc_tools import coo_matrix, ghost_scatter, pop_options, push_options, to_petsc_int
+
+__all__ = [
+    "DEFAULT_PETSC_OPTIONS",
+    "ConvergenceError",
+    "MechState",
+    "MechanicalSolver",
+    "NewtonOptions",
+]
+
+#: defaults of the linear solver (overridden by the case file, then the command line)
+DEFAULT_PETSC_OPTIONS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10,
+                         "ksp_max_it": 2000}
+
+
+class ConvergenceError(UserError, RuntimeError):
+    """Newton, the linear solver or a local integration failed (says which step and rank)."""
+
+    collective = True
+
+
+@dataclass
+class NewtonOptions:
+    """Global Newton settings.
+
+    rtol : relative residual tolerance (to max(|r_0|, |f_ext|, |reactions|))
+    atol : absolute residual tolerance [N]
+    max_iter : iterations before :class:`ConvergenceError`
+    """
+
+    rtol: float = 1e-8
+    atol: float = 1e-12
+    max_iter: int = 25
+
+
+@dataclass
+class MechState:
+    """The state of the structure at one time.
+
+    Attributes
+    ----------
+    time : [s]
+    u : (n_nodes, 3) nodal displacements, mesh numbering, the same on every rank [m]
+    strain, stress : (n_qp_local, 6) at this rank's integration points (Voigt)
+    internal : (n_qp_local, n_state) internal variables at this rank's points
+    newton : residual norms of the Newton iterations that produced the state
+    """
+
+    time: float
+    u: np.ndarray
+    strain: np.ndarray
+    stress: np.ndarray
+    internal: np.ndarray
+    newton: list = field(default_factory=list)
+
+
+class MechanicalSolver:
+    """Quasi-static small-strain mechanics on a mesh partitioned over ``comm``.
+
+    Parameters
+    ----------
+    mesh : the mesh, identical on every rank
+    material : constitutive law (``rom.materials``)
+    loads : boundary conditions and loads (groups are checked here)
+    comm : communicator (``None``: serial)
+    petsc_options : options for the linear solver (keys without the leading dash,
+        e.g. ``{"ksp_type": "cg"}``), applied under ``prefix``; command-line options
+        ``-<prefix><key>`` win
+    prefix : PETSc options prefix
+    newton : Newton settings
+    partition : ``"auto"``, ``"metis"`` or ``"rcb"``
+    """
+
+    def __init__(self, mesh: FEMesh, material: Material, loads: Loads, *,
+                 comm: MPI.Comm | None = None, petsc_options: Mapping | None = None,
+                 prefix: str = "", newton: NewtonOptions | None = None,
+                 partition: str = "auto"):
+        self.comm = as_comm(comm)
+        self.mesh, self.material, self.loads = mesh, material, loads
+        self.newton = newton or NewtonOptions()
+        loads.check(mesh)
+        rank = self.comm.rank
+        self.part = partition_mesh(mesh, self.comm, method=partition)
+        self.elements = ElementSet(mesh, self.part.elements(rank))
+        self.n_qp = self.elements.n_qp
+        n2 = self.part.new_of_old
+        self.dof_start, self.dof_end = self.part.dof_range(rank)
+        n_local = self.dof_end - self.dof_start
+        # element dofs in the rank-contiguous numbering, and the COO pattern
+        self._edofs = [(3 * n2[b.cells][:, :, None] + np.arange(3)).reshape(len(b.cells), -1)
+                       for b in self.elements.blocks]
+        rows = np.concatenate([np.repeat(d, d.shape[1], axis=1).ravel() for d in self._edofs])
+        cols = np.concatenate([np.tile(d, (1, d.shape[1])).ravel() for d in self._edofs])
+        pc = self.comm
+        self.A = coo_matrix(pc, n_local, rows, cols)
+        self.u = self.A.createVecRight()
+        self.r = self.A.createVecRight()
+        self.du = self.A.createVecRight()
+        self.f_ext = self.A.createVecRight()
+        self._rdofs, self._rinv = np.unique(np.concatenate([d.ravel() for d in self._edofs]),
+                                            return_inverse=True)
+        # ghosted displacements: the nodes of this rank's elements
+        self._nodes = self.elements.nodes
+        gdofs = (3 * n2[self._nodes][:, None] + np.arange(3)).ravel()
+        self._scatter, self._uloc = ghost_scatter(self.u, gdofs)
+        # gather of the whole displacement (mesh numbering) on every rank
+        self._old_of_new = np.argsort(n2)
+        # Dirichlet rows owned here
+        own = (self.part.node_part == rank)
+        drows, dsel = [], []
+        for k, d in enumerate(loads.dirichlet):
+            nodes = mesh.group(d.group).nodes
+            nodes = nodes[own[nodes]]
+            for c in d.components:
+                drows.append(3 * n2[nodes] + c)
+                dsel.append(np.full(len(nodes), k))
+        self._drows = np.concatenate(drows) if drows else np.zeros(0, np.int64)
+        dsel = np.concatenate(dsel) if dsel else np.zeros(0, np.int64)
+        self._drows, first = np.unique(self._drows, return_index=True)  # last listed wins? first
+        self._dvalues = np.array([loads.dirichlet[k].value for k in dsel[first]], float)
+        self._dis = PETSc.IS().createGeneral(to_petsc_int(self._drows), comm=pc)
+        # external loads of unit amplitude
+        self._f_ext_unit = self._external_forces()
+        # linear solver
+        self.ksp = PETSc.KSP().create(comm=pc)
+        self.ksp.setOptionsPrefix(prefix)
+        self._set_near_nullspace(pc)
+        self.ksp.setOperators(self.A)
+        inserted = push_options(prefix, DEFAULT_PETSC_OPTIONS, petsc_options or {})
+        try:
+            self.ksp.setFromOptions()
+        finally:
+            pop_options(inserted)
+        self.timings = {"assembly": 0.0, "solve": 0.0, "material": 0.0}
+
+    # ------------------------------------------------------------------ setup helpers
+    def _external_forces(self) -> PETSc.Vec:
+        f = self.A.createVecRight()
+        n2 = self.part.new_of_old
+        nodes, forces = self.loads.pressure_forces(self.mesh, self.part.node_part, self.comm.rank)
+        idx = [(3 * n2[nodes][:, None] + np.arange(3)).ravel()]
+        vals = [forces.ravel()]
+        if self.loads.centrifugal is not None:
+            b = self.loads.centrifugal.force_density(self.elements.coordinates(), self.loads.density)
+            fe = self.elements.body_forces(b)
+            idx += [d.ravel() for d in self._edofs]
+            vals += [v.ravel() for v in fe]
+        idx, vals = np.concatenate(idx), np.concatenate(vals)
+        if len(idx):
+            u, inv = np.unique(idx, return_inverse=True)
+            f.setValues(to_petsc_int(u), np.bincount(inv, weights=vals), addv=PETSc.InsertMode.ADD)
+        f.assemble()
+        return f
+
+    def _set_near_nullspace(self, pc) -> None:
+        own = self._old_of_new[self.part.node_offsets[self.comm.rank]:
+                               self.part.node_offsets[self.comm.rank + 1]]
+        coords = PETSc.Vec().createMPI((3 * len(own), PETSc.DETERMINE), bsize=3, comm=pc)
+        coords.setArray(self.mesh.points[own].ravel())
+        self.nullspace = PETSc.NullSpace().createRigidBody(coords)
+        self.A.setNearNullSpace(self.nullspace)
+
+    # ------------------------------------------------------------------ state helpers
+    def initial_state(self, time: float = 0.0) -> MechState:
+        """Zero displacement, strain, stress and a virgin material at ``time``."""
+        z = np.zeros((self.n_qp, 6))
+        return MechState(time, np.zeros((self.mesh.n_nodes, 3)), z, z.copy(),
+                         self.material.initial_state(self.n_qp))
+
+    def state_from_global(self, time: float, u: np.ndarray, strain: np.ndarray,
+                          internal: np.ndarray, stress: np.ndarray | None = None) -> MechState:
+        """A state from arrays over *all* integration points (global numbering), e.g. from
+        a reduced model: keeps this rank's points."""
+        qp = self.elements.qp
+        st = np.zeros((self.n_qp, 6)) if stress is None else np.asarray(stress)[qp]
+        return MechState(time, np.asarray(u, float).reshape(-1, 3), np.asarray(strain)[qp], st,
+                         np.asarray(internal)[qp])
+
+    def gather_points(self, values: np.ndarray, root: int | None = None) -> np.ndarray | None:
+        """Values at this rank's points (n_qp_local, ...) -> all points in global order
+        (on every rank, or only on ``root``)."""
+        values = np.ascontiguousarray(values)
+        parts = self.comm.allgather((self.elements.qp, values)) if root is None else \
+            self.comm.gather((self.elements.qp, values), root=root)
+        if parts is None:
+            return None
+        out = np.empty((self.elements.n_qp_global,) + values.shape[1:], values.dtype)
+        for qp, v in parts:  # loop over ranks
+            out[qp] = v
+        return out
+
+    def _u_full(self) -> np.ndarray:
+        """All nodal displacements (n_nodes, 3), mesh numbering, on every rank."""
+        arr = self.u.getArray(readonly=True)
+        parts = self.comm.allgather(np.asarray(arr))
+        new = np.concatenate(parts).reshape(-1, 3)
+        return new[self.part.new_of_old]
+
+    def _set_u(self, u_mesh: np.ndarray) -> None:
+        own = self._old_of_new[self.part.node_offsets[self.comm.rank]:
+                               self.part.node_offsets[self.comm.rank + 1]]
+        self.u.setArray(np.ascontiguousarray(u_mesh[own]).ravel())
+
+    def _ghost_u(self) -> np.ndarray:
+        self._scatter.scatter(self.u, self._uloc, PETSc.InsertMode.INSERT,
+                              PETSc.ScatterMode.FORWARD)
+        full = np.zeros((self.mesh.n_nodes, 3))
+        full[self._nodes] = self._uloc.getArray(readonly=True).reshape(-1, 3)
+        return full
+
+    # ------------------------------------------------------------------ one step
+    def step(self, state: MechState, temperature: np.ndarray, time_new: float) -> MechState:
+        """Advance one time step (the restart entry point).
+
+        Parameters
+        ----------
+        state : converged state at the start of the step (``state.time``)
+        temperature : (n_nodes,) nodal temperature at ``time_new`` [K], mesh numbering
+        time_new : end of the step [s]
+
+        Returns
+        -------
+        the converged :class:`MechState` at ``time_new``
+
+        Raises
+        ------
+        ConvergenceError : Newton did not converge, the linear solver diverged or the
+            material integration failed; raised on every rank, names the step time and rank
+        """
+        dt = float(time_new - state.time)
+        fac = self.loads.factor(time_new)
+        T_qp = self.elements.at_points(np.asarray(temperature, float))
+        self._set_u(state.u)
+        if len(self._drows):
+            self.u.setValues(to_petsc_int(self._drows), fac * self._dvalues)
+        self.u.assemble()
+        self.f_ext_unit_scaled = fac
+        norms, ref = [], None
+        for it in range(self.newton.max_iter + 1):
+            t0 = time.perf_counter()
+            out = self._evaluate(state, T_qp, dt, time_new)
+            t1 = time.perf_counter()
+            self.timings["material"] += t1 - t0
+            self._assemble_residual(out["fe"], fac)
+            rnorm = self.r.norm()
+            if ref is None:
+                ref = max(rnorm, fac * self._f_ext_unit.norm(), self._reaction_norm)
+            norms.append(rnorm)
+            if rnorm <= max(self.newton.rtol * ref, self.newton.atol):
+                break
+            if it == self.newton.max_iter:
+                raise ConvergenceError(
+                    f"Newton did not converge at t = {time_new:g} s (dt = {dt:g} s) in "
+                    f"{self.newton.max_iter} iterations: residual norms "
+                    + ", ".join(f"{n:.3e}" for n in norms))
+            self._assemble_matrix(out["Ke"])
+            t2 = time.perf_counter()
+            self.timings["assembly"] += t2 - t1
+            self.r.scale(-1.0)
+            self.ksp.solve(self.r, self.du)
+            self.timings["solve"] += time.perf_counter() - t2
+            reason = self.ksp.getConvergedReason()
+            if reason < 0:
+                raise ConvergenceError(f"linear solver diverged (reason {reason}) at "
+                                       f"t = {time_new:g} s, Newton iteration {it}")
+            self.u.axpy(1.0, self.du)
+        return MechState(time_new, self._u_full(), out["strain"], out["stress"], out["state"],
+                         norms)
+
+    def _evaluate(self, state: MechState, T_qp, dt, time_new) -> dict:
+        msg = None
+        try:
+            out = self.elements.evaluate(self.material, self._ghost_u(), state.strain,
+                                         state.internal, T_qp, dt)
+        except MaterialError as exc:
+            msg, out = f"rank {self.comm.rank}: {exc}", None
+        msgs = [m for m in self.comm.allgather(msg) if m]
+        if msgs:
+            raise ConvergenceError(f"material integration failed at t = {time_new:g} s "
+                                   f"(dt = {dt:g} s): " + "; ".join(msgs))
+        return out
+
+    def _assemble_residual(self, fe: list, fac: float) -> None:
+        vals = np.bincount(self._rinv, weights=np.concatenate([f.ravel() for f in fe]),
+                           minlength=len(self._rdofs))
+        self.r.zeroEntries()
+        self.r.setValues(to_petsc_int(self._rdofs), vals, addv=PETSc.InsertMode.ADD)
+        self.r.assemble()
+        self.r.axpy(-fac, self._f_ext_unit)
+        rows = self._drows - self.dof_start
+        arr = self.r.getArray()
+        self._reaction_norm = float(np.sqrt(self.comm.allreduce(float(arr[rows] @ arr[rows]))))
+        arr[rows] = 0.0
+        del arr
+
+    def _assemble_matrix(self, Ke: list) -> None:
+        self.A.setValuesCOO(np.concatenate([k.ravel() for k in Ke]), PETSc.InsertMode.INSERT)
+        self.A.zeroRowsColumns(self._dis, diag=1.0)
+
+    def solve(self, times: np.ndarray, temperature, *, state: MechState | None = None,
+              callback=None) -> MechState:
+        """March over ``times`` (times[0] is the initial state).
+
+        Parameters
+        ----------
+        times : (m,) increasing times [s]
+        temperature : callable t -> (n_nodes,) nodal temperature [K]
+        state : initial state (default: virgin at times[0])
+        callback : called as ``callback(step_index, state)`` after every converged step
+
+        Returns
+        -------
+        the final state
+        """
+        state = state or self.initial_state(float(times[0]))
+        for i, t in enumerate(times[1:], start=1):
+            state = self.step(state, temperature(float(t)), float(t))
+            if callback is not None:
+                callback(i, state)
+        return state
+
+    def matrix_info(self) -> dict:
+        """PETSc matrix info (``mallocs`` is 0 when the preallocation was exact)."""
+        return self.A.getInfo()
+
+    def destroy(self) -> None:
+        for obj in (self.ksp, self.A, self.u, self.r, self.du, self.f_ext, self._f_ext_unit,
+                    self._uloc, self._scatter, self._dis, self.nullspace):
+            obj.destroy()

@@ -1,0 +1,151 @@
+"""Norton elasto-viscoplasticity, backward Euler with a local Newton and the consistent tangent.
+
+Flow rule (von Mises, no threshold):
+``d eps_vp / dt = (sigma_eq / K(T))^n(T) * 3/2 s / sigma_eq``, ``dp/dt = (sigma_eq / K)^n``.
+
+Backward Euler over a step reduces, for isotropic elasticity, to a radial return on
+one scalar: with the elastic trial stress (equivalent stress ``q_tr``) the end-of-step
+equivalent stress ``x`` solves ``q_tr - x - 3 G dt (x / K)^n = 0`` (solved by Newton
+from the right, where it converges monotonically: the function is concave and
+decreasing), then ``dp = (q_tr - x) / (3 G)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import MaterialError, Table, as_table
+from .elastic import ThermoElastic
+from .tensors import (
+    I_DEV,
+    mandel_to_strain,
+    mandel_to_stress,
+    strain_to_mandel,
+    tangent_from_mandel,
+)
+
+__all__ = ["Norton"]
+
+_ONE = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+
+
+class Norton(ThermoElastic):
+    """Thermo-elasto-viscoplastic Norton law (small strain, isotropic).
+
+    Parameters
+    ----------
+    E, nu, alpha, T_ref : as :class:`~rom.materials.elastic.ThermoElastic`
+    K : Norton stress scale [Pa s^(1/n)] (> 0), constant or table in T
+    n : Norton exponent [-] (>= 1), constant or table in T
+    rtol : relative tolerance of the local Newton on the equivalent stress
+    max_iter : local Newton iterations before :class:`MaterialError`
+
+    Internal variables (columns of the state, ``state_names``):
+    ``viscoplastic_strain`` (6, Voigt with engineering shears) and ``p``
+    (cumulated viscoplastic strain, 1).
+    """
+
+    n_state = 7
+    state_names = {"viscoplastic_strain": (slice(0, 6), "1"), "p": (slice(6, 7), "1")}
+
+    def __init__(self, E, nu, alpha=0.0, T_ref: float = 293.15, *, K, n,
+                 rtol: float = 1e-13, max_iter: int = 100):
+        super().__init__(E, nu, alpha, T_ref)
+        self.K: Table = as_table(K, "K")
+        self.n: Table = as_table(n, "n")
+        self.K.check(0.0, None, what="positive (Norton K must be > 0)")
+        self.n.check(1.0, None, lo_open=False, what=">= 1 (Norton exponent)")
+        self.rtol = float(rtol)
+        self.max_iter = int(max_iter)
+
+    def initial_state(self, n: int) -> np.ndarray:
+        """Zero viscoplastic strain and p: (n, 7)."""
+        return np.zeros((n, self.n_state))
+
+    def integrate(self, strain_old: np.ndarray, strain_new: np.ndarray, state_old: np.ndarray,
+                  temperature: np.ndarray, dt: float):
+        """One backward-Euler step at every point.
+
+        Parameters
+        ----------
+        strain_old, strain_new : (n, 6) total strains (engineering shears) [-]
+        state_old : (n, 7) internal variables at the start of the step
+        temperature : (n,) temperature at the end of the step [K]
+        dt : time step [s] (>= 0; 0 gives the elastic response)
+
+        Returns
+        -------
+        stress (n, 6) [Pa], state_new (n, 7), tangent (n, 6, 6) [Pa] (consistent)
+
+        Raises
+        ------
+        MaterialError : the local Newton did not converge (names the first point)
+        """
+        strain_new = np.asarray(strain_new, float)
+        state_old = np.asarray(state_old, float)
+        T = np.broadcast_to(np.asarray(temperature, float), strain_new.shape[:-1])
+        E, nu, K, nexp = self.E(T), self.nu(T), self.K(T), self.n(T)
+        G = E / (2 * (1 + nu))
+        bulk = E / (3 * (1 - 2 * nu))
+        evp_old = state_old[..., :6]
+        eps_e = strain_to_mandel(strain_new - self.thermal_strain(T) - evp_old)
+        tr = eps_e[..., :3].sum(-1)
+        e_dev = eps_e - (tr / 3.0)[..., None] * _ONE
+        s_tr = 2 * G[..., None] * e_dev                                  # Mandel deviator
+        q_tr = np.sqrt(1.5 * np.einsum("...i,...i->...", s_tr, s_tr))
+        shape = q_tr.shape
+        x, h = self._solve_scalar(q_tr.ravel(), G.ravel(), K.ravel(), nexp.ravel(), float(dt))
+        x, h = x.reshape(shape), h.reshape(shape)
+        dp = (q_tr - x) / (3 * G)
+        safe = np.where(q_tr > 0, q_tr, 1.0)
+        N = 1.5 * s_tr / safe[..., None]                                 # Mandel flow direction
+        N = np.where((q_tr > 0)[..., None], N, 0.0)
+        sig = bulk[..., None] * tr[..., None] * _ONE + s_tr * (x / safe)[..., None]
+        state_new = np.empty_like(state_old)
+        state_new[..., :6] = evp_old + mandel_to_strain(dp[..., None] * N)
+        state_new[..., 6] = state_old[..., 6] + dp
+        # consistent tangent (Mandel): C - 4G^2 h/(1+3Gh) N N - 6G^2 dp/q_tr (I_dev - 2/3 N N)
+        NN = N[..., :, None] * N[..., None, :]
+        C = 3 * bulk[..., None, None] * (np.outer(_ONE, _ONE) / 3.0) + 2 * G[..., None, None] * I_DEV
+        a = 4 * G**2 * h / (1 + 3 * G * h)
+        b = 6 * G**2 * dp / safe
+        Dm = C - a[..., None, None] * NN - b[..., None, None] * (I_DEV - 2.0 / 3.0 * NN)
+        return mandel_to_stress(sig), state_new, tangent_from_mandel(Dm)
+
+    def _solve_scalar(self, q_tr, G, K, nexp, dt):
+        """Solve q_tr - x - 3 G dt (x/K)^n = 0 for x in [0, q_tr]; also h = d dp / d x."""
+        x = q_tr.copy()
+        if dt > 0:
+            c = 3 * G * dt
+            with np.errstate(divide="ignore", over="ignore"):
+                # start where the creep term alone equals q_tr: to the right of the root
+                x0 = K * (q_tr / c) ** (1.0 / nexp)
+            x = np.minimum(q_tr, x0)
+            active = q_tr > 0
+            for _ in range(self.max_iter):
+                if not active.any():
+                    break
+                xa, Ka, na, ca = x[active], K[active], nexp[active], c[active]
+                r = xa / Ka
+                F = q_tr[active] - xa - ca * r**na
+                dF = -1.0 - ca * na * r ** (na - 1) / Ka
+                step = F / dF
+                xn = np.maximum(xa - step, 0.0)
+                x[active] = xn
+                done = np.abs(step) <= self.rtol * q_tr[active]
+                idx = np.flatnonzero(active)
+                active[idx[done]] = False
+            if active.any():
+                k = int(np.flatnonzero(active)[0])
+                raise MaterialError(
+                    f"Norton: local Newton did not converge in {self.max_iter} iterations at "
+                    f"{int(active.sum())} integration point(s), first flat index {k} "
+                    f"(trial von Mises stress {q_tr.flat[k]:.6g} Pa, dt = {dt:g} s)")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                h = np.where(x > 0, dt * nexp * (x / K) ** (nexp - 1) / K, 0.0)
+        else:
+            h = np.zeros_like(q_tr)
+        if not np.all(np.isfinite(x)):
+            k = int(np.flatnonzero(~np.isfinite(x))[0])
+            raise MaterialError(f"Norton: non-finite stress at integration point {k} "
+                                f"(trial von Mises stress {q_tr.flat[k]:.6g} Pa)")
+        return x, h

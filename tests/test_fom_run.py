@@ -1,0 +1,128 @@
+"""python -m rom.fom: case sections, snapshot store, heat solver, command line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import meshio
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+pytest.importorskip("petsc4py")
+
+from rom.fom.heat import solve_heat
+from rom.fom.mesh import FEMesh
+from rom.fom.run import load_fom_case, run_case
+from rom.fom.setup import loads_from_config, material_from_config, temperature_function
+from rom.fom.solver import MechanicalSolver, NewtonOptions
+from rom.io.snapshots import SnapshotStore
+from rom.materials import Table
+from rom.meshes import solid_block
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = """
+name: bar
+mesh: bar.inp
+snapshots: {{store: out/bar.snapshots.h5}}
+output: {{directory: out, plot: false, write_modes: false}}
+material:
+  law: norton
+  E: {{temperatures: [300, 1200], values: [2.0e11, 1.4e11]}}
+  nu: {{values: [0.3]}}
+  alpha: {{temperatures: [300, 1200], values: [1.2e-5, 1.6e-5]}}
+  T_ref: 300
+  K: {{temperatures: [300, 1200], values: [9.0e8, 3.0e8]}}
+  n: {{values: [5]}}
+  density: 8000
+loading:
+  dirichlet: [{{group: {clamp}}}]
+  pressure: [{{group: xmax, value: -1.5e8}}]
+  centrifugal: {{omega: 1500.0, axis_point: [-0.1, 0, 0], axis_direction: [0, 1, 0]}}
+  amplitude: {{temperatures: [0, 1], values: [0, 1]}}
+  times: {{start: 0, stop: 50, steps: 3}}
+fom:
+  petsc_options: {{ksp_rtol: 1e-13}}
+  newton: {{rtol: 1e-11}}
+  loadings:
+    - {{name: cold, temperature: {{uniform: 400}}}}
+    - {{name: hot, temperature: {{formula: "500 + 8000 * x"}}, scale: 0.8}}
+"""
+
+
+def _write_case(path: Path, clamp: str = "xmin") -> Path:
+    mesh = solid_block((3, 1, 1), cell="tetra10", lengths=(0.04, 0.01, 0.01))
+    meshio.write(path / "bar.inp", mesh)
+    (path / "case.yaml").write_text(CASE.format(clamp=clamp))
+    return path / "case.yaml"
+
+
+@pytest.mark.mpi
+def test_run_case_writes_store_like_serial_solver(comm, shared_tmp_path):
+    case_file = _write_case(shared_tmp_path) if comm.rank == 0 else shared_tmp_path / "case.yaml"
+    comm.barrier()
+    fc = load_fom_case(case_file)
+    store_path = run_case(fc, comm, progress=False)
+    # serial reference of the last step of loading "hot"
+    mesh = FEMesh.from_meshio(meshio.read(shared_tmp_path / "bar.inp"))
+    lc = fc.fom.loadings[1]
+    ref = None
+    if comm.rank == 0:  # serial reference, computed once and broadcast
+        solver = MechanicalSolver(mesh, material_from_config(fc.material),
+                                  loads_from_config(fc.loading, fc.material.density, lc.scale),
+                                  comm=MPI.COMM_SELF, petsc_options={"ksp_rtol": 1e-13},
+                                  newton=NewtonOptions(rtol=1e-11))
+        ref = solver.solve(np.linspace(0, 50, 4), temperature_function(lc.temperature, mesh))
+        solver.destroy()
+    ref = comm.bcast(ref, root=0)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as store:
+        assert store.n_snapshots == 6
+        assert sorted(store.fields) == ["displacement", "p", "strain", "stress", "temperature",
+                                        "viscoplastic_strain"]
+        assert [ld.name for ld in store.loadings] == ["cold", "hot"]
+        u = store.read("displacement", loading="hot", rows=(0, 3 * mesh.n_nodes))
+        p = store.read("p", loading="hot", rows=(0, store.field("p").n_rows))
+    assert np.abs(u[:, -1] - ref.u.ravel()).max() <= 1e-8 * np.abs(ref.u).max()
+    assert np.allclose(p[:, -1], ref.internal[:, 6], rtol=1e-6, atol=1e-9)
+    assert p[:, -1].max() > 1e-4
+    if comm.rank == 0:
+        assert (shared_tmp_path / "out" / "bar.hot.xdmf").is_file()
+    comm.barrier()
+
+
+def test_cli_help_and_missing_group(tmp_path):
+    py = sys.executable
+    out = subprocess.run([py, "-m", "rom.fom", "--help"], capture_output=True, text=True, check=False,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and "case" in out.stdout
+    case = _write_case(tmp_path, clamp="root")
+    out = subprocess.run([py, "-m", "rom.fom", str(case), "--quiet", "-ksp_type", "cg"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300, check=False)
+    assert out.returncode == 2, out.stderr
+    assert "dirichlet group 'root' not found" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.mpi
+def test_heat_slab_with_convection(comm):
+    """1D slab: T(0) = T0, convection h (T - T_ext) at x = L: linear profile, closed form."""
+    L, k, h, T0, Text = 0.1, 20.0, 500.0, 1000.0, 300.0
+    mesh = FEMesh.from_meshio(solid_block((4, 2, 2), cell="tetra10", lengths=(L, 0.02, 0.02),
+                                          distort=0.2))
+    T = solve_heat(mesh, Table([0.0], [k]), fixed=[("xmin", T0)],
+                   convection=[("xmax", h, Text)], comm=comm)
+    exact = T0 + (Text - T0) * h * mesh.points[:, 0] / (k + h * L)
+    assert np.abs(T - exact).max() < 1e-8 * T0
+    # k(T) linear in T: Kirchhoff transform gives the exact nodal profile for fixed ends
+    kt = Table([300.0, 1300.0], [10.0, 30.0])
+    T2 = solve_heat(mesh, kt, fixed=[("xmin", 1200.0), ("xmax", 400.0)], comm=comm)
+    a, b = 0.02, 10.0 - 0.02 * 300.0          # k = a T + b
+
+    def kirchhoff(t):
+        return 0.5 * a * t**2 + b * t
+
+    x = mesh.points[:, 0] / L
+    phi = kirchhoff(1200.0) + (kirchhoff(400.0) - kirchhoff(1200.0)) * x
+    exact2 = (-b + np.sqrt(b**2 + 2 * a * phi)) / a
+    assert np.abs(T2 - exact2).max() < 2e-3 * 800.0

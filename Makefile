@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml tools/bootstrap.sh
 	@touch $@
 
 demo: $(STAMP)
-	$(BIN)/mpiexec -n $(NP) $(BIN)/python -m rom.offline $(CASE)
+	OPENBLAS_NUM_THREADS=1 $(BIN)/mpiexec -n $(NP) $(BIN)/python -m rom.offline $(CASE)
 
 test: $(STAMP)
 	$(BIN)/python tests/run_all.py

@@ -100,13 +100,15 @@ class OutputConfig:
 
 
 from .fom.config import FOMConfig, LoadingConfig, MaterialConfig  # noqa: E402  (uses _f, TimeGrid)
+from .interp.config import InterpConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Case:
     name: str = _f(doc="case name, used in output file names")
-    mesh: Path = _f(doc="mesh file, any format meshio reads", path="exists")
-    snapshots: SnapshotsConfig = _f(doc="snapshot source and store")
+    mesh: Path | None = _f(None, doc="mesh file, any format meshio reads (needed by snapshots)",
+                           path="exists")
+    snapshots: SnapshotsConfig | None = _f(None, doc="snapshot source and store (POD stage)")
     description: str = _f("", doc="free text")
     pod: PODConfig = _f(doc="proper orthogonal decomposition", factory=PODConfig)
     output: OutputConfig = _f(doc="where results go", factory=OutputConfig)
@@ -114,6 +116,7 @@ class Case:
     loading: LoadingConfig | None = _f(
         None, doc="boundary conditions, loads and time steps (python -m rom.fom)")
     fom: FOMConfig | None = _f(None, doc="full-order solver: loadings, PETSc options, Newton, heat")
+    interp: InterpConfig | None = _f(None, doc="nonintrusive operator interpolation (docs/interp.md)")
     # provenance, filled by the loader
     source_file: Path | None = field(default=None, compare=False, metadata={"internal": True})
     source_hash: str = field(default="", compare=False, metadata={"internal": True})
@@ -142,8 +145,21 @@ def load_case(path: str | Path) -> Case:
     except yaml.YAMLError as exc:
         raise CaseError(f"{path}: not valid YAML: {exc}") from None
     case = case_from_dict(data, source=path)
+    _check_stages(case, path)
     return dataclasses.replace(case, source_file=path.resolve(),
                                source_hash=hashlib.sha256(text).hexdigest())
+
+
+def _check_stages(case: Case, path: Path) -> None:
+    """Cross-key rules: what the offline stage needs to have something to do."""
+    if case.snapshots is None and case.interp is None and case.fom is None:
+        raise CaseError(f"{path}: <top level>: nothing to do: give 'snapshots' (POD), "
+                        "'interp' (operator interpolation) or 'fom' (full-order solver)")
+    if case.fom is not None and case.snapshots is None:
+        raise CaseError(f"{path}: snapshots: required key is missing (the full-order solver "
+                        "writes its snapshots to snapshots.store)")
+    if case.snapshots is not None and case.mesh is None:
+        raise CaseError(f"{path}: mesh: required key is missing (the snapshots live on a mesh)")
 
 
 def case_from_dict(data: Any, *, source: str | Path = "<dict>") -> Case:

@@ -36,14 +36,21 @@ __all__ = ["main", "run", "OfflineResult"]
 
 @dataclass
 class OfflineResult:
-    """What the offline stage produced (paths) and measured (timings in s)."""
+    """What the offline stage produced (paths) and measured (timings in s).
 
-    basis: Path
-    n_modes: int
-    energy: float
-    singular_values: np.ndarray
+    ``basis``/``n_modes``/``energy``/``singular_values`` describe the POD stage (None
+    when the case has no snapshots); ``interp`` is the operator-interpolation model
+    (None when the case has no ``interp`` section).
+    """
+
+    basis: Path | None = None
+    n_modes: int = 0
+    energy: float = float("nan")
+    singular_values: np.ndarray | None = None
+    interp: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 class _Timer:
@@ -80,15 +87,31 @@ def load_case_collective(path: str | Path, comm: MPI.Comm) -> Case:
 
 def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
         out=sys.stdout) -> OfflineResult:
-    """Run the offline stage of ``case`` on ``comm`` (collective)."""
+    """Run the offline stage of ``case`` on ``comm`` (collective): every stage the case configures."""
     comm = as_comm(comm)
     timer = _Timer(comm)
-    outdir = case.output.directory
     if comm.rank == 0:
-        outdir.mkdir(parents=True, exist_ok=True)
-        case.snapshots.store.parent.mkdir(parents=True, exist_ok=True)
+        case.output.directory.mkdir(parents=True, exist_ok=True)
+        if case.snapshots is not None:
+            case.snapshots.store.parent.mkdir(parents=True, exist_ok=True)
     comm.Barrier()
+    result = OfflineResult(timings=timer.times)
+    if case.snapshots is not None:
+        _pod_stage(case, comm, timer, result, progress)
+    if case.interp is not None:
+        _interp_stage(case, comm, timer, result, progress)
+    _report(case, result, comm, out)
+    return result
 
+
+def _provenance(case: Case, **extra) -> dict:
+    return {"case_name": case.name, "case_file": str(case.source_file),
+            "case_sha256": case.source_hash, **extra}
+
+
+def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
+               progress: bool) -> None:
+    outdir = case.output.directory
     with timer("read mesh"):
         mesh = read_mesh(case.mesh)
     with timer("snapshots"):
@@ -115,36 +138,63 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
         res = pod(X, comm=comm, method=case.pod.method, rtol=case.pod.rtol,
                   max_modes=case.pod.max_modes, product=weights)
     basis_path = outdir / f"{case.name}.basis.h5"
-    outputs = [basis_path]
-    with timer("write"):
+    result.outputs.append(basis_path)
+    with timer("write basis"):
         attrs = {"field": case.pod.field, "kind": info.kind,
                  "n_components": int(info.n_components), "n_entities": int(info.n_entities),
                  "units": info.units, "method": case.pod.method,
                  "rtol": case.pod.rtol, "max_modes": case.pod.max_modes,
                  "product": case.pod.product, "n_snapshots": n_snap,
                  "energy": float(res.energy)}
-        provenance = {"case_name": case.name, "case_file": str(case.source_file),
-                      "case_sha256": case.source_hash, "snapshot_store": str(store_path)}
         write_basis(basis_path, modes=res.modes, singular_values=res.singular_values,
                     all_singular_values=res.all_singular_values, attrs=attrs,
-                    provenance=provenance, product_weights=weights, comm=comm)
+                    provenance=_provenance(case, snapshot_store=str(store_path)),
+                    product_weights=weights, comm=comm)
         if case.output.write_modes:
-            outputs.append(_write_modes_vtu(outdir / f"{case.name}.modes.vtu", mesh, res.modes,
-                                            info, comm))
+            result.outputs.append(_write_modes_vtu(outdir / f"{case.name}.modes.vtu", mesh,
+                                                   res.modes, info, comm))
         if case.output.plot and comm.rank == 0:
             if have_matplotlib():
-                outputs.append(singular_value_decay(
+                result.outputs.append(singular_value_decay(
                     outdir / f"{case.name}.singular_values.png", res.all_singular_values,
                     len(res.singular_values), rtol=case.pod.rtol,
                     title=f"{case.name}: POD of {case.pod.field} ({case.pod.method})"))
             else:
                 rank0_print(comm, "note: matplotlib not installed, no singular-value plot "
                                   "(pip install 'rom[plot]')", file=sys.stderr)
-    result = OfflineResult(basis=basis_path, n_modes=len(res.singular_values),
-                           energy=float(res.energy), singular_values=res.singular_values,
-                           timings=timer.times, outputs=outputs)
-    _report(case, result, n_rows, n_snap, comm, out)
-    return result
+    s = res.singular_values
+    result.basis, result.n_modes, result.energy, result.singular_values = \
+        basis_path, len(s), float(res.energy), s
+    result.lines += [
+        f"  snapshots  {n_rows} rows x {n_snap} columns ({case.pod.field})",
+        f"  POD        method={case.pod.method} rtol={case.pod.rtol:g} product={case.pod.product}",
+        f"  modes kept {len(s)}   energy captured {res.energy:.10f}   "
+        f"sigma_1={s[0]:.4e} sigma_n={s[-1]:.4e}" if len(s) else "  no modes kept"]
+
+
+def _interp_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
+                  progress: bool) -> None:
+    from .interp.config import run_offline
+
+    path = case.output.directory / f"{case.name}.interp.h5"
+    log = (lambda msg: rank0_print(comm, msg, file=sys.stderr)) if progress else None
+    with timer("operator interpolation"):
+        model = run_offline(case.interp, path, comm=comm, log=log, **_provenance(case))
+    result.interp = model
+    result.outputs.append(path)
+    h = model.history
+    cfg = case.interp
+    result.lines.append(
+        f"  interp     {cfg.problem}: {model.matrix_eim.n_terms} matrix EIM terms, "
+        f"{model.rhs_eim.n_terms} rhs terms, RB size {model.reduced_matrices.shape[1]}, "
+        f"estimator={model.estimator}")
+    if "validation_error" in h and len(h["validation_error"]):
+        eff = h["validation_effectivity"]
+        result.lines.append(
+            f"  held-out   {len(eff)} parameters: max error {np.max(h['validation_error']):.3e}, "
+            f"effectivity {np.min(eff):.2f}..{np.max(eff):.2f}, median online "
+            f"{1e3 * np.median(h['validation_online_s']):.2f} ms vs full-order "
+            f"{1e3 * np.median(h['validation_fom_s']):.2f} ms")
 
 
 def _write_modes_vtu(path: Path, mesh, modes: np.ndarray, info, comm: MPI.Comm) -> Path:
@@ -161,20 +211,17 @@ def _write_modes_vtu(path: Path, mesh, modes: np.ndarray, info, comm: MPI.Comm) 
     return path
 
 
-def _report(case: Case, r: OfflineResult, n_rows: int, n_snap: int, comm: MPI.Comm, out) -> None:
+def _report(case: Case, r: OfflineResult, comm: MPI.Comm, out) -> None:
     if comm.rank != 0:
         return
-    s = r.singular_values
     p = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
     p(f"rom.offline {__version__}: case '{case.name}' on {comm.size} rank(s)")
-    p(f"  snapshots  {n_rows} rows x {n_snap} columns ({case.pod.field})")
-    p(f"  POD        method={case.pod.method} rtol={case.pod.rtol:g} product={case.pod.product}")
-    p(f"  modes kept {r.n_modes}   energy captured {r.energy:.10f}   "
-      f"sigma_1={s[0]:.4e} sigma_n={s[-1]:.4e}" if len(s) else "  no modes")
-    p("  stage              time [s]")
+    for line in r.lines:
+        p(line)
+    p("  stage                    time [s]")
     for name, t in r.timings.items():
-        p(f"  {name:<18s} {t:9.3f}")
-    p(f"  {'total':<18s} {sum(r.timings.values()):9.3f}")
+        p(f"  {name:<24s} {t:9.3f}")
+    p(f"  {'total':<24s} {sum(r.timings.values()):9.3f}")
     p("  outputs:")
     for o in r.outputs:
         p(f"    {o}")

@@ -19,11 +19,12 @@ MPIEXEC = shutil.which("mpiexec", path=str(BIN)) or shutil.which("mpiexec")
 TIMEOUT = int(os.environ.get("ROM_TEST_TIMEOUT", "1200"))
 
 
-def run(label: str, cmd: list[str]) -> tuple[str, bool, float]:
+def run(label: str, cmd: list[str], env: dict | None = None) -> tuple[str, bool, float]:
     print(f"\n=== {label}: {' '.join(cmd)}", flush=True)
     t0 = time.perf_counter()
     try:
-        ok = subprocess.run(cmd, cwd=ROOT, timeout=TIMEOUT).returncode == 0
+        ok = subprocess.run(cmd, cwd=ROOT, timeout=TIMEOUT,
+                            env={**os.environ, **(env or {})}).returncode == 0
     except subprocess.TimeoutExpired:
         print(f"=== {label}: TIMEOUT after {TIMEOUT} s (deadlock?)", flush=True)
         ok = False
@@ -36,13 +37,15 @@ def main() -> int:
         return 1
     py = sys.executable
     pytest = [py, "-m", "pytest", "-p", "no:cacheprovider"]
+    # one BLAS thread per MPI rank: threaded BLAS on oversubscribed cores is many times slower
+    mpi_env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     results = [run("serial", pytest + ["tests"])]
     for n in (2, 3):
         results.append(run(f"mpi n={n}", [MPIEXEC, "-n", str(n)] + pytest +
-                           ["-m", "mpi", "-q", "tests"]))
+                           ["-m", "mpi", "-q", "tests"], mpi_env))
     for script in sorted((ROOT / "mpi_examples").glob("*.py")):
         results.append(run(f"example {script.name} n=2",
-                           [MPIEXEC, "-n", "2", py, str(script.relative_to(ROOT))]))
+                           [MPIEXEC, "-n", "2", py, str(script.relative_to(ROOT))], mpi_env))
     print("\n=== summary")
     for label, ok, dt in results:
         print(f"  {'PASS' if ok else 'FAIL'}  {label:<40s} {dt:7.1f} s")

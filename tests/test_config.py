@@ -71,8 +71,8 @@ def test_yaml_float_without_dot_is_accepted(tmp_path):
 
 
 def test_missing_required_and_missing_files(tmp_path):
-    p = write(tmp_path, "name: t\nmesh: mesh.vtu\n")
-    with pytest.raises(CaseError, match=r"snapshots: required key is missing"):
+    p = write(tmp_path, "name: t\nmesh: mesh.vtu\nsnapshots: {source: files}\n")
+    with pytest.raises(CaseError, match=r"snapshots.store: required key is missing"):
         load_case(p)
     p = write(tmp_path, MINIMAL.replace("mesh.vtu", "nope.vtu"))
     with pytest.raises(CaseError, match=r"mesh: file not found: .*nope.vtu"):
@@ -101,3 +101,13 @@ def test_reference_lists_every_key():
     doc = (ROOT / "docs/case-file.md").read_text()
     assert ref in doc, "docs/case-file.md is out of date: regenerate its table with " \
                        "python tools/case_reference.py"
+
+
+def test_case_without_any_stage_is_an_error(tmp_path):
+    p = tmp_path / "case.yaml"
+    p.write_text("name: t\n")
+    with pytest.raises(CaseError, match=r"nothing to do"):
+        load_case(p)
+    p.write_text("name: t\nsnapshots: {store: s.h5}\n")
+    with pytest.raises(CaseError, match=r"mesh: required key is missing"):
+        load_case(p)

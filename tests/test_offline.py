@@ -109,3 +109,21 @@ def test_cli_help():
     proc = subprocess.run([sys.executable, "-m", "rom.offline", "--help"], capture_output=True,
                           text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0 and "case file" in proc.stdout
+
+
+@pytest.mark.mpi
+def test_offline_interp_stage(comm, shared_tmp_path):
+    """A case with only an `interp:` section: EIM + RB written, bound valid on held-out parameters."""
+    path = shared_tmp_path / "interp.yaml"
+    if comm.rank == 0:
+        path.write_text(yaml.safe_dump({
+            "name": "heat", "output": {"directory": str(shared_tmp_path / "o")},
+            "interp": {"problem": "gaussian_heat", "cells": 8, "width": 0.5,
+                       "training_samples": 16, "rb_tol": 1e-5, "max_basis": 8,
+                       "validation_samples": 4}}))
+    comm.Barrier()
+    res = run(load_case(path), comm, progress=False, out=open("/dev/null", "w"))
+    assert res.basis is None and res.interp is not None
+    eff = res.interp.history["validation_effectivity"]
+    assert np.all(eff >= 1.0) and np.all(eff <= 2.0), eff
+    assert (shared_tmp_path / "o/heat.interp.h5").is_file()

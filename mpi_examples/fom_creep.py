@@ -30,7 +30,8 @@ def main() -> None:
     def report(i, st):
         pmax = comm.allreduce(float(st.internal[:, 6].max()), op=__import__("mpi4py").MPI.MAX)
         rank0_print(comm, f"t = {st.time:7.1f} s  tip u_x = {st.u[:, 0].max():.4e} m  "
-                          f"max p = {pmax:.3e}  Newton its = {len(st.newton) - 1}")
+                          f"max p = {pmax:.3e}  Newton its = {len(st.newton) - 1}  "
+                          f"KSP its = {st.ksp_iterations}")
 
     solver.solve(times, lambda t: 600.0 + 2000.0 * x, callback=report)
     rank0_print(comm, f"{3 * mesh.n_nodes} dofs on {comm.size} rank(s), "

@@ -1,6 +1,7 @@
 """python -m rom.fom: case sections, snapshot store, heat solver, command line."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,88 @@ def test_heat_slab_with_convection(comm):
     phi = kirchhoff(1200.0) + (kirchhoff(400.0) - kirchhoff(1200.0)) * x
     exact2 = (-b + np.sqrt(b**2 + 2 * a * phi)) / a
     assert np.abs(T2 - exact2).max() < 2e-3 * 800.0
+
+
+HEAT_CASE = """
+name: slab
+mesh: slab.inp
+snapshots: {store: out/slab.snapshots.h5}
+output: {directory: out, plot: false, write_modes: false}
+material:
+  law: elastic
+  E: {temperatures: [300, 1200], values: [2.0e11, 1.4e11]}
+  nu: {values: [0.3]}
+  alpha: {temperatures: [300, 1200], values: [1.2e-5, 1.6e-5]}
+  T_ref: 300
+  conductivity: {values: [20.0]}
+loading:
+  dirichlet: [{group: xmin, components: [x]}, {group: ymin, components: [y]},
+              {group: zmin, components: [z]}]
+  times: {start: 0, stop: 1, steps: 1}
+fom:
+  petsc_options: {ksp_rtol: 1e-13}
+  newton: {rtol: 1e-11}
+  write_xdmf: false
+  heat: {fixed: [{group: xmin, value: 1000}], convection: [{group: xmax, h: 500, T_ext: 300}]}
+  loadings:
+    - {name: heat, temperature: {heat: true}}
+    - {name: formula, temperature: {formula: "1000 - 700 * 500 * x / (20 + 500 * 0.1)"}}
+"""
+
+
+@pytest.mark.mpi
+def test_run_case_heat_temperature_matches_closed_form(comm, shared_tmp_path):
+    """``temperature: {heat: true}``: slab, T(0) = T0, convection at x = L; the stored
+    temperature is the closed form T0 + (T_ext - T0) h x / (k + h L), and the mechanics
+    driven by it equal a run with that closed form given as a formula."""
+    if comm.rank == 0:
+        mesh = solid_block((3, 1, 1), cell="tetra10", lengths=(0.1, 0.02, 0.02), distort=0.2)
+        meshio.write(shared_tmp_path / "slab.inp", mesh)
+        (shared_tmp_path / "case.yaml").write_text(HEAT_CASE)
+    comm.barrier()
+    store_path = run_case(load_fom_case(shared_tmp_path / "case.yaml"), comm, progress=False)
+    x = meshio.read(shared_tmp_path / "slab.inp").points[:, 0]
+    exact = 1000.0 + (300.0 - 1000.0) * 500.0 * x / (20.0 + 500.0 * 0.1)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as store:
+        n = 3 * len(x)
+        T = store.read("temperature", rows=(0, len(x)))
+        u = {name: store.read("displacement", loading=name, rows=(0, n))[:, -1]
+             for name in ("heat", "formula")}
+    assert np.abs(T - exact[:, None]).max() < 1e-9 * 1000.0
+    assert np.abs(u["heat"] - u["formula"]).max() <= 1e-8 * np.abs(u["formula"]).max()
+    assert np.abs(u["formula"]).max() > 1e-5                  # the expansion is real
+    comm.barrier()
+
+
+def _mpiexec() -> Path:
+    return Path(sys.executable).with_name("mpiexec")
+
+
+@pytest.mark.skipif(not _mpiexec().exists(), reason="no mpiexec next to the interpreter")
+def test_cli_under_mpiexec_writes_the_serial_store(tmp_path):
+    """``mpiexec -n 2 python -m rom.fom case.yaml`` writes the same store as a serial run."""
+    case = _write_case(tmp_path)
+    text = case.read_text().replace("steps: 3", "steps: 2")
+    case.write_text(text)
+    serial_case = tmp_path / "serial.yaml"
+    serial_case.write_text(text.replace("out/bar.snapshots.h5", "out/serial.h5")
+                           .replace("directory: out", "directory: out_serial"))
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "MPIR_", "HYDRA_", "OMPI_"))}
+    out = subprocess.run([str(_mpiexec()), "-n", "2", sys.executable, "-m", "rom.fom",
+                          str(case), "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=240, check=False, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "rom.fom: wrote" in out.stdout
+    run_case(load_fom_case(serial_case), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(tmp_path / "out/bar.snapshots.h5", comm=MPI.COMM_SELF) as par, \
+            SnapshotStore.open(tmp_path / "out/serial.h5", comm=MPI.COMM_SELF) as ser:
+        assert par.n_snapshots == ser.n_snapshots == 4
+        assert sorted(par.fields) == sorted(ser.fields)
+        assert np.array_equal(par.snapshot_table(), ser.snapshot_table())
+        for name in ser.fields:
+            rows = (0, ser.field(name).n_rows)
+            a, b = par.read(name, rows=rows), ser.read(name, rows=rows)
+            scale = max(np.abs(b).max(), 1e-300)
+            assert np.abs(a - b).max() <= 1e-8 * scale, name
+    assert (tmp_path / "out" / "bar.hot.xdmf").is_file()

@@ -8,13 +8,15 @@ from mpi4py import MPI
 
 pytest.importorskip("petsc4py")
 
+import itertools
+import sys
+
 from rom.fom.elements import UnknownElementError, shape_at
 from rom.fom.loads import Centrifugal, Dirichlet, Loads, Pressure
 from rom.fom.mesh import FEMesh, GroupError
 from rom.fom.solver import MechanicalSolver, NewtonOptions
 from rom.materials import MaterialError, Norton, Table, ThermoElastic
 from rom.meshes import solid_block, thick_cylinder
-import itertools
 
 SELF = MPI.COMM_SELF
 TIGHT = {"ksp_rtol": 1e-13, "ksp_atol": 1e-30}
@@ -114,6 +116,26 @@ def test_same_displacement_on_any_rank_count(comm):
     assert np.allclose(p_all, ref.internal[:, 6], rtol=1e-7, atol=1e-8 * ref.internal[:, 6].max())
     assert ref.internal[:, 6].max() > 1e-4                       # the creep is real
     assert info["mallocs"] == 0
+
+
+@pytest.mark.mpi
+def test_rcb_fallback_partition_gives_the_same_solution(comm, monkeypatch):
+    """Without pymetis (simulated: ``import pymetis`` raises ImportError), ``partition:
+    auto`` falls back to recursive coordinate bisection and gives the serial solution."""
+    monkeypatch.setitem(sys.modules, "pymetis", None)
+    times = np.array([0.0, 1.0, 50.0])
+    solver, temp = _hot_spinning_block(comm, partition="auto")
+    state = solver.solve(times, temp)
+    method = solver.part.method
+    solver.destroy()
+    assert method == ("serial" if comm.size == 1 else "rcb")
+    ref = None
+    if comm.rank == 0:
+        ref_solver, _ = _hot_spinning_block(SELF)
+        ref = ref_solver.solve(times, temp)
+        ref_solver.destroy()
+    ref = comm.bcast(ref, root=0)
+    assert np.abs(state.u - ref.u).max() <= 1e-8 * np.abs(ref.u).max()
 
 
 def test_newton_converges_quadratically_in_a_viscoplastic_step():

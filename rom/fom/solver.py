@@ -30,9 +30,18 @@ __all__ = [
     "NewtonOptions",
 ]
 
-#: defaults of the linear solver (overridden by the case file, then the command line)
-DEFAULT_PETSC_OPTIONS = {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-10,
-                         "ksp_max_it": 2000}
+#: defaults of the linear solver (overridden by the case file, then the command line).
+#: CG on the true (unpreconditioned) residual, so that the relative tolerance set by the
+#: inexact Newton means what it says; smoothed-aggregation GAMG on the 3x3 node blocks
+#: with the rigid-body near-nullspace, Chebyshev/Jacobi smoothing, a drop threshold that
+#: keeps the coarse grids sparse, and prolongators reused when only values change.
+DEFAULT_PETSC_OPTIONS = {
+    "ksp_type": "cg", "ksp_norm_type": "unpreconditioned", "ksp_rtol": 1e-10,
+    "ksp_max_it": 2000,
+    "pc_type": "gamg", "pc_gamg_type": "agg", "pc_gamg_agg_nsmooths": 1,
+    "pc_gamg_threshold": 0.05, "pc_gamg_reuse_interpolation": True,
+    "mg_levels_ksp_type": "chebyshev", "mg_levels_pc_type": "jacobi",
+}
 
 
 class ConvergenceError(UserError, RuntimeError):
@@ -53,6 +62,25 @@ class NewtonOptions:
     rtol: float = 1e-8
     atol: float = 1e-12
     max_iter: int = 25
+    #: ``"ew"``: inexact Newton, the KSP relative tolerance follows the Newton residual
+    #: (Eisenstat-Walker choice 2 capped by the relative residual, see
+    #: :meth:`MechanicalSolver.forcing`); ``"fixed"``: the KSP ``rtol`` for every solve
+    forcing: str = "ew"
+    #: largest KSP relative tolerance of the inexact Newton
+    eta_max: float = 1e-2
+    #: keep the preconditioner across Newton iterations and time steps while it works
+    pc_reuse: bool = True
+    #: rebuild the preconditioner when a solve needs more than this factor times the
+    #: KSP iterations per decade of residual reduction of the last fresh setup
+    pc_rebuild_ratio: float = 1.5
+
+    def __post_init__(self):
+        if self.forcing not in ("ew", "fixed"):
+            raise UserError(f"Newton forcing must be 'ew' or 'fixed', got {self.forcing!r}")
+        if not 0.0 < self.eta_max < 1.0:
+            raise UserError(f"Newton eta_max must be in (0, 1), got {self.eta_max}")
+        if self.pc_rebuild_ratio < 1.0:
+            raise UserError(f"pc_rebuild_ratio must be >= 1, got {self.pc_rebuild_ratio}")
 
 
 @dataclass
@@ -66,6 +94,7 @@ class MechState:
     strain, stress : (n_qp_local, 6) at this rank's integration points (Voigt)
     internal : (n_qp_local, n_state) internal variables at this rank's points
     newton : residual norms of the Newton iterations that produced the state
+    ksp_iterations : KSP iterations of each Newton iteration (one fewer than ``newton``)
     """
 
     time: float
@@ -74,6 +103,7 @@ class MechState:
     stress: np.ndarray
     internal: np.ndarray
     newton: list = field(default_factory=list)
+    ksp_iterations: list = field(default_factory=list)
 
 
 class MechanicalSolver:
@@ -151,11 +181,31 @@ class MechanicalSolver:
         inserted = push_options(prefix, DEFAULT_PETSC_OPTIONS, petsc_options or {})
         try:
             self.ksp.setFromOptions()
+            self._newton_from_options(prefix)
         finally:
             pop_options(inserted)
-        self.timings = {"assembly": 0.0, "solve": 0.0, "material": 0.0}
+        #: KSP relative tolerance of the ``fixed`` forcing, lower bound of ``ew``
+        self.ksp_rtol = self.ksp.getTolerances()[0]
+        self._pc_fresh_rate = None      # KSP iterations per decade right after a PC setup
+        self._pc_stale = True           # the next solve sets the preconditioner up
+        self.timings = {"assembly": 0.0, "solve": 0.0, "pc_setup": 0.0, "material": 0.0}
+        #: one record per Newton iteration with a linear solve (see :meth:`step`)
+        self.log: list[dict] = []
 
     # ------------------------------------------------------------------ setup helpers
+    def _newton_from_options(self, prefix: str) -> None:
+        """Inexact-Newton settings from the options database (case file or command line):
+        ``-<prefix>rom_ksp_forcing ew|fixed``, ``-<prefix>rom_eta_max``,
+        ``-<prefix>rom_pc_reuse``, ``-<prefix>rom_pc_rebuild_ratio``."""
+        opts = PETSc.Options(prefix)
+        nw = self.newton
+        self.newton = NewtonOptions(
+            nw.rtol, nw.atol, nw.max_iter,
+            forcing=opts.getString("rom_ksp_forcing", nw.forcing),
+            eta_max=opts.getReal("rom_eta_max", nw.eta_max),
+            pc_reuse=opts.getBool("rom_pc_reuse", nw.pc_reuse),
+            pc_rebuild_ratio=opts.getReal("rom_pc_rebuild_ratio", nw.pc_rebuild_ratio))
+
     def _external_forces(self) -> PETSc.Vec:
         f = self.A.createVecRight()
         n2 = self.part.new_of_old
@@ -256,8 +306,7 @@ class MechanicalSolver:
         if len(self._drows):
             self.u.setValues(to_petsc_int(self._drows), fac * self._dvalues)
         self.u.assemble()
-        self.f_ext_unit_scaled = fac
-        norms, ref = [], None
+        norms, kits, ref, target = [], [], None, None
         for it in range(self.newton.max_iter + 1):
             t0 = time.perf_counter()
             out = self._evaluate(state, T_qp, dt, time_new)
@@ -267,8 +316,9 @@ class MechanicalSolver:
             rnorm = self.r.norm()
             if ref is None:
                 ref = max(rnorm, fac * self._f_ext_unit.norm(), self._reaction_norm)
+                target = max(self.newton.rtol * ref, self.newton.atol)
             norms.append(rnorm)
-            if rnorm <= max(self.newton.rtol * ref, self.newton.atol):
+            if rnorm <= target:
                 break
             if it == self.newton.max_iter:
                 raise ConvergenceError(
@@ -278,16 +328,88 @@ class MechanicalSolver:
             self._assemble_matrix(out["Ke"])
             t2 = time.perf_counter()
             self.timings["assembly"] += t2 - t1
+            eta = self.forcing(norms, ref, target)
             self.r.scale(-1.0)
-            self.ksp.solve(self.r, self.du)
-            self.timings["solve"] += time.perf_counter() - t2
-            reason = self.ksp.getConvergedReason()
-            if reason < 0:
-                raise ConvergenceError(f"linear solver diverged (reason {reason}) at "
-                                       f"t = {time_new:g} s, Newton iteration {it}")
+            rec = self._linear_solve(eta, time_new, it)
+            rec.update(time=time_new, newton_iteration=it, residual=rnorm,
+                       assembly_s=t2 - t1, material_s=t1 - t0)
+            self.log.append(rec)
+            kits.append(rec["ksp_iterations"])
+            # an inexact solve leaves O(eta) values on the Dirichlet rows (the multigrid
+            # correction couples them): zero them, u keeps its imposed values (local only)
+            with self.du as arr:
+                arr[self._drows - self.dof_start] = 0.0
             self.u.axpy(1.0, self.du)
         return MechState(time_new, self._u_full(), out["strain"], out["stress"], out["state"],
-                         norms)
+                         norms, kits)
+
+    def forcing(self, norms: list, ref: float, target: float) -> float:
+        """KSP relative tolerance for the next Newton correction (inexact Newton).
+
+        ``fixed``: the KSP ``rtol`` option. ``ew``: with r_k the Newton residual norms,
+
+            eta_k = min(eta_max, gamma (r_k / r_{k-1})^2, r_k / ref)    (eta_0 = eta_max)
+
+        (Eisenstat-Walker choice 2, gamma = 0.9, with the safeguard
+        ``eta_k >= gamma eta_{k-1}^2`` when that exceeds 0.1, capped by the relative
+        residual so that eta_k = O(r_k): the Newton convergence stays quadratic),
+        and never below ``max(rtol_ksp, 0.1 target / r_k)`` (no over-solving of the last
+        correction: its linear residual is a tenth of the Newton target).
+        """
+        nw = self.newton
+        if nw.forcing == "fixed":
+            return self.ksp_rtol
+        r = norms[-1]
+        if len(norms) == 1:
+            eta = nw.eta_max
+        else:
+            gamma = 0.9
+            eta = gamma * (r / norms[-2]) ** 2
+            prev = self._eta_prev
+            if gamma * prev**2 > 0.1:
+                eta = max(eta, gamma * prev**2)
+            eta = min(eta, r / ref, nw.eta_max)
+        eta = min(max(eta, self.ksp_rtol, 0.1 * target / r), nw.eta_max)
+        self._eta_prev = eta
+        return eta
+
+    def _linear_solve(self, eta: float, time_new: float, it: int) -> dict:
+        """Solve A du = r (r already negated) to relative tolerance ``eta``; reuse the
+        preconditioner unless it is stale; on a failed solve with a reused one, rebuild and
+        retry once."""
+        nw = self.newton
+        self.ksp.setTolerances(rtol=eta)
+        rebuilt = False
+        for attempt in range(2):  # at most one retry with a fresh preconditioner
+            fresh = self._pc_stale or not nw.pc_reuse or attempt == 1
+            self.ksp.getPC().setReusePreconditioner(not fresh)
+            t0, c0 = time.perf_counter(), time.process_time()
+            if fresh:
+                self.ksp.setUp()                  # PCSetUp (GAMG: reuses prolongators)
+            t1, c1 = time.perf_counter(), time.process_time()
+            self.ksp.solve(self.r, self.du)
+            t2, c2 = time.perf_counter(), time.process_time()
+            self.timings["pc_setup"] += t1 - t0
+            self.timings["solve"] += t2 - t0
+            rebuilt = rebuilt or fresh
+            reason = self.ksp.getConvergedReason()
+            if reason > 0 or fresh:
+                break
+        n_its = self.ksp.getIterationNumber()
+        if reason < 0:
+            raise ConvergenceError(f"linear solver diverged (reason {reason}) at "
+                                   f"t = {time_new:g} s, Newton iteration {it}, after "
+                                   f"{n_its} iterations")
+        bnorm = self.r.norm()
+        achieved = self.ksp.getResidualNorm() / bnorm if bnorm > 0 else 1.0
+        rate = n_its / max(-np.log10(max(achieved, 1e-300)), 0.5)    # its per decade
+        if fresh:
+            self._pc_fresh_rate, self._pc_stale = rate, False
+        elif rate > nw.pc_rebuild_ratio * self._pc_fresh_rate + 1.0:
+            self._pc_stale = True                 # next solve sets the preconditioner up
+        return {"ksp_iterations": n_its, "ksp_rtol": eta, "pc_setup": rebuilt,
+                "pc_setup_s": t1 - t0, "solve_s": t2 - t0, "solve_cpu_s": c2 - c0,
+                "pc_setup_cpu_s": c1 - c0}
 
     def _evaluate(self, state: MechState, T_qp, dt, time_new) -> dict:
         msg = None

@@ -1,6 +1,7 @@
 """Temperature tables, the material interface and material errors."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -112,7 +113,7 @@ class Material(Protocol):
     """
 
     n_state: int
-    state_names: dict
+    state_names: Mapping[str, tuple[slice, str]]
 
     def initial_state(self, n: int) -> np.ndarray:
         """Internal variables (n, n_state) of a virgin material."""

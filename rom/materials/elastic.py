@@ -1,6 +1,10 @@
 """Isotropic thermo-elasticity with temperature-dependent E, nu and alpha."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
 import numpy as np
 
 from .base import MaterialError, Table, as_table
@@ -43,7 +47,7 @@ class ThermoElastic:
     """
 
     n_state = 0
-    state_names: dict = {}
+    state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType({})
 
     def __init__(self, E, nu, alpha=0.0, T_ref: float = 293.15):
         self.E: Table = as_table(E, "E")

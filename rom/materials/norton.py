@@ -11,6 +11,10 @@ decreasing), then ``dp = (q_tr - x) / (3 G)``.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import ClassVar
+
 import numpy as np
 
 from .base import MaterialError, Table, as_table
@@ -45,7 +49,8 @@ class Norton(ThermoElastic):
     """
 
     n_state = 7
-    state_names = {"viscoplastic_strain": (slice(0, 6), "1"), "p": (slice(6, 7), "1")}
+    state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType(
+        {"viscoplastic_strain": (slice(0, 6), "1"), "p": (slice(6, 7), "1")})
 
     def __init__(self, E, nu, alpha=0.0, T_ref: float = 293.15, *, K, n,
                  rtol: float = 1e-13, max_iter: int = 100):

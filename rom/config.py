@@ -93,6 +93,18 @@ class PODConfig:
 
 
 @dataclass(frozen=True)
+class ClusteringConfig:
+    k: int = _f(doc="number of clusters (local bases)", range=(1, None, False, False))
+    dissimilarity: Literal["sine", "euclidean", "grassmann", "chordal", "projection"] = _f(
+        "sine", doc="dissimilarity between snapshots (sine of the angle) or simulations")
+    level: Literal["snapshots", "simulations"] = _f(
+        "snapshots", doc="cluster single snapshots, or whole simulations (one per loading)")
+    overlap: float = _f(0.0, doc="fraction of each cluster's size added from its nearest "
+                                 "neighbours in other clusters", range=(0.0, None, False, False))
+    seed: int = _f(0, doc="seed of the k-medoids++ initialization", range=(0, None, False, False))
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     directory: Path = _f(Path("out"), doc="output directory", path=True)
     write_modes: bool = _f(True, doc="write the modes on the mesh (VTU) for ParaView")
@@ -111,6 +123,8 @@ class Case:
     snapshots: SnapshotsConfig | None = _f(None, doc="snapshot source and store (POD stage)")
     description: str = _f("", doc="free text")
     pod: PODConfig = _f(doc="proper orthogonal decomposition", factory=PODConfig)
+    clustering: ClusteringConfig | None = _f(
+        None, doc="local reduced bases by clustering the snapshots (docs/local-bases.md)")
     output: OutputConfig = _f(doc="where results go", factory=OutputConfig)
     material: MaterialConfig | None = _f(None, doc="constitutive law (python -m rom.fom)")
     loading: LoadingConfig | None = _f(
@@ -158,6 +172,8 @@ def _check_stages(case: Case, path: Path) -> None:
     if case.fom is not None and case.snapshots is None:
         raise CaseError(f"{path}: snapshots: required key is missing (the full-order solver "
                         "writes its snapshots to snapshots.store)")
+    if case.clustering is not None and case.snapshots is None:
+        raise CaseError(f"{path}: clustering: needs 'snapshots' (the snapshots it clusters)")
     if case.snapshots is not None and case.mesh is None:
         raise CaseError(f"{path}: mesh: required key is missing (the snapshots live on a mesh)")
 

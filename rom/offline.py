@@ -38,6 +38,9 @@ __all__ = ["main", "run", "OfflineResult"]
 class OfflineResult:
     """What the offline stage produced (paths) and measured (timings in s).
 
+    ``local_bases`` is the :class:`rom.clustering.LocalBases` of a case with a
+    ``clustering`` section.
+
     ``basis``/``n_modes``/``energy``/``singular_values`` describe the POD stage (None
     when the case has no snapshots); ``interp`` is the operator-interpolation model
     (None when the case has no ``interp`` section).
@@ -48,6 +51,7 @@ class OfflineResult:
     energy: float = float("nan")
     singular_values: np.ndarray | None = None
     interp: object | None = None
+    local_bases: object | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
@@ -170,6 +174,35 @@ def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
         f"  POD        method={case.pod.method} rtol={case.pod.rtol:g} product={case.pod.product}",
         f"  modes kept {len(s)}   energy captured {res.energy:.10f}   "
         f"sigma_1={s[0]:.4e} sigma_n={s[-1]:.4e}" if len(s) else "  no modes kept"]
+    if case.clustering is not None:
+        _clustering_stage(case, comm, timer, result, X, weights, store)
+
+
+def _clustering_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
+                      X: np.ndarray, weights: np.ndarray | None, store: SnapshotStore) -> None:
+    from .clustering import (build_local_bases, efficiency_criterion, format_summary,
+                             plot_local_bases, snapshot_gram, write_local_bases_file)
+
+    c = case.clustering
+    if c.k > X.shape[1]:
+        raise UserError(f"{case.source_file}: clustering.k: {c.k} clusters for only "
+                        f"{X.shape[1]} snapshots")
+    path = case.output.directory / f"{case.name}.local_bases.h5"
+    with timer("clustering"):
+        G = snapshot_gram(X, comm=comm, product=weights)
+        groups = store.snapshot_table()["loading"] if c.level == "simulations" else None
+        lb = build_local_bases(X, comm=comm, k=c.k, dissimilarity=c.dissimilarity,
+                               level=c.level, groups=groups, rtol=case.pod.rtol,
+                               max_modes=case.pod.max_modes, product=weights,
+                               method=case.pod.method, overlap=c.overlap, seed=c.seed, gram=G)
+        crit = efficiency_criterion(G, lb.columns, rtol=case.pod.rtol)
+        write_local_bases_file(path, lb, comm=comm, provenance=_provenance(case))
+    result.outputs.append(path)
+    result.local_bases = lb
+    result.lines += ["  " + line for line in format_summary(lb, crit).splitlines()]
+    if case.output.plot and comm.rank == 0 and have_matplotlib():
+        result.outputs.append(plot_local_bases(
+            case.output.directory / f"{case.name}.clusters.png", lb, title=case.name))
 
 
 def _interp_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,

@@ -127,3 +127,22 @@ def test_offline_interp_stage(comm, shared_tmp_path):
     eff = res.interp.history["validation_effectivity"]
     assert np.all(eff >= 1.0) and np.all(eff <= 2.0), eff
     assert (shared_tmp_path / "o/heat.interp.h5").is_file()
+
+
+@pytest.mark.mpi
+def test_offline_clustering_stage(comm, shared_tmp_path):
+    """`clustering:` writes local bases whose clusters partition the snapshots, same at any rank count."""
+    case_path = small_case(shared_tmp_path) if comm.rank == 0 else None
+    case_path = comm.bcast(case_path, root=0)
+    if comm.rank == 0:
+        data = yaml.safe_load(case_path.read_text())
+        data["clustering"] = {"k": 2, "dissimilarity": "sine"}
+        case_path.write_text(yaml.safe_dump(data))
+    comm.Barrier()
+    res = run(load_case(case_path), comm, progress=False, out=open("/dev/null", "w"))
+    lb = res.local_bases
+    assert sorted(np.concatenate([lb.members(c) for c in range(2)]).tolist()) == list(range(20))
+    # the clusters are the serial ones: k-medoids on the replicated dissimilarity matrix
+    ref = comm.bcast(lb.labels if comm.rank == 0 else None, root=0)
+    assert np.array_equal(lb.labels, ref)
+    assert (shared_tmp_path / "out/small.local_bases.h5").is_file()

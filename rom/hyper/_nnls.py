@@ -1,0 +1,194 @@
+"""A warm-started Lawson–Hanson nonnegative least-squares solver for small dense problems.
+
+The greedy ECM adds one column per step to a problem whose previous solution is
+already optimal; restarting ``scipy.optimize.nnls`` from zero would redo every
+previous step. Here the solver starts from the previous feasible point and its
+passive (positive) set, so a greedy step usually costs one least-squares solve.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+__all__ = ["nnls_warm"]
+
+
+def _ls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Least-squares solution of ``A z = b`` (complete orthogonal factorization, gelsy)."""
+    if A.shape[1] == 0:
+        return np.zeros(0)
+    return sla.lstsq(A, b, lapack_driver="gelsy", check_finite=False)[0]
+
+
+def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
+              add: int | None = None, *, dual_tol: float | None = None,
+              max_iter: int | None = None) -> np.ndarray:
+    """Solve ``min ||A x - b||_2`` subject to ``x >= 0`` (Lawson–Hanson active set).
+
+    Parameters
+    ----------
+    A : (k, n) dense matrix, columns = candidate points
+    b : (k,) target
+    x0 : (n,) feasible start, ``x0 >= 0``; its positive entries form the initial
+        passive set. Optimal for its support in the greedy use (then one new
+        column costs one least-squares solve). Default zero.
+    add : index of a column to put in the passive set at once (the greedy's new point)
+    dual_tol : a zero variable enters when its dual ``(A^T (b - A x))_j`` exceeds this;
+        default ``10 max(k, n) eps ||A||_1 ||b||``
+    max_iter : bound on the inner iterations, default ``3 n + 10``
+
+    Returns
+    -------
+    x : (n,) nonnegative solution (exact zeros outside the passive set)
+    """
+    k, n = A.shape
+    x = np.zeros(n) if x0 is None else np.maximum(np.asarray(x0, dtype=float), 0.0)
+    passive = x > 0
+    if add is not None:
+        passive[add] = True
+    if dual_tol is None:
+        scale = np.abs(A).sum(axis=0).max(initial=0.0) * np.linalg.norm(b)
+        dual_tol = 10.0 * max(k, n) * np.finfo(float).eps * scale
+    max_iter = 3 * n + 10 if max_iter is None else max_iter
+    for _ in range(max_iter):
+        # inner loop: least squares on the passive set, back-tracking into the feasible set
+        while passive.any():
+            z = np.zeros(n)
+            z[passive] = _ls(A[:, passive], b)
+            bad = passive & (z <= 0)
+            if not bad.any():
+                x = z
+                break
+            ratio = np.full(n, np.inf)
+            denom = x[bad] - z[bad]                     # >= 0 since x >= 0 >= z there
+            ratio[bad] = np.where(denom > 0, x[bad] / np.where(denom > 0, denom, 1.0), 0.0)
+            i = int(np.argmin(ratio))
+            x = x + ratio[i] * (z - x)
+            x[i] = 0.0                                  # the blocking variable leaves exactly
+            passive &= x > 0
+            x[~passive] = 0.0
+        dual = A.T @ (b - A @ x)
+        dual[passive] = -np.inf
+        j = int(np.argmax(dual)) if n else 0
+        if n == 0 or dual[j] <= dual_tol:
+            return x
+        passive[j] = True
+    return x
+
+
+class _Buffer:
+    """A 2-D float array that grows by columns (and rows) with amortized doubling."""
+
+    def __init__(self, rows: int, cap: int = 64):
+        self.buf = np.zeros((rows, cap))
+        self.rows, self.cols = rows, 0
+
+    @property
+    def v(self) -> np.ndarray:
+        return self.buf[:self.rows, :self.cols]
+
+    def _reserve(self, rows: int, cols: int) -> None:
+        if rows > self.buf.shape[0] or cols > self.buf.shape[1]:
+            new = np.zeros((max(rows, 2 * self.buf.shape[0] if rows > self.buf.shape[0]
+                                else self.buf.shape[0]),
+                            max(cols, 2 * self.buf.shape[1])))
+            new[:self.rows, :self.cols] = self.v
+            self.buf = new
+
+    def add_columns(self, X: np.ndarray) -> None:
+        self._reserve(self.rows, self.cols + X.shape[1])
+        self.buf[:self.rows, self.cols:self.cols + X.shape[1]] = X
+        self.cols += X.shape[1]
+
+    def add_row(self) -> None:
+        """Append a zero row."""
+        self._reserve(self.rows + 1, self.cols)
+        self.buf[self.rows, :self.cols] = 0.0
+        self.rows += 1
+
+    def keep_columns(self, mask: np.ndarray) -> None:
+        if mask.all():
+            return
+        kept = self.v[:, mask]
+        self.buf[:self.rows, :kept.shape[1]] = kept
+        self.cols = kept.shape[1]
+
+
+class Selection:
+    """The selected points of the ECM greedy and their NNLS problem (replicated on every rank).
+
+    Keeps the global indices, the true integrand columns ``G_S`` (m x |S|), the weights
+    x, and an orthonormal basis ``Q`` (m x q) of every column added so far with
+    ``R = Q^T G_S`` (q x |S|). The NNLS ``min ||G_S x - b||`` is solved as
+    ``min ||R x - Q^T b||`` (same solution, q << m); a new column costs one Gram–Schmidt
+    step (done twice) instead of a factorization. Dropped points stay as dead columns of
+    weight 0 until they outnumber the live ones (then the buffers are compacted).
+    """
+
+    def __init__(self, m: int):
+        self._idx = np.zeros(0, dtype=np.int64)
+        self._x = np.zeros(0)
+        self._kept = np.zeros(0, dtype=bool)
+        self._live = np.zeros(0, dtype=bool)
+        self._G, self._Q, self._R = _Buffer(m), _Buffer(m), _Buffer(0)
+
+    idx = property(lambda self: self._idx[self._live], doc="global indices of the live points")
+    x = property(lambda self: self._x[self._live], doc="weights of the live points")
+
+    def residual(self, b: np.ndarray) -> np.ndarray:
+        """``b - G_S x`` (m,)."""
+        return b - self._G.v @ self._x
+
+    def _extend_basis(self, A: np.ndarray) -> None:
+        for a in A.T:
+            Q = self._Q.v
+            r = Q.T @ a
+            v = a - Q @ r
+            r2 = Q.T @ v
+            v -= Q @ r2
+            r += r2
+            nv = float(np.linalg.norm(v))
+            self._R.add_columns(r[:, None])
+            if nv > 1e-13 * float(np.linalg.norm(a)):
+                self._Q.add_columns((v / nv)[:, None])
+                self._R.add_row()
+                self._R.buf[self._R.rows - 1, self._R.cols - 1] = nv
+
+    def append(self, idx: np.ndarray, G: np.ndarray, kept: bool) -> int:
+        """Add points (global indices) with their columns, weights 0.
+
+        Returns the position of the last new point among the live points.
+        """
+        n = len(idx)
+        self._idx = np.concatenate([self._idx, idx])
+        self._G.add_columns(G)
+        self._x = np.concatenate([self._x, np.zeros(n)])
+        self._kept = np.concatenate([self._kept, np.full(n, kept)])
+        self._live = np.concatenate([self._live, np.ones(n, dtype=bool)])
+        self._extend_basis(G)
+        return int(np.count_nonzero(self._live)) - 1
+
+    def solve(self, b: np.ndarray, add: int | None = None) -> None:
+        """Nonnegative least squares on the live columns, warm-started from x."""
+        live = self._live
+        self._x[live] = nnls_warm(self._R.v[:, live], self._Q.v.T @ b, self._x[live], add)
+
+    def prune(self) -> np.ndarray:
+        """Drop zero-weight points (except kept ones); return the dropped global indices."""
+        drop = self._live & (self._x <= 0) & ~self._kept
+        self._live &= ~drop
+        self._x[drop] = 0.0
+        n_live = int(np.count_nonzero(self._live))
+        if self._live.size - n_live > max(16, n_live):
+            self._compact()
+        return self._idx[drop]
+
+    def _compact(self) -> None:
+        live = self._live
+        self._G.keep_columns(live)
+        self._R.keep_columns(live)
+        self._idx, self._x, self._kept = self._idx[live], self._x[live], self._kept[live]
+        self._live = self._live[live]
+        if self._Q.cols > 2 * self._live.size + 64:      # the basis of dropped columns grew
+            self._Q, self._R = _Buffer(self._G.rows), _Buffer(0)
+            self._extend_basis(self._G.v)

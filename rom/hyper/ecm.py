@@ -1,0 +1,296 @@
+"""Empirical cubature (ECM): a few points and nonnegative weights that integrate the integrands.
+
+Problem. ``G`` (m integrands x P points) and full-order weights ``w`` (P,) give the
+integrals ``b = G w``. Find a small set S and ``x >= 0`` with
+``||G_S x - b|| <= tol ||b||``.
+
+Algorithm (nonnegative orthogonal matching pursuit, NNOMP; Hernández et al. 2017,
+the variant of Mordicus). Repeat: add the point maximizing the correlation
+``(G^T r)_g`` with the residual ``r = b - G_S x``; solve the nonnegative least squares
+on the selected points; drop the points whose weight is zero; stop when the
+relative residual is below ``tol``. What is done here to make it fast (see
+docs/hyper.md for the measurements):
+
+- the NNLS is warm-started from the previous solution and its positive set, and solved
+  in the coordinates of an incrementally orthogonalized basis of the selected columns
+  (:class:`rom.hyper._nnls.Selection`): one small least-squares solve per step;
+- optionally the rows are compressed first (``compress=``): ``G ≈ Q Q^T G`` with ``Q``
+  the leading left singular vectors (a POD of the integrands, from the Gram ``G G^T``),
+  and the correlation scan, the only step that touches every point, runs on ``Q^T G``
+  (k x P, k << m) with the projected residual ``Q^T r``. The NNLS and the stopping test
+  always use the *true* columns of the selected points (m-long, cheap), so the greedy
+  is NNOMP on G with correlations exact up to the compression; if the compressed rows
+  are exhausted before the true tolerance is met, the scan continues on the full ``G``;
+- the scan reads a float32 copy and refines the candidates in float64
+  (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax.
+
+Distribution: columns (points) are split over the ranks; the NNLS data (selected
+columns, the target) are replicated identically on every rank, the argmax is
+global with ties broken by the smallest global index, so the answer does not
+depend on the number of ranks.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from ..parallel import allreduce_sum, as_comm, rank0_print
+from ._common import (
+    TIE_RTOL,
+    check_indices,
+    check_tol,
+    eig_desc,
+    float_array,
+    gather_columns,
+    nonfinite_message,
+    offsets_of,
+    raise_collective,
+    truncation_rank,
+)
+from ._nnls import Selection
+from ._scan import Scanner
+
+__all__ = ["compress_rows", "ecm", "quadrature_error"]
+
+
+def compress_rows(G: np.ndarray, tol: float, comm: MPI.Comm | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Orthonormal basis of the leading row space of a column-distributed ``G`` (a POD of its rows).
+
+    Parameters
+    ----------
+    G : (m, n_local) this rank's columns
+    tol : relative energy tolerance: keep the smallest k with
+        ``sqrt(sum_{i>k} s_i^2) <= tol sqrt(sum_i s_i^2)``
+    comm : communicator (``None``: serial)
+
+    Returns
+    -------
+    Q : (m, k) orthonormal columns, identical on every rank
+    s : (m,) all singular values of ``G``, descending (from the Gram ``G G^T``, one Allreduce
+        of m^2 numbers; cost m^2 n_local flops per rank). Singular values below about
+        ``sqrt(eps) s_1`` are not resolved by the Gram, which is why ``tol`` should stay
+        above ~1e-7.
+    """
+    comm = as_comm(comm)
+    lam, V = eig_desc(allreduce_sum(G @ G.T, comm))
+    return np.ascontiguousarray(V[:, :truncation_rank(lam, tol)]), np.sqrt(lam)
+
+
+def quadrature_error(G: np.ndarray, weights: np.ndarray, indices: np.ndarray,
+                     reduced_weights: np.ndarray, comm: MPI.Comm | None = None) -> float:
+    """Relative error ``||G_S x - G w|| / ||G w||`` of a reduced rule (collective).
+
+    Parameters
+    ----------
+    G : (m, n_local) integrands at this rank's points
+    weights : (n_local,) full-order weights at this rank's points
+    indices, reduced_weights : the reduced rule (global point indices, weights), same on all ranks
+    """
+    comm = as_comm(comm)
+    b = allreduce_sum(G @ weights, comm)
+    GS = gather_columns(G, np.asarray(indices), offsets_of(G.shape[1], comm), comm)
+    return float(np.linalg.norm(GS @ np.asarray(reduced_weights) - b) / np.linalg.norm(b))
+
+
+def _validate(G: Any, weights: Any, comm: MPI.Comm) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    G = float_array(G, "G", 2)
+    w = float_array(weights, "weights", 1)
+    offsets = offsets_of(G.shape[1], comm)
+    off = int(offsets[comm.rank])
+    msg = None
+    if w.shape[0] != G.shape[1]:
+        msg = (f"weights has {w.shape[0]} entries but G has {G.shape[1]} columns (points) "
+               f"on this rank; G must be (n_integrands, n_local_points)")
+    else:
+        msg = (nonfinite_message(G, "G", ("integrand", "point"), (0, off))
+               or nonfinite_message(w, "weights", ("point",), (off,)))
+        neg = np.flatnonzero(w < 0)
+        if msg is None and neg.size:
+            msg = f"weights must be >= 0, got weights = {w[neg[0]]} at point {off + neg[0]}"
+    raise_collective(msg, comm)
+    ms = comm.allgather(G.shape[0]) if comm.size > 1 else [G.shape[0]]
+    if len(set(ms)) != 1:
+        raise_collective(f"G has {G.shape[0]} rows here but the ranks disagree: {ms}", comm)
+    return G, w, offsets
+
+
+def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None = None,
+        warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
+        compress: float | None = None,
+        exact: tuple[np.ndarray, Callable, Callable] | None = None,
+        max_points: int | None = None, keep_warm_start: bool = True,
+        tie_rtol: float = TIE_RTOL, float32_scan: bool | None = None,
+        progress: float | None = 10.0, return_info: bool = False):
+    """Empirical cubature by nonnegative orthogonal matching pursuit (collective).
+
+    Parameters
+    ----------
+    G : (m, n_local) integrand matrix: rows = integrands (e.g. ``sigma_s : eps(phi_i)``
+        for every snapshot s and mode i, see :mod:`rom.hyper.integrand`), **local columns =
+        this rank's integration points**, in global order (rank 0's points first). Units:
+        those of the integrand (e.g. J/m^3).
+    weights : (n_local,) full-order quadrature weights of this rank's points (>= 0; e.g. m^3)
+    tol : relative tolerance in (0, 1): the result satisfies
+        ``||G_S x - G w||_2 <= tol ||G w||_2`` unless a warning says otherwise
+    comm : communicator over which the points are split (``None``: serial)
+    warm_start : global indices of an earlier point set, put in first and kept in the
+        result (weight >= 0, possibly 0) when ``keep_warm_start`` (the default; set it
+        False to drop those of zero weight like any other point)
+    imposed : global indices of points that must be in the result with weight 0 (points
+        where the law is evaluated for an error indicator); they are never quadrature points
+    compress : relative energy tolerance of a POD of the rows of G done first (see
+        :func:`compress_rows`), e.g. ``1e-6``; ``None``: no compression. Pays off when m
+        is large and G has a low numerical rank; the stopping test stays exact, and if
+        the compressed problem is exhausted first the greedy goes on with the full G.
+    exact : ``(b, columns, project)`` when ``G`` is itself a compressed integrand matrix
+        ``Gc = P G`` (e.g. from :func:`rom.hyper.integrand.compress_integrand`): ``b``
+        (m_true,) the true integrals, ``columns(indices) -> (m_true, len(indices))`` a
+        collective function returning the true integrand columns at global points, and
+        ``project(r) -> P r`` mapping a true residual to the rows of ``G``. The NNLS and the
+        stopping test then use the true columns; only the correlation scan uses ``G``.
+    max_points : stop (with a warning) when this many points have positive weight
+    keep_warm_start : see ``warm_start``
+    tie_rtol : correlations within ``tie_rtol * max`` of the maximum are ties, broken by
+        the smallest global index (keeps the result independent of the rank count)
+    float32_scan : screen the correlations with a float32 copy of the greedy matrix
+        (half the memory traffic, 50 % more memory) and refine the candidates in float64;
+        the selected point is the same as with float64 (see :mod:`rom.hyper._scan`).
+        Default: on when (rows of the greedy matrix) x (points) >= 2**22.
+    progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
+    return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
+        matrix, ``iterations``, ``history`` of errors, ``order`` of selection, ``fallback``)
+
+    Returns
+    -------
+    indices : (q,) int64 global point indices, sorted, identical on every rank
+        (quadrature points, warm-start points and imposed points)
+    reduced_weights : (q,) nonnegative weights aligned with ``indices`` (0 at imposed points)
+    info : dict, only with ``return_info=True``
+
+    Raises
+    ------
+    ValueError
+        NaN/inf in G or weights, shape mismatch, negative weights, tol outside (0, 1),
+        indices out of range or repeated, zero integrals ``G w = 0``.
+    """
+    comm = as_comm(comm)
+    t0 = time.perf_counter()
+    tol = check_tol(tol, "tol")
+    if compress is not None:
+        compress = check_tol(compress, "compress")
+        if exact is not None:
+            raise ValueError("give either compress= or exact=, not both")
+    G, w, offsets = _validate(G, weights, comm)
+    lo, hi, n_glob = int(offsets[comm.rank]), int(offsets[comm.rank + 1]), int(offsets[-1])
+    ws = check_indices(warm_start, n_glob, "warm_start")
+    imp = check_indices(imposed, n_glob, "imposed")
+    both = np.intersect1d(ws, imp)
+    if both.size:
+        raise ValueError(f"point {both[0]} is both in warm_start and in imposed")
+    if exact is not None:
+        b, columns, project = exact
+        b = np.asarray(b, dtype=float)
+    else:
+        b = allreduce_sum(G @ w, comm)
+
+        def columns(J):
+            return gather_columns(G, J, offsets, comm)
+
+        def project(r):
+            return r
+    nb = float(np.linalg.norm(b))
+    if nb == 0.0:
+        raise ValueError("the integrals G @ weights are all zero: a relative tolerance is "
+                         "meaningless (check the integrands and the weights)")
+    AT = G.T
+    if compress is not None:
+        Q, _ = compress_rows(G, compress, comm)
+        AT = np.ascontiguousarray(G.T @ Q)          # (n_local, k), points-major
+
+        def project(r):
+            return Q.T @ r
+    max_points = n_glob if max_points is None else int(max_points)
+    if float32_scan is None:
+        float32_scan = AT.shape[1] * n_glob >= 2**22
+    scan = Scanner(AT, lo, comm, float32_scan)
+    nbs = float(np.linalg.norm(project(b)))
+
+    taken = np.zeros(hi - lo, dtype=bool)           # selected or imposed (not candidates)
+    taken[imp[(imp >= lo) & (imp < hi)] - lo] = True
+    sel = Selection(b.size)
+
+    def add(J, kept):
+        pos = sel.append(J, columns(J), kept)
+        taken[J[(J >= lo) & (J < hi)] - lo] = True
+        return pos
+
+    if ws.size:
+        add(ws, keep_warm_start)
+        sel.solve(b)
+        dropped = sel.prune()
+        taken[dropped[(dropped >= lo) & (dropped < hi)] - lo] = False
+
+    history, order, fallback = [], [], False
+    last_report = time.perf_counter()
+    n_iter, max_iter = 0, 4 * (max(b.size, 1) + ws.size) + 100
+    stalls, last_err = 0, np.inf
+    while True:
+        r = sel.residual(b)                         # true residual
+        err = float(np.linalg.norm(r)) / nb
+        history.append(err)
+        if err <= tol:
+            break
+        if np.count_nonzero(sel.x > 0) >= max_points or n_iter >= max_iter:
+            why = "max_points" if n_iter < max_iter else "iteration limit"
+            warnings.warn(f"ecm stopped at {sel.idx.size} points ({why}) with relative error "
+                          f"{err:.3e} > tol {tol:.1e}", RuntimeWarning, stacklevel=2)
+            break
+        stalls = stalls + 1 if err >= last_err * (1 - 1e-13) else 0
+        last_err = err
+        rs = project(r)                             # the residual seen by the scan
+        res = float(np.linalg.norm(rs))
+        cmax, j = scan.argmax(rs, taken, tie_rtol)
+        # exhausted: nothing left to see, no column correlates above round-off, or no progress
+        if (j < 0 or res <= 1e-13 * nbs or stalls >= 3
+                or cmax <= 1e-12 * res * scan.colmax):
+            if compress is not None and not fallback:
+                # the compressed rows are exhausted but the true error is not met: go on
+                # with the full G
+                fallback, AT, stalls, last_err = True, G.T, 0, np.inf
+                scan = Scanner(AT, lo, comm, float32_scan)
+                nbs = nb
+
+                def project(r):
+                    return r
+                continue
+            warnings.warn(f"ecm: no point can reduce the error further; stopped at "
+                          f"{sel.idx.size} points with relative error {err:.3e} > tol "
+                          f"{tol:.1e}", RuntimeWarning, stacklevel=2)
+            break
+        pos = add(np.array([j]), False)
+        sel.solve(b, add=pos)
+        dropped = sel.prune()
+        taken[dropped[(dropped >= lo) & (dropped < hi)] - lo] = False
+        n_iter += 1
+        order.append(j)
+        if progress and time.perf_counter() - last_report > progress:
+            last_report = time.perf_counter()
+            rank0_print(comm, f"ecm: {sel.idx.size} points, relative error {err:.3e} "
+                        f"(tol {tol:.1e}), {last_report - t0:.1f} s", file=sys.stderr)
+
+    idx = np.concatenate([sel.idx, imp])
+    x = np.concatenate([sel.x, np.zeros(imp.size)])
+    perm = np.argsort(idx, kind="stable")
+    if not return_info:
+        return idx[perm], x[perm]
+    info = {"error": err, "rank": AT.shape[1], "iterations": n_iter, "history": history,
+            "order": order, "fallback": fallback, "time": time.perf_counter() - t0,
+            "n_points": int(np.count_nonzero(x > 0))}
+    return idx[perm], x[perm], info

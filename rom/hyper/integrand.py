@@ -1,0 +1,437 @@
+"""ECM integrand matrices from mechanical fields, built in blocks of points.
+
+The internal virtual work of a reduced model with displacement modes ``phi_i`` is
+``sum_g w_g sigma(x_g) : eps(phi_i)(x_g)``; the ECM integrand matrix is
+
+    G[s * n_modes + i, g] = sigma_s(x_g) : eps(phi_i)(x_g)      (units: Pa = J/m^3)
+
+for stress snapshots ``sigma_s`` and modes ``phi_i`` (row index: snapshot-major).
+
+Conventions
+-----------
+Voigt order ``xx, yy, zz, yz, xz, xy`` (3D, 6 components; in 2D any order shared by
+both fields, e.g. ``xx, yy, xy``). **Strains use the engineering shear**
+``gamma_ij = 2 eps_ij`` and stresses the plain ``sigma_ij``, so that
+``sigma : eps = sum_k sigma_k eps_k`` (the usual B-matrix convention).
+
+Shapes: ``strains`` (n_modes, n_points, n_comp), ``stresses`` (n_snapshots, n_points,
+n_comp), ``weights`` (n_points,), with the points of this rank (global order over
+ranks). ``stresses`` may be any array-like sliced along the point axis (numpy array,
+``np.memmap``, h5py dataset): only one block of points is read at a time.
+
+Memory. :func:`integrand_matrix` needs its output (m x n_points doubles, m =
+n_snapshots n_modes) plus one block of ``block_bytes``.
+:func:`compress_integrand` never forms G: it keeps the stress Gram (n_s^2), the Gram
+of the stress-compressed rows ((r n_modes)^2), its output (k x n_points) and one
+block (about ``block_bytes``), where r is the stress POD rank and k the final rank.
+"""
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from ..parallel import allreduce_sum, as_comm, rank0_print
+from ._common import (
+    check_indices,
+    check_tol,
+    eig_desc,
+    float_array,
+    nonfinite_message,
+    offsets_of,
+    raise_collective,
+    truncation_rank,
+)
+from .ecm import ecm
+
+__all__ = [
+    "CompressedIntegrand",
+    "compress_integrand",
+    "ecm_fields",
+    "integrals",
+    "integrand_columns",
+    "integrand_matrix",
+    "point_dofs",
+    "strains_from_B",
+]
+
+#: default size of one block of points (bytes of the largest temporary)
+BLOCK_BYTES = 64 * 2**20
+
+
+class _Ticker:
+    """Progress of block passes on rank 0, at most one line every ``every`` seconds."""
+
+    def __init__(self, comm: MPI.Comm, total: int, label: str, every: float | None):
+        self.comm, self.total, self.label, self.every = comm, total, label, every
+        self.count, self.t0 = 0, time.perf_counter()
+        self.last = self.t0
+
+    def update(self, n: int = 1) -> None:
+        self.count += n
+        now = time.perf_counter()
+        if self.every and now - self.last > self.every:
+            self.last = now
+            rank0_print(self.comm, f"{self.label}: block {self.count}/{self.total} "
+                                   f"(3 passes), {now - self.t0:.1f} s", file=sys.stderr)
+
+
+def _block_ranges(n: int, bytes_per_point: int, block_bytes: int):
+    step = max(1, int(block_bytes) // max(1, int(bytes_per_point)))
+    return [(g, min(g + step, n)) for g in range(0, n, step)]
+
+
+def point_dofs(element_dofs: np.ndarray, points_per_element: int) -> np.ndarray:
+    """Dofs of each integration point, ``(n_elements * q, n_dpe)``, for q points per element.
+
+    Points are numbered element by element (points of element e are ``e*q ... e*q+q-1``).
+    """
+    return np.repeat(np.asarray(element_dofs), int(points_per_element), axis=0)
+
+
+def strains_from_B(B: np.ndarray, dofs: np.ndarray, modes: np.ndarray, *,
+                   block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """Strains of the modes at the integration points, ``eps(phi_i)(x_g) = B_g phi_i[dofs_g]``.
+
+    Parameters
+    ----------
+    B : (n_points, n_comp, n_dpe) strain-displacement matrices at the points (1/m),
+        engineering shear (see module doc)
+    dofs : (n_points, n_dpe) integer row indices into ``modes`` of the element dofs of
+        each point (:func:`point_dofs` expands an element connectivity)
+    modes : (n_dofs, n_modes) displacement modes (m), rows numbered like ``dofs`` (for
+        a distributed mesh: local + ghost dofs)
+
+    Returns
+    -------
+    (n_modes, n_points, n_comp) strains (dimensionless)
+    """
+    B = float_array(B, "B", 3)
+    modes = float_array(modes, "modes", 2)
+    dofs = np.asarray(dofs)
+    if dofs.shape != (B.shape[0], B.shape[2]) or not np.issubdtype(dofs.dtype, np.integer):
+        raise ValueError(f"dofs must be integers of shape (n_points, n_dpe) = "
+                         f"{(B.shape[0], B.shape[2])} to match B {B.shape}, got {dofs.dtype} "
+                         f"{dofs.shape}")
+    if dofs.size and (dofs.min() < 0 or dofs.max() >= modes.shape[0]):
+        bad = int(np.flatnonzero((dofs.ravel() < 0) | (dofs.ravel() >= modes.shape[0]))[0])
+        raise ValueError(f"dofs[{np.unravel_index(bad, dofs.shape)}] = {dofs.ravel()[bad]} is "
+                         f"out of range [0, {modes.shape[0]}) (rows of modes)")
+    for name, arr, axes in (("B", B, ("point", "component", "dof")),
+                            ("modes", modes, ("dof", "mode"))):
+        msg = nonfinite_message(arr, name, axes)
+        if msg:
+            raise ValueError(msg)
+    n_pts, n_comp, n_dpe = B.shape
+    eps = np.empty((modes.shape[1], n_pts, n_comp))
+    for g0, g1 in _block_ranges(n_pts, 8 * modes.shape[1] * (n_dpe + n_comp), block_bytes):
+        M = modes[dofs[g0:g1]]                                   # (p, n_dpe, n_modes)
+        eps[:, g0:g1, :] = np.einsum("gkd,gdi->igk", B[g0:g1], M, optimize=True)
+    return eps
+
+
+def _check_fields(strains: Any, stresses: Any) -> tuple[np.ndarray, Any]:
+    strains = float_array(strains, "strains", 3)
+    if len(getattr(stresses, "shape", ())) != 3:
+        raise ValueError(f"stresses must be (n_snapshots, n_points, n_comp), got shape "
+                         f"{getattr(stresses, 'shape', None)}")
+    if tuple(stresses.shape[1:]) != strains.shape[1:]:
+        raise ValueError(f"stresses {tuple(stresses.shape)} and strains {strains.shape} must "
+                         f"share (n_points, n_comp): (n_snapshots, n_points, n_comp) and "
+                         f"(n_modes, n_points, n_comp)")
+    msg = nonfinite_message(strains, "strains", ("mode", "point", "component"))
+    if msg:
+        raise ValueError(msg)
+    return strains, stresses
+
+
+def _check_weights(weights: Any, n_pts: int) -> np.ndarray:
+    w = float_array(weights, "weights", 1)
+    if w.shape[0] != n_pts:
+        raise ValueError(f"weights has {w.shape[0]} entries but the fields have {n_pts} "
+                         f"points on this rank")
+    msg = nonfinite_message(w, "weights", ("point",))
+    if msg:
+        raise ValueError(msg)
+    return w
+
+
+def _stress_block(stresses, g0: int, g1: int, check: bool = False, offset: int = 0
+                  ) -> np.ndarray:
+    """Stresses of local points g0:g1 as float64 (a view for a float64 array), optionally checked.
+
+    ``offset`` is the global index of local point 0 (for the error message).
+    """
+    blk = np.asarray(stresses[:, g0:g1, :], dtype=np.float64)
+    if check:
+        msg = nonfinite_message(blk, "stresses", ("snapshot", "point", "component"),
+                                (0, offset + g0, 0))
+        if msg:
+            raise ValueError(msg)
+    return blk
+
+
+def _products(sig: np.ndarray, eps: np.ndarray) -> np.ndarray:
+    """``out[s, i, g] = sum_k sig[s, g, k] eps[i, g, k]``: (n_s, n_modes, p)."""
+    return np.einsum("sgk,igk->sig", sig, eps, optimize=True)
+
+
+def integrand_matrix(strains: np.ndarray, stresses: Any, *, block_bytes: int = BLOCK_BYTES,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    """The full integrand matrix of this rank's points, built block by block.
+
+    Parameters
+    ----------
+    strains : (n_modes, n_points, n_comp) mode strains (engineering shear)
+    stresses : (n_snapshots, n_points, n_comp) stress snapshots (Pa), array-like
+    block_bytes : bound on the temporary of one block
+    out : optional (n_snapshots * n_modes, n_points) float64 array to fill
+
+    Returns
+    -------
+    G : (n_snapshots * n_modes, n_points), ``G[s * n_modes + i, g] = sigma_s : eps_i`` (Pa).
+    Memory: the output (8 m n_points bytes) plus ``block_bytes``.
+    """
+    strains, stresses = _check_fields(strains, stresses)
+    n_modes, n_pts, n_comp = strains.shape
+    n_s = stresses.shape[0]
+    if out is None:
+        out = np.empty((n_s * n_modes, n_pts))
+    elif out.shape != (n_s * n_modes, n_pts):
+        raise ValueError(f"out has shape {out.shape}, expected {(n_s * n_modes, n_pts)}")
+    for g0, g1 in _block_ranges(n_pts, 8 * (2 * n_s * n_modes + n_s * n_comp), block_bytes):
+        out[:, g0:g1] = _products(_stress_block(stresses, g0, g1, check=True),
+                                  strains[:, g0:g1]).reshape(n_s * n_modes, g1 - g0)
+    return out
+
+
+def integrals(strains: np.ndarray, stresses: Any, weights: np.ndarray, *,
+              comm: MPI.Comm | None = None, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """``G @ weights`` over all ranks without forming G (collective).
+
+    Returns
+    -------
+    (n_snapshots * n_modes,) integrals (Pa times the unit of the weights, e.g. J), the
+    same on every rank. Cost: one GEMM per block, ``2 m n_comp n_points`` flops.
+    """
+    comm = as_comm(comm)
+    strains, stresses = _check_fields(strains, stresses)
+    w = _check_weights(weights, strains.shape[1])
+    n_modes, n_pts, n_comp = strains.shape
+    n_s = stresses.shape[0]
+    b = np.zeros((n_s, n_modes))
+    msg, off = None, int(offsets_of(n_pts, comm)[comm.rank])
+    try:
+        for g0, g1 in _block_ranges(n_pts, 8 * (n_s + n_modes) * n_comp, block_bytes):
+            sig = _stress_block(stresses, g0, g1, True, off).reshape(n_s, -1)
+            we = (strains[:, g0:g1] * w[g0:g1, None]).reshape(n_modes, -1)
+            b += sig @ we.T
+    except ValueError as exc:
+        msg = str(exc)
+    raise_collective(msg, comm)
+    return allreduce_sum(b.ravel(), comm)
+
+
+def integrand_columns(strains: np.ndarray, stresses: Any, indices: np.ndarray, *,
+                      comm: MPI.Comm | None = None) -> np.ndarray:
+    """True integrand columns at global points, on every rank (collective).
+
+    Returns
+    -------
+    (n_snapshots * n_modes, len(indices)), columns in the order of ``indices``.
+    """
+    comm = as_comm(comm)
+    n_modes, n_pts, _ = strains.shape
+    n_s = stresses.shape[0]
+    offsets = offsets_of(n_pts, comm)
+    idx = check_indices(indices, int(offsets[-1]), "indices")
+    lo, hi = int(offsets[comm.rank]), int(offsets[comm.rank + 1])
+    mine = np.flatnonzero((idx >= lo) & (idx < hi))
+    out = np.zeros((n_s * n_modes, idx.size))
+    if mine.size:
+        loc = idx[mine] - lo
+        order = np.argsort(loc)                   # array-likes (h5py) want increasing indices
+        sig = np.asarray(stresses[:, loc[order], :], dtype=np.float64)
+        cols = _products(sig, strains[:, loc[order]]).reshape(n_s * n_modes, -1)
+        out[:, mine[order]] = cols
+    return allreduce_sum(out, comm)
+
+
+@dataclass(frozen=True)
+class CompressedIntegrand:
+    """A POD-compressed integrand matrix: ``||G v|| ≈ ||matrix v||`` for every v.
+
+    Attributes
+    ----------
+    matrix : (k, n_points) this rank's columns of the compressed matrix (Pa)
+    stress_basis : (n_snapshots, r) orthonormal right factor of the stress snapshots
+    row_basis : (r * n_modes, k) orthonormal basis of the kept rows
+    stress_singular_values : all singular values of the stress snapshot matrix
+    singular_values : all singular values of the stress-compressed integrand rows
+    integrals : (n_snapshots * n_modes,) true integrals ``G w`` when weights were given
+    """
+
+    matrix: np.ndarray
+    stress_basis: np.ndarray
+    row_basis: np.ndarray
+    stress_singular_values: np.ndarray
+    singular_values: np.ndarray
+    integrals: np.ndarray | None = None
+
+    @property
+    def rank(self) -> int:
+        return self.matrix.shape[0]
+
+    def project(self, r: np.ndarray) -> np.ndarray:
+        """Compressed coordinates ``Q^T (V^T kron I) r`` of a vector r over the rows of G.
+
+        ``matrix.T @ project(r)`` equals ``G.T @ r`` up to the truncations.
+        """
+        n_s = self.stress_basis.shape[0]
+        return self.row_basis.T @ (self.stress_basis.T @ np.asarray(r).reshape(n_s, -1)).ravel()
+
+    @property
+    def stress_rank(self) -> int:
+        return self.stress_basis.shape[1]
+
+
+def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
+                       stress_tol: float | None = None, comm: MPI.Comm | None = None,
+                       weights: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES,
+                       cache_bytes: int = 2**30, progress: float | None = None
+                       ) -> CompressedIntegrand:
+    """The POD-compressed ECM integrand matrix, formed in blocks without forming G (collective).
+
+    Passes over the points. (1) POD of the stress snapshots (method of snapshots,
+    Gram n_s x n_s): ``sigma_s = sum_a V[s, a] sigma~_a``, keeping r terms at relative
+    energy ``stress_tol``; since V has orthonormal columns, ``G = (V kron I) H`` with
+    ``H[(a, i), g] = sigma~_a : eps_i`` and ``||G v|| = ||H v||``. (2) Gram of the rows of
+    H ((r n_modes)^2), eigen-decomposition, k rows kept at relative energy ``tol``.
+    (3) ``matrix = Q^T H``, from H kept in memory when it fits in ``cache_bytes``, else
+    recomputed block by block.
+
+    Parameters
+    ----------
+    strains, stresses : see :func:`integrand_matrix`
+    tol : relative energy tolerance of the row POD (second stage), in (0, 1)
+    stress_tol : relative energy tolerance of the stress POD, default ``tol``
+    comm : communicator over which the points are split
+    weights : (n_points,) if given, the true integrals ``G w`` are computed in pass (1)
+        too (attribute ``integrals``)
+    block_bytes : bound on the per-block temporaries
+    cache_bytes : keep H (8 r n_modes n_points bytes) when it is at most this large
+    progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
+
+    Returns
+    -------
+    :class:`CompressedIntegrand`. Cost per rank: ``n_s^2 n_comp n_points`` +
+    ``(r n_modes)^2 n_points`` + ``2 k r n_modes n_points`` flops; memory see module doc.
+    Energies below about ``eps * largest`` are not resolved by the Gram matrices, so the
+    tolerances should stay above ~1e-7.
+    """
+    comm = as_comm(comm)
+    tol = check_tol(tol, "tol")
+    stress_tol = tol if stress_tol is None else check_tol(stress_tol, "stress_tol")
+    strains, stresses = _check_fields(strains, stresses)
+    n_modes, n_pts, n_comp = strains.shape
+    n_s = stresses.shape[0]
+    w = None if weights is None else _check_weights(weights, n_pts)
+    blocks = _block_ranges(n_pts, 8 * (2 * n_s * n_comp + 3 * n_s * n_modes), block_bytes)
+    bar = _Ticker(comm, 3 * len(blocks), "compress_integrand", progress)
+    msg, C, b = None, np.zeros((n_s, n_s)), np.zeros((n_s, n_modes))
+    off = int(offsets_of(n_pts, comm)[comm.rank])
+    try:
+        for g0, g1 in blocks:
+            bar.update()
+            sig = _stress_block(stresses, g0, g1, True, off).reshape(n_s, -1)
+            C += sig @ sig.T
+            if w is not None:
+                b += sig @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(n_modes, -1).T
+    except ValueError as exc:
+        msg = str(exc)
+    raise_collective(msg, comm)
+    lam_s, V = eig_desc(allreduce_sum(C, comm))
+    V = np.ascontiguousarray(V[:, :truncation_rank(lam_s, stress_tol)])
+    r = V.shape[1]
+
+    def H(g0, g1):
+        sig = (V.T @ _stress_block(stresses, g0, g1).reshape(n_s, -1)).reshape(r, g1 - g0, n_comp)
+        return _products(sig, strains[:, g0:g1]).reshape(r * n_modes, g1 - g0)
+
+    cache = np.empty((r * n_modes, n_pts)) if 8 * r * n_modes * n_pts <= cache_bytes else None
+    CH = np.zeros((r * n_modes, r * n_modes))
+    for g0, g1 in blocks:
+        bar.update()
+        h = H(g0, g1)
+        CH += h @ h.T
+        if cache is not None:
+            cache[:, g0:g1] = h
+    lam, W = eig_desc(allreduce_sum(CH, comm))
+    Q = np.ascontiguousarray(W[:, :truncation_rank(lam, tol)])
+    if cache is not None:
+        out = Q.T @ cache
+        bar.update(len(blocks))
+    else:
+        out = np.empty((Q.shape[1], n_pts))
+        for g0, g1 in blocks:
+            bar.update()
+            out[:, g0:g1] = Q.T @ H(g0, g1)
+
+    integ = None if w is None else allreduce_sum(b.ravel(), comm)
+    return CompressedIntegrand(out, V, Q, np.sqrt(lam_s), np.sqrt(lam), integ)
+
+
+def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: float,
+               comm: MPI.Comm | None = None, compress_tol: float | None = None,
+               warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
+               return_info: bool = False, block_bytes: int = BLOCK_BYTES, **ecm_kwargs):
+    """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
+
+    G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
+    the NNLS and the stopping test use the **true** columns of the selected points
+    (:func:`integrand_columns`) and the true integrals, so the result meets the true
+    relative error ``||G_S x - G w|| <= tol ||G w||``. If the compressed rows run out
+    before that, the compression is redone ten times tighter (at most twice).
+
+    Parameters
+    ----------
+    strains, stresses : see :func:`integrand_matrix`
+    weights : (n_points,) full-order quadrature weights of this rank's points (m^3)
+    tol : relative tolerance of the reduced quadrature on the true integrands
+    compress_tol : energy tolerance of both PODs, default ``tol``
+    warm_start, imposed, ecm_kwargs : passed to :func:`rom.hyper.ecm`
+
+    Returns
+    -------
+    (indices, reduced_weights) as :func:`rom.hyper.ecm`, plus ``info`` (with the ranks
+    ``stress_rank`` and ``rank`` of the compression) when ``return_info``.
+    """
+    comm = as_comm(comm)
+    tol = check_tol(tol, "tol")
+    ctol = tol if compress_tol is None else check_tol(compress_tol, "compress_tol")
+
+    def columns(J):
+        return integrand_columns(strains, stresses, J, comm=comm)
+
+    for attempt in range(3):
+        comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
+                                  block_bytes=block_bytes,
+                                  progress=ecm_kwargs.get("progress", 10.0))
+        b = comp.integrals
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
+                               imposed=imposed, exact=(b, columns, comp.project),
+                               return_info=True, **ecm_kwargs)
+        if info["error"] <= tol or attempt == 2:
+            for wrn in caught:
+                warnings.warn(wrn.message, wrn.category, stacklevel=2)
+            break
+        ctol /= 10
+    info.update(stress_rank=comp.stress_rank, rank=comp.rank, compress_tol=ctol)
+    return (idx, x, info) if return_info else (idx, x)

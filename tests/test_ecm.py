@@ -1,0 +1,253 @@
+"""Empirical cubature (rom.hyper.ecm): reference values, exactness, warm start, imposed points,
+input errors, and identical results at any rank count."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.polynomial import legendre as L
+from scipy.optimize import nnls
+
+from rom.hyper import compress_rows, ecm, quadrature_error
+from rom.hyper._nnls import nnls_warm
+from rom.parallel import even_split
+
+MORDICUS_G = np.arange(200.0).reshape(10, 20)
+MORDICUS_W = np.arange(20.0)
+
+
+def smooth_integrands(m: int, n_points: int, seed: int = 0):
+    """m smooth integrands (cosines with random shifts, times a positive profile) at random points."""
+    rng = np.random.default_rng(seed)
+    x = np.sort(rng.random(n_points))
+    k = np.arange(m)[:, None]
+    G = np.cos(np.pi * k * x + rng.random((m, 1))) * (1.0 + x) + 0.5
+    w = rng.random(n_points) / n_points
+    return G, w
+
+
+def orthonormal_legendre(x: np.ndarray, degree: int) -> np.ndarray:
+    """(degree + 1, n) Legendre polynomials orthonormal on [-1, 1]."""
+    return L.legvander(x, degree).T * np.sqrt((2 * np.arange(degree + 1) + 1) / 2)[:, None]
+
+
+def composite_gauss(n_el: int, q: int):
+    """Points and weights of a q-point Gauss rule on each of n_el equal elements of [-1, 1]."""
+    xq, wq = L.leggauss(q)
+    edges = np.linspace(-1, 1, n_el + 1)
+    h = np.diff(edges)[:, None]
+    x = (edges[:-1, None] + h * (xq + 1) / 2).ravel()
+    return x, (h * wq / 2).ravel()
+
+
+def local(split: np.ndarray, rank: int, *arrays):
+    lo, hi = split[rank], split[rank + 1]
+    return [a[..., lo:hi] for a in arrays]
+
+
+def splits(n: int, size: int) -> list[np.ndarray]:
+    """An even split, and (with several ranks) an uneven one with an empty rank."""
+    out = [even_split(n, size)]
+    if size > 1:
+        cuts = np.concatenate([[0, 0], np.linspace(0, n, size).astype(int)[1:]])
+        out.append(cuts)                                  # rank 0 holds no point
+    return out
+
+
+# ---- reference values and basic properties ---------------------------------------------
+
+def test_mordicus_reference():
+    idx, x = ecm(MORDICUS_G, MORDICUS_W, tol=1e-6)
+    assert idx.tolist() == [0, 19]
+    np.testing.assert_allclose(x, [60.0, 130.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("opts", [{"compress": 1e-8}, {"float32_scan": True},
+                                  {"float32_scan": False}])
+def test_mordicus_reference_variants(opts):
+    idx, x = ecm(MORDICUS_G, MORDICUS_W, tol=1e-6, **opts)
+    assert idx.tolist() == [0, 19]
+    np.testing.assert_allclose(x, [60.0, 130.0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-6, 1e-10])
+def test_training_integrals_reproduced(tol):
+    G, w = smooth_integrands(40, 3000)
+    idx, x, info = ecm(G, w, tol=tol, return_info=True)
+    assert np.all(x > 0) and np.all(np.diff(idx) > 0)
+    err = quadrature_error(G, w, idx, x)
+    assert err <= tol and err == pytest.approx(info["error"], rel=1e-6, abs=1e-15)
+    assert len(idx) <= 40                       # at most one point per independent integrand
+    # the greedy errors decrease
+    assert all(b < a for a, b in zip(info["history"], info["history"][1:]))
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5, 8])
+def test_polynomial_exactness_1d(q):
+    """Integrands of degree <= 2q-1: a composite q-point Gauss rule is exact for them; ECM
+    picked from its points matches that exactness with at most 2q points (the number of
+    moments, Caratheodory's bound), far fewer than the rule's n_el*q. A q-point rule needs
+    the Gauss nodes themselves, which are not candidates (see docs/hyper.md)."""
+    n_el = 25
+    x, w = composite_gauss(n_el, q)
+    G = orthonormal_legendre(x, 2 * q - 1)
+    idx, wr = ecm(G, w, tol=1e-12)
+    assert len(idx) <= 2 * q < n_el * q
+    mono = np.vander(x[idx], 2 * q, increasing=True).T @ wr
+    exact = np.array([(1 - (-1) ** (d + 1)) / (d + 1) for d in range(2 * q)])
+    np.testing.assert_allclose(mono, exact, atol=1e-11)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3])
+def test_polynomial_exactness_2d_tensor(q):
+    """Tensor Legendre space Q_{2q-1} on [-1, 1]^2 from a composite tensor Gauss rule."""
+    x1, w1 = composite_gauss(8, q)
+    X, Y = np.meshgrid(x1, x1, indexing="ij")
+    W = np.outer(w1, w1).ravel()
+    Px, Py = orthonormal_legendre(X.ravel(), 2 * q - 1), orthonormal_legendre(Y.ravel(), 2 * q - 1)
+    G = (Px[:, None, :] * Py[None, :, :]).reshape(-1, X.size)
+    idx, wr = ecm(G, W, tol=1e-12)
+    assert len(idx) <= (2 * q) ** 2 < W.size
+    assert quadrature_error(G, W, idx, wr) <= 1e-12
+
+
+def test_warm_start_keeps_old_points():
+    G, w = smooth_integrands(30, 2000, seed=1)
+    idx1, _ = ecm(G[:15], w, tol=1e-6)
+    idx2, x2 = ecm(G, w, tol=1e-6, warm_start=idx1)
+    assert set(idx1) <= set(idx2)
+    assert np.all(x2 >= 0) and quadrature_error(G, w, idx2, x2) <= 1e-6
+    # continuing the same greedy path: warm start from its own answer changes nothing
+    idx3, x3 = ecm(G, w, tol=1e-6, warm_start=idx2, keep_warm_start=False)
+    assert idx3.tolist() == idx2.tolist()
+    np.testing.assert_allclose(x3, x2, rtol=1e-10, atol=1e-14 * x2.max())
+
+
+def test_imposed_points_kept_with_zero_weight():
+    G, w = smooth_integrands(20, 1500, seed=2)
+    imposed = np.array([3, 700, 1499])
+    idx, x = ecm(G, w, tol=1e-8, imposed=imposed)
+    assert set(imposed) <= set(idx)
+    assert np.all(x[np.isin(idx, imposed)] == 0.0)
+    assert quadrature_error(G, w, idx, x) <= 1e-8
+
+
+def test_compression_keeps_the_true_tolerance():
+    G, w = smooth_integrands(60, 2000, seed=3)
+    for ctol in (1e-9, 1e-3, 0.3):              # 0.3: far too coarse, the greedy falls back
+        idx, x, info = ecm(G, w, tol=1e-8, compress=ctol, return_info=True)
+        assert quadrature_error(G, w, idx, x) <= 1e-8
+    assert info["fallback"]
+    Q, s = compress_rows(G, 1e-9)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
+    assert s[0] == pytest.approx(np.linalg.norm(G, 2), rel=1e-10)
+
+
+def test_max_points_and_unreachable_tolerance_warn():
+    G, w = smooth_integrands(30, 1000, seed=4)
+    with pytest.warns(RuntimeWarning, match="max_points"):
+        _idx, x = ecm(G, w, tol=1e-12, max_points=5)
+    assert np.count_nonzero(x) <= 5
+
+
+def test_progress_lines(capsys):
+    G, w = smooth_integrands(10, 200)
+    ecm(G, w, tol=1e-8, progress=1e-12)
+    assert "ecm:" in capsys.readouterr().err
+
+
+def test_nnls_warm_matches_scipy(rng):
+    for _ in range(50):
+        k, n = rng.integers(1, 25, size=2)
+        A, b = rng.standard_normal((k, n)), rng.standard_normal(k)
+        ref = np.linalg.norm(A @ nnls(A, b)[0] - b)
+        x = nnls_warm(A, b)
+        assert np.all(x >= 0) and np.linalg.norm(A @ x - b) <= ref * (1 + 1e-10) + 1e-12
+        if n > 1:                                 # optimum on n-1 columns, then add the last
+            x0 = np.append(nnls_warm(A[:, :-1], b), 0.0)
+            x1 = nnls_warm(A, b, x0, add=n - 1)
+            assert np.linalg.norm(A @ x1 - b) <= ref * (1 + 1e-10) + 1e-12
+
+
+# ---- user mistakes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("mutate, match", [
+    (lambda G, w: (np.where(np.arange(G.size).reshape(G.shape) == 47, np.nan, G), w),
+     r"G contains nan at \(integrand 2, point 7\)"),
+    (lambda G, w: (G, w[:-1]), "weights has 19 entries but G has 20 columns"),
+    (lambda G, w: (G, np.where(np.arange(20) == 5, -1.0, w)), r"weights must be >= 0.*point 5"),
+    (lambda G, w: (G, np.where(np.arange(20) == 2, np.inf, w)), r"weights contains inf"),
+    (lambda G, w: (G[0], w), "G must be a 2-D array"),
+    (lambda G, w: (0 * G, w), "all zero"),
+])
+def test_input_errors(mutate, match):
+    G, w = mutate(MORDICUS_G.copy(), MORDICUS_W + 1)
+    with pytest.raises(ValueError, match=match):
+        ecm(G, w, tol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"tol": 0.0}, r"tol must be in \(0, 1\)"),
+    ({"tol": 1.5}, r"tol must be in \(0, 1\)"),
+    ({"tol": "x"}, "tol must be a number"),
+    ({"tol": 1e-6, "compress": 2.0}, r"compress must be in \(0, 1\)"),
+    ({"tol": 1e-6, "warm_start": [3, 25]}, r"warm_start\[1\] = 25 is out of range \[0, 20\)"),
+    ({"tol": 1e-6, "warm_start": [-1]}, r"warm_start\[0\] = -1 is out of range"),
+    ({"tol": 1e-6, "imposed": [4, 4]}, "imposed contains the index 4 more than once"),
+    ({"tol": 1e-6, "imposed": [1.5]}, "integer global point indices"),
+    ({"tol": 1e-6, "warm_start": [2], "imposed": [2]}, "point 2 is both in warm_start and in imposed"),
+])
+def test_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ecm(MORDICUS_G, MORDICUS_W, **kwargs)
+
+
+# ---- distributed: identical points and weights at any rank count ------------------------
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("opts", [
+    {},
+    {"float32_scan": True},
+    {"compress": 1e-7},
+    {"warm_start": np.array([5, 900, 1999]), "imposed": np.array([0, 1000])},
+])
+def test_rank_count_independence(comm, opts):
+    G, w = smooth_integrands(40, 2000, seed=5)
+    ref_idx, ref_x = ecm(G, w, tol=1e-9, **opts)                  # serial reference
+    for split in splits(G.shape[1], comm.size):
+        Gl, wl = local(split, comm.rank, G, w)
+        idx, x = ecm(Gl, wl, tol=1e-9, comm=comm, **opts)
+        assert idx.tolist() == ref_idx.tolist()
+        np.testing.assert_allclose(x, ref_x, rtol=1e-12, atol=1e-12 * ref_x.max())
+        assert quadrature_error(Gl, wl, idx, x, comm) <= 1e-9
+
+
+@pytest.mark.mpi
+def test_ties_broken_by_global_index(comm):
+    """Symmetric integrands on a symmetric rule: exactly tied correlations, same answer."""
+    x, w = composite_gauss(30, 2)
+    G = orthonormal_legendre(x, 5)
+    ref = ecm(G, w, tol=1e-12)
+    for split in splits(x.size, comm.size):
+        idx, xr = ecm(*local(split, comm.rank, G, w), tol=1e-12, comm=comm)
+        assert idx.tolist() == ref[0].tolist()
+        np.testing.assert_allclose(xr, ref[1], rtol=1e-12)
+
+
+@pytest.mark.mpi
+def test_mordicus_reference_distributed(comm):
+    for split in splits(20, comm.size):
+        idx, x = ecm(*local(split, comm.rank, MORDICUS_G, MORDICUS_W), tol=1e-6, comm=comm)
+        assert idx.tolist() == [0, 19]
+        np.testing.assert_allclose(x, [60.0, 130.0], rtol=1e-12)
+
+
+@pytest.mark.mpi
+def test_error_on_one_rank_raises_on_all(comm):
+    G, w = smooth_integrands(5, 40)
+    split = even_split(40, comm.size)
+    Gl, wl = local(split, comm.rank, G, w)
+    if comm.rank == comm.size - 1:
+        wl = wl.copy()
+        wl[-1] = -1.0
+    with pytest.raises(ValueError, match="point 39"):
+        ecm(Gl, wl, tol=1e-6, comm=comm)

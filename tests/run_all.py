@@ -37,9 +37,10 @@ def main() -> int:
         return 1
     py = sys.executable
     pytest = [py, "-m", "pytest", "-p", "no:cacheprovider"]
-    # one BLAS thread per MPI rank: threaded BLAS on oversubscribed cores is many times slower
+    # one BLAS thread per process: the tests are small, and threaded BLAS on busy or
+    # oversubscribed cores (MPI ranks) is many times slower
     mpi_env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    results = [run("serial", pytest + ["tests"])]
+    results = [run("serial", pytest + ["tests"], mpi_env)]
     for n in (2, 3):
         results.append(run(f"mpi n={n}", [MPIEXEC, "-n", str(n)] + pytest +
                            ["-m", "mpi", "-q", "tests"], mpi_env))

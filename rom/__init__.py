@@ -7,6 +7,8 @@ Public names (see docs/guide.md):
 - :func:`rom.gram_schmidt` -- re-orthonormalization with an optional product
 - :class:`rom.SnapshotStore` -- HDF5 snapshot store, any rank count
 - :func:`rom.load_case` -- validated YAML case files
+- :mod:`rom.hyper` -- ECM, DEIM / Q-DEIM, Gappy-POD
+- :func:`rom.load` -- load a reduced model; ``ReducedModel.solve`` (error indicator, enrichment)
 
 Nothing heavy (matplotlib, petsc4py) is imported here.
 """
@@ -17,8 +19,10 @@ __version__ = "0.1.0"
 from .linalg import IncrementalSVD, PODResult, gram_schmidt, pod  # noqa: E402
 from .io.snapshots import SnapshotStore  # noqa: E402
 from .config import CaseError, load_case  # noqa: E402
+from . import hyper  # noqa: E402
+from .online import ReducedModel, load  # noqa: E402
 
 __all__ = [
     "__version__", "pod", "PODResult", "IncrementalSVD", "gram_schmidt",
-    "SnapshotStore", "load_case", "CaseError",
+    "SnapshotStore", "load_case", "CaseError", "hyper", "load", "ReducedModel",
 ]

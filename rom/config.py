@@ -113,6 +113,7 @@ class OutputConfig:
 
 from .fom.config import FOMConfig, LoadingConfig, MaterialConfig  # noqa: E402  (uses _f, TimeGrid)
 from .interp.config import InterpConfig  # noqa: E402
+from .online.config import OnlineConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,7 @@ class Case:
         None, doc="boundary conditions, loads and time steps (python -m rom.fom)")
     fom: FOMConfig | None = _f(None, doc="full-order solver: loadings, PETSc options, Newton, heat")
     interp: InterpConfig | None = _f(None, doc="nonintrusive operator interpolation (docs/interp.md)")
+    online: OnlineConfig | None = _f(None, doc="adaptive reduced model (docs/online.md)")
     # provenance, filled by the loader
     source_file: Path | None = field(default=None, compare=False, metadata={"internal": True})
     source_hash: str = field(default="", compare=False, metadata={"internal": True})
@@ -172,6 +174,9 @@ def _check_stages(case: Case, path: Path) -> None:
     if case.fom is not None and case.snapshots is None:
         raise CaseError(f"{path}: snapshots: required key is missing (the full-order solver "
                         "writes its snapshots to snapshots.store)")
+    if case.online is not None and (case.snapshots is None or case.material is None):
+        raise CaseError(f"{path}: online: needs 'snapshots' and 'material' (the reduced model "
+                        "is built from full-order snapshots and calls the same material law)")
     if case.clustering is not None and case.snapshots is None:
         raise CaseError(f"{path}: clustering: needs 'snapshots' (the snapshots it clusters)")
     if case.snapshots is not None and case.mesh is None:

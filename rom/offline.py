@@ -52,6 +52,7 @@ class OfflineResult:
     singular_values: np.ndarray | None = None
     interp: object | None = None
     local_bases: object | None = None
+    online: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
@@ -102,6 +103,12 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
     result = OfflineResult(timings=timer.times)
     if case.snapshots is not None:
         _pod_stage(case, comm, timer, result, progress)
+    if case.online is not None:
+        from .online import build_reduced_model
+        with timer("reduced model"):
+            result.online = build_reduced_model(case, comm)
+        result.outputs.append(result.online)
+        result.lines.append(f"  reduced model (ECM + error indicator): {result.online}")
     if case.interp is not None:
         _interp_stage(case, comm, timer, result, progress)
     _report(case, result, comm, out)

@@ -1,0 +1,33 @@
+"""Case-file section ``online:`` of the adaptive reduced model (docs/online.md).
+
+Written in the style of :mod:`rom.config` (same ``_f`` helper); to be wired into
+:class:`rom.config.Case` as the optional field ``online``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import _f
+
+__all__ = ["OnlineConfig"]
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    model: Path | None = _f(None, doc="reduced-model file to write (default "  # noqa: RUF009
+                                      "<output.directory>/<name>.rom.h5)", path=True)
+    displacement_rtol: float = _f(1e-4, doc="POD energy tolerance of the displacement basis",
+                                  range=(0.0, 1.0, True, True))
+    dual_rtol: float = _f(1e-4, doc="POD energy tolerance of the dual basis (p) and of the "
+                                    "internal-variable basis", range=(0.0, 1.0, True, True))
+    stress_rtol: float = _f(1e-6, doc="POD energy tolerance of the stress basis kept for "
+                                      "ECM updates", range=(0.0, 1.0, True, True))
+    ecm_tol: float = _f(1e-4, doc="relative tolerance of the reduced quadrature (ECM)",
+                        range=(0.0, 1.0, True, True))
+    indicator_tol: float = _f(1e-3, doc="enrichment threshold on the error indicator",
+                              range=(0.0, None, True, False))
+    newton_rtol: float = _f(1e-9, doc="relative tolerance of the reduced Newton",
+                            range=(0.0, 1.0, True, True))
+    newton_max_iter: int = _f(20, doc="reduced Newton iterations per step",
+                              range=(1, None, False, False))

@@ -1,0 +1,109 @@
+"""Enrichment: one high-fidelity step (PETSc) from the reconstructed state, incremental
+basis update, warm-started ECM (docs/online.md, DESIGN.md section 3)."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+from mpi4py import MPI
+
+from ..hyper import ecm_fields, qdeim
+from ..linalg import IncrementalSVD
+from ..parallel import UserError, as_comm
+from .build import restrict
+from .points import mode_strains_all
+from .solve import StepState
+
+__all__ = ["enrich_step", "extend_basis"]
+
+
+def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
+    """Add column ``x`` to the POD (modes (N, n), singular values (n,)) by Brand's
+    incremental SVD; returns the new (modes, singular values)."""
+    isvd = IncrementalSVD(None, tol=tol)
+    isvd.add_many(modes * sv)
+    isvd.add(np.asarray(x, float).ravel())
+    return np.ascontiguousarray(isvd.modes), np.asarray(isvd.singular_values)
+
+
+def _solver(model, comm: MPI.Comm, scale: float):
+    key = (id(comm), scale)
+    if key not in model._solvers:
+        from ..fom.run import load_fom_case
+        from ..fom.setup import loads_from_config
+        from ..fom.solver import MechanicalSolver, NewtonOptions
+        case_file = model.meta["case_file"]
+        try:
+            fc = load_fom_case(case_file)
+        except Exception as exc:  # noqa: BLE001 - name the file in any case
+            raise UserError(f"enrichment needs the case file {case_file}: {exc}") from None
+        model._solvers[key] = MechanicalSolver(
+            model.mesh, model.law, loads_from_config(fc.loading, fc.material.density, scale),
+            comm=comm, petsc_options=fc.fom.petsc_options, prefix=fc.fom.petsc_prefix,
+            newton=NewtonOptions(**vars(fc.fom.newton)), partition=fc.fom.partition)
+    return model._solvers[key]
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: only a speed-up
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _update(model, u, eps_g, sig_g, z_g):
+    full, red, meta = model.full, model.reduced, model.meta
+    es = model.elements
+    phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
+    psi_p, psi_p_sv = extend_basis(full["psi_p"], full["psi_p_sv"], z_g[:, meta["p_column"]])
+    psi_z, psi_z_sv = extend_basis(full["psi_z"], full["psi_z_sv"], z_g.ravel())
+    sig = np.column_stack([full["sigma"], sig_g.ravel()])
+    warm = red["points"][red["weights"] > 0]
+    imposed = np.setdiff1d(qdeim(psi_p), warm)
+    stresses = sig.T.reshape(sig.shape[1], -1, 6)
+    # the history at every new point comes from the HF step, so warm-start points may
+    # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread
+    with warnings.catch_warnings(), _one_blas_thread():
+        warnings.simplefilter("ignore", RuntimeWarning)   # achieved error is reported
+        pts, wts, info = ecm_fields(mode_strains_all(es, phi), stresses, full["weights_fe"],
+                                    tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
+                                    keep_warm_start=False, return_info=True)
+    return (phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed,
+            float(info["error"]))
+
+
+def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
+                comm: MPI.Comm | None = None) -> StepState:
+    """High-fidelity step from the reduced state ``st`` to ``t_new``; update the model in
+    place (bases, reduced points, reduced arrays); return the reduced state at ``t_new``
+    on the new points (history from the high-fidelity step). Collective on ``comm``."""
+    comm = as_comm(comm)
+    full, red, meta = model.full, model.reduced, model.meta
+    es = model.elements
+    ns = meta["n_state"]
+    # 1. the high-fidelity state at the previous step
+    u_prev = (full["phi"] @ st.q).reshape(-1, 3)
+    strain = es.strains(u_prev)
+    rows = (red["points"][:, None] * ns + np.arange(ns)).ravel()
+    c = np.linalg.lstsq(full["psi_z"][rows], st.z.ravel(), rcond=None)[0]
+    z_all = (full["psi_z"] @ c).reshape(-1, ns)
+    z_all[red["points"]] = st.z          # exact where the reduced model knows it
+    # 2. one high-fidelity step
+    solver = _solver(model, comm, scale)
+    hf = solver.step(solver.state_from_global(st.time, u_prev, strain, z_all), T_nodes, t_new)
+    eps_g = solver.gather_points(hf.strain)
+    sig_g = solver.gather_points(hf.stress)
+    z_g = solver.gather_points(hf.internal)
+    # 3.-4. bases (incremental SVD) and ECM warm-started from the current quadrature
+    # points: computed on rank 0 and broadcast, so every rank holds the same model
+    upd = _update(model, hf.u, eps_g, sig_g, z_g) if comm.rank == 0 else None
+    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = comm.bcast(upd)
+    model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
+                  "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
+    model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)
+    meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
+    meta["last_ecm_error"] = err
+    return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts],
+                     {"stress": sig_g[pts]})

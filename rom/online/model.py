@@ -1,0 +1,158 @@
+"""The reduced model: its data, HDF5 save/load, and :meth:`ReducedModel.solve`.
+
+File layout (schema ``rom.online.reduced_model`` version 1), all arrays float64/int64:
+
+``/full``     (size N, used only for reconstruction and enrichment)
+    ``phi`` (3 n_nodes, n) displacement modes [m]; ``phi_sv`` (n,) singular values;
+    ``psi_p`` (n_qp, k) dual (p) modes; ``psi_p_sv``; ``psi_z`` (n_qp n_state, r)
+    internal-variable modes (point-major); ``psi_z_sv``; ``sigma`` (n_qp 6, s) stress
+    modes times singular values [Pa] (ECM updates); ``f_unit`` (3 n_nodes,) external
+    forces of unit amplitude [N]; ``weights_fe`` (n_qp,) [m^3]
+``/reduced``  (size independent of N)
+    ``points`` (q,) global integration points (ECM and imposed); ``weights`` (q,) [m^3]
+    (0 at imposed points); ``imposed`` (k,); ``eps`` (q, 6, n) strains of the modes;
+    ``nodes``, ``shape`` (q, n_en) temperature interpolation; ``node_coords`` (q, n_en, 3);
+    ``f_red`` (n,) reduced external forces [N]
+``/material`` attrs: the ``material:`` section as JSON; ``/loads`` amplitude table
+root attrs: case file, mesh file, state names, tolerances, provenance.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import h5py
+from mpi4py import MPI
+
+from ..fom.config import MaterialConfig, TableSpec
+from ..fom.discretization import ElementSet
+from ..fom.mesh import FEMesh
+from ..fom.setup import material_from_config
+from ..io.atomic import atomic_h5, stamp_provenance
+from ..io.mesh import read_mesh
+from ..parallel import UserError, as_comm
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ReducedModel", "load"]
+
+SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
+FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
+        "weights_fe")
+REDUCED = ("points", "weights", "imposed", "eps", "nodes", "shape", "node_coords", "f_red")
+
+
+def material_to_json(cfg: MaterialConfig) -> str:
+    return json.dumps(asdict(cfg), sort_keys=True)
+
+
+def material_from_json(text: str) -> MaterialConfig:
+    d = json.loads(text)
+    kw = {f.name: (TableSpec(**d[f.name]) if isinstance(d[f.name], dict) else d[f.name])
+          for f in fields(MaterialConfig) if f.name in d}
+    return MaterialConfig(**kw)
+
+
+class ReducedModel:
+    """A hyper-reduced elasto-viscoplastic model with an error indicator (docs/online.md).
+
+    Build it with :func:`rom.online.build_reduced_model`, read it with :func:`load`.
+
+    Attributes
+    ----------
+    full, reduced : dicts of arrays (see the module doc)
+    meta : dict: ``case_file``, ``mesh_file``, ``state_names`` (name -> [start, stop]),
+        ``p_column``, ``n_state``, ``amplitude`` ([times, values] or None),
+        ``ecm_tol``, ``indicator_tol``, ``newton_rtol``, ``newton_max_iter``, ``dual_floor``,
+        ``n_enrichments``
+    """
+
+    def __init__(self, full: dict, reduced: dict, meta: dict, material_json: str):
+        self.full, self.reduced, self.meta = full, reduced, meta
+        self.material_json = material_json
+        self.material_config = material_from_json(material_json)
+        self.law = material_from_config(self.material_config)
+        self._mesh = None
+        self._elements = None
+        self._solvers: dict = {}
+
+    # ---------------------------------------------------------------- sizes
+    @property
+    def n_modes(self) -> int:
+        return int(self.full["phi"].shape[1])
+
+    @property
+    def n_points(self) -> int:
+        """Number of reduced points (ECM + imposed)."""
+        return int(self.reduced["points"].size)
+
+    # ---------------------------------------------------------------- mesh (lazy, O(N))
+    @property
+    def mesh(self) -> FEMesh:
+        if self._mesh is None:
+            path = self.meta["mesh_file"]
+            if not Path(path).is_file():
+                raise UserError(f"reduced model: mesh file {path} not found (needed for "
+                                "fields on the mesh and enrichment)")
+            self._mesh = FEMesh.from_meshio(read_mesh(path), source=path)
+        return self._mesh
+
+    @property
+    def elements(self) -> ElementSet:
+        if self._elements is None:
+            self._elements = ElementSet(self.mesh)
+        return self._elements
+
+    def meshio_mesh(self):
+        import meshio
+        m = self.mesh
+        return meshio.Mesh(m.points, [(b.etype.name, b.cells) for b in m.blocks])
+
+    # ---------------------------------------------------------------- I/O
+    def save(self, path: str | Path, *, comm: MPI.Comm | None = None) -> Path:
+        """Write the model to one HDF5 file (atomic; rank 0 of ``comm`` writes)."""
+        path = Path(path)
+        with atomic_h5(path, comm=as_comm(comm)) as f:
+            if f is not None:
+                stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
+                                 writer="rom.online")
+                for gname, data in (("full", self.full), ("reduced", self.reduced)):
+                    g = f.create_group(gname)
+                    for k, v in data.items():
+                        g.create_dataset(k, data=v)
+                f.attrs["meta"] = json.dumps(self.meta, sort_keys=True)
+                f.attrs["material"] = self.material_json
+                f["full/phi"].attrs["units"] = "m"
+                f["full/sigma"].attrs["units"] = "Pa"
+                f["full/f_unit"].attrs["units"] = "N"
+                f["reduced/weights"].attrs["units"] = "m^3"
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ReducedModel:
+        """Read a model written by :meth:`save` (any process, no communicator needed)."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"reduced model file {path} not found")
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("schema") != SCHEMA:
+                raise UserError(f"{path}: not a reduced model (schema "
+                                f"{f.attrs.get('schema')!r}, expected {SCHEMA!r})")
+            if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
+                raise UserError(f"{path}: schema version {f.attrs['schema_version']} is newer "
+                                f"than this code ({SCHEMA_VERSION})")
+            full = {k: f["full"][k][()] for k in FULL}
+            red = {k: f["reduced"][k][()] for k in REDUCED}
+            meta = json.loads(f.attrs["meta"])
+            mat = str(f.attrs["material"])
+        return cls(full, red, meta, mat)
+
+    # ---------------------------------------------------------------- online
+    def solve(self, temperature, times, **kwargs):
+        """Reduced time integration; see :func:`rom.online.solve.solve` for the arguments."""
+        from .solve import solve
+        return solve(self, temperature, times, **kwargs)
+
+
+def load(path: str | Path) -> ReducedModel:
+    """Read a reduced-model file: ``model = rom.load(path)``."""
+    return ReducedModel.load(path)

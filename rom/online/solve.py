@@ -1,0 +1,201 @@
+"""Online stage: reduced Newton per time step at the reduced points, error indicator,
+enrichment on demand (docs/online.md)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from mpi4py import MPI
+
+from ..fom.setup import _SAFE
+from ..hyper import gappy
+from ..materials.base import MaterialError
+from ..parallel import UserError, as_comm
+from .result import OnlineResult
+
+__all__ = ["ReducedDivergence", "StepState", "solve"]
+
+
+class ReducedDivergence(RuntimeError):
+    """The reduced Newton did not converge (and enrichment was off)."""
+
+
+@dataclass
+class StepState:
+    """Reduced state at one time: coordinates and the history at the reduced points."""
+
+    time: float
+    q: np.ndarray                 # (n,) reduced coordinates
+    eps: np.ndarray               # (q, 6) strain at the reduced points
+    z: np.ndarray                 # (q, n_state) internal variables at the reduced points
+    extra: dict = field(default_factory=dict)
+
+
+def temperature_at_points(model, temperature, t: float, i: int) -> np.ndarray:
+    """Temperature (q,) [K] at the reduced points at time t (step i): O(q), not O(N)."""
+    red = model.reduced
+    if isinstance(temperature, np.ndarray):
+        Tn = temperature[i][red["nodes"]]
+    else:
+        x = red["node_coords"]
+        Tn = _eval(temperature, x[..., 0], x[..., 1], x[..., 2], t)
+    return np.einsum("qa,qa->q", red["shape"], Tn)
+
+
+def temperature_at_nodes(model, temperature, t: float, i: int) -> np.ndarray:
+    """Nodal temperature (n_nodes,) [K] (O(N): enrichment only)."""
+    if isinstance(temperature, np.ndarray):
+        return temperature[i]
+    x = model.mesh.points
+    return _eval(temperature, x[:, 0], x[:, 1], x[:, 2], t)
+
+
+def _eval(temperature, x, y, z, t):
+    if isinstance(temperature, str):
+        with np.errstate(all="ignore"):
+            val = eval(compile(temperature, "<temperature>", "eval"), {"__builtins__": {}},
+                       {**_SAFE, "x": x, "y": y, "z": z, "t": t})
+    else:
+        val = temperature(x, y, z, t)
+    val = np.broadcast_to(np.asarray(val, float), x.shape)
+    if not np.all(np.isfinite(val)):
+        raise UserError(f"temperature gives non-finite values at t = {t:g} s")
+    return val
+
+
+def _check_inputs(model, temperature, times):
+    times = np.asarray(times, float)
+    if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0):
+        raise UserError("times must be a 1-D increasing array with at least 2 entries [s]")
+    if isinstance(temperature, (np.ndarray, list)):
+        temperature = np.asarray(temperature, float)
+        nn = model.meta.get("n_nodes")
+        if temperature.ndim != 2 or temperature.shape[0] != times.size or (
+                nn is not None and temperature.shape[1] != nn):
+            raise UserError(f"temperature array must be (n_times, n_nodes) = ({times.size}, "
+                            f"{nn}), got {temperature.shape}")
+    elif not (callable(temperature) or isinstance(temperature, str)):
+        raise UserError("temperature must be an (n_times, n_nodes) array, a callable "
+                        "T(x, y, z, t) or a formula string in x, y, z, t")
+    return temperature, times
+
+
+def amplitude(model, t: float) -> float:
+    a = model.meta.get("amplitude")
+    return 1.0 if a is None else float(np.interp(t, a[0], a[1]))
+
+
+def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float):
+    """Reduced Newton for one step. Returns (StepState, iterations) or raises
+    :class:`ReducedDivergence`."""
+    red, law = model.reduced, model.law
+    E, w = red["eps"], red["weights"]
+    f = scale * amplitude(model, t_new) * red["f_red"]
+    dt = t_new - st.time
+    q = st.q.copy()
+    ref, rtol = None, model.meta["newton_rtol"]
+    for it in range(model.meta["newton_max_iter"] + 1):
+        eps = E @ q
+        try:
+            sig, z, D = law.integrate(st.eps, eps, st.z, T, dt)
+        except MaterialError as exc:
+            raise ReducedDivergence(f"material integration failed at t = {t_new:g} s: "
+                                    f"{exc}") from None
+        fint = np.einsum("g,gki,gk->i", w, E, sig)
+        r = fint - f
+        rn = float(np.linalg.norm(r))
+        if ref is None:
+            ref = max(rn, float(np.linalg.norm(f)),
+                      float(np.linalg.norm(np.einsum("g,gki,gk->i", w, np.abs(E),
+                                                     np.abs(sig)))))
+        if not np.isfinite(rn):
+            break
+        if rn <= rtol * ref or ref == 0.0:
+            return StepState(t_new, q, eps, z, {"stress": sig}), it
+        if it == model.meta["newton_max_iter"]:
+            break
+        K = np.einsum("g,gki,gkl,glj->ij", w, E, D, E, optimize=True)
+        try:
+            q = q - np.linalg.solve(K, r)
+        except np.linalg.LinAlgError:
+            break
+    raise ReducedDivergence(f"reduced Newton did not converge at t = {t_new:g} s")
+
+
+def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
+    """Gappy-POD relative residual of p at the reduced points, and the Gappy coefficients."""
+    pM = z[:, model.meta["p_column"]]
+    B = model.full["psi_p"][model.reduced["points"]]
+    c, rel = gappy(B, pM)
+    norm = float(np.linalg.norm(pM))
+    return rel * norm / max(norm, model.meta["dual_floor"]), c
+
+
+def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False,
+          tol: float | None = None, comm: MPI.Comm | None = None,
+          max_enrichments: int = 20) -> OnlineResult:
+    """Reduced solve over ``times`` (``times[0]``: virgin initial state).
+
+    Parameters
+    ----------
+    model : :class:`~rom.online.model.ReducedModel`
+    temperature : nodal temperature history (n_times, n_nodes) [K], or a callable
+        ``T(x, y, z, t)`` (numpy arrays, vectorized), or a formula string in x, y, z [m], t [s]
+        (same syntax as the case file). Only evaluated at the reduced points' element nodes,
+        except during enrichment.
+    times : (n_times,) increasing times [s]
+    scale : factor on the mechanical loads of the case
+    enrich : when the indicator exceeds ``tol`` (or the reduced Newton fails), take one
+        high-fidelity step, update the bases and the reduced quadrature, and go on
+        (the model is modified in place; :meth:`ReducedModel.save` keeps it)
+    tol : indicator tolerance (default: the model's ``indicator_tol``)
+    comm : communicator of the high-fidelity steps (``None``: serial)
+    max_enrichments : safety limit of high-fidelity steps per solve
+
+    Returns
+    -------
+    :class:`~rom.online.result.OnlineResult`
+    """
+    temperature, times = _check_inputs(model, temperature, times)
+    tol = model.meta["indicator_tol"] if tol is None else float(tol)
+    hf_comm = as_comm(comm)
+    red = model.reduced
+    nq = red["points"].size
+    st = StepState(float(times[0]), np.zeros(model.n_modes), np.zeros((nq, 6)),
+                   model.law.initial_state(nq))
+    res = OnlineResult(model, times)
+    res.record(st, 0, 0.0, None, 0, 0.0)
+    for i in range(1, times.size):  # loop over time steps
+        t = float(times[i])
+        t0 = time.perf_counter()
+        T = temperature_at_points(model, temperature, t, i)
+        try:
+            new, its = reduced_step(model, st, T, t, scale)
+            eta, c = indicator(model, new.z)
+            failed = False
+        except ReducedDivergence:
+            if not enrich:
+                raise
+            new, its, eta, c, failed = None, -1, np.inf, None, True
+        dt_red = time.perf_counter() - t0
+        need = enrich and (failed or eta > tol)
+        if enrich and hf_comm.size > 1:
+            need = hf_comm.bcast(need, root=0)     # one decision for the collective HF step
+        if need:
+            if len(res.enrichments) >= max_enrichments:
+                raise ReducedDivergence(f"more than {max_enrichments} enrichments in one "
+                                        "solve: the reduced model cannot follow this loading")
+            from .enrich import enrich_step
+            t1 = time.perf_counter()
+            eta_before = eta
+            new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
+                              scale, hf_comm)
+            eta, c = indicator(model, new.z)
+            res.enrichments.append({"step": i, "indicator_before": eta_before,
+                                    "seconds": time.perf_counter() - t1,
+                                    "n_modes": model.n_modes, "n_points": model.n_points,
+                                    "ecm_error": model.meta["last_ecm_error"]})
+        res.record(new, its, eta, c, i, dt_red)
+        st = new
+    return res

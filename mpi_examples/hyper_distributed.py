@@ -21,8 +21,7 @@ idx, x = ecm_fields(eps[:, lo:hi], sig[:, lo:hi], w[lo:hi], tol=1e-5, comm=comm)
 ref_idx, ref_x = ecm_fields(eps, sig, w, tol=1e-5)      # serial reference on one rank
 assert idx.tolist() == ref_idx.tolist() and np.allclose(x, ref_x, rtol=1e-10)
 
-p_dual = sig[:, :, 0].T                                 # a dual field: sigma_xx (points, snapshots)
-U = np.linalg.svd(p_dual, full_matrices=False)[0][:, :5]
+U = np.linalg.svd(p_dual := sig[:, :, 0].T, full_matrices=False)[0][:, :5]  # dual: sigma_xx
 pts = qdeim(U[lo:hi], comm=comm)                        # imposed points for the indicator
 assert pts.tolist() == qdeim(U).tolist()
 M = np.union1d(idx, pts)

@@ -2,6 +2,8 @@
 compression without forming G, and ECM from the fields with the exact stopping test."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -107,6 +109,14 @@ def test_compress_integrand_is_an_isometry_up_to_tol(rng):
     for tol in (1e-3, 1e-6):
         comp = compress_integrand(eps, CountingArray(sig), tol=tol, weights=w, block_bytes=200_000)
         np.testing.assert_allclose(comp.integrals, G @ w, rtol=1e-12)
+        P = comp.row_basis.T @ np.kron(comp.stress_basis.T, np.eye(6))   # (k, m), rows = P
+        np.testing.assert_allclose(P @ P.T, np.eye(comp.rank), atol=1e-12)
+        np.testing.assert_allclose(comp.matrix, P @ G, atol=1e-10 * np.abs(comp.matrix).max())
+        np.testing.assert_allclose(comp.project(G[:, 7]), P @ G[:, 7], rtol=1e-10, atol=1e-6)
+        tail = np.linalg.norm(G - P.T @ (P @ G), axis=0)                   # what A misses
+        norms = np.linalg.norm(G, axis=0)                                  # an upper bound,
+        assert np.all(comp.tail >= tail * (1 - 1e-9))                     # tight to the
+        assert np.all(comp.tail <= tail + 1e-6 * norms)                   # rounding margin
         V = rng.standard_normal((1500, 5))
         err = np.linalg.norm(G @ V, axis=0) - np.linalg.norm(comp.matrix @ V, axis=0)
         assert np.all(np.abs(err) <= 3 * tol * np.linalg.norm(G) * np.linalg.norm(V, axis=0))
@@ -123,8 +133,24 @@ def test_ecm_fields_meets_the_true_tolerance(tol):
     idx, x, info = ecm_fields(eps, sig, w, tol=tol, return_info=True)
     assert quadrature_error(G, w, idx, x) <= tol
     assert info["rank"] < G.shape[0]
-    full_idx, _ = ecm(G, w, tol=tol)                                 # greedy on the full G
-    assert len(idx) <= len(full_idx)
+    full_idx, full_x = ecm(G, w, tol=tol)                            # greedy on the full G
+    assert idx.tolist() == full_idx.tolist()                         # the same NNOMP
+    np.testing.assert_allclose(x, full_x, rtol=1e-9, atol=1e-9 * full_x.max())
+
+
+def test_integrand_rows_and_augmented_ecm_fields(monkeypatch, rng):
+    ecm_mod = importlib.import_module("rom.hyper.ecm")   # the module, not the function
+    from rom.hyper import integrand_rows
+    eps, sig, w = fields(1500, n_snap=20, n_modes=6)
+    G = integrand_matrix(eps, sig)
+    U = rng.standard_normal((3, G.shape[0]))
+    np.testing.assert_allclose(integrand_rows(eps, sig, U, block_bytes=50_000), U @ G,
+                               rtol=1e-11, atol=1e-11 * np.abs(U @ G).max())
+    ref_idx, ref_x = ecm(G, w, tol=1e-6)
+    monkeypatch.setattr(ecm_mod, "AUGMENT_ABOVE", 0)                 # augment at every step
+    idx, x, info = ecm_fields(eps, sig, w, tol=1e-6, compress_tol=1e-2, return_info=True)
+    assert info["augmented"] > 0 and idx.tolist() == ref_idx.tolist()
+    np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
 
 
 def test_ecm_fields_warm_start_and_imposed():

@@ -8,7 +8,7 @@ global and identical on every rank, whatever the number of ranks. See docs/hyper
 from __future__ import annotations
 
 from .deim import EIMResult, Interpolation, deim, eim, interpolation, qdeim
-from .ecm import compress_rows, ecm, quadrature_error
+from .ecm import TrueIntegrands, compress_rows, ecm, quadrature_error
 from .gappy import GappyPOD, GappyWarning, gappy
 from .integrand import (
     CompressedIntegrand,
@@ -17,6 +17,7 @@ from .integrand import (
     integrals,
     integrand_columns,
     integrand_matrix,
+    integrand_rows,
     point_dofs,
     strains_from_B,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "GappyPOD",
     "GappyWarning",
     "Interpolation",
+    "TrueIntegrands",
     "compress_integrand",
     "compress_rows",
     "deim",
@@ -37,6 +39,7 @@ __all__ = [
     "integrals",
     "integrand_columns",
     "integrand_matrix",
+    "integrand_rows",
     "interpolation",
     "point_dofs",
     "qdeim",

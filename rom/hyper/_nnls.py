@@ -88,10 +88,10 @@ class _Buffer:
         return self.buf[:self.rows, :self.cols]
 
     def _reserve(self, rows: int, cols: int) -> None:
-        if rows > self.buf.shape[0] or cols > self.buf.shape[1]:
-            new = np.zeros((max(rows, 2 * self.buf.shape[0] if rows > self.buf.shape[0]
-                                else self.buf.shape[0]),
-                            max(cols, 2 * self.buf.shape[1])))
+        R, C = self.buf.shape
+        if rows > R or cols > C:
+            new = np.zeros((max(rows, 2 * R) if rows > R else R,
+                            max(cols, 2 * C) if cols > C else C))
             new[:self.rows, :self.cols] = self.v
             self.buf = new
 

@@ -18,9 +18,10 @@ docs/hyper.md for the measurements):
   the leading left singular vectors (a POD of the integrands, from the Gram ``G G^T``),
   and the correlation scan, the only step that touches every point, runs on ``Q^T G``
   (k x P, k << m) with the projected residual ``Q^T r``. The NNLS and the stopping test
-  always use the *true* columns of the selected points (m-long, cheap), so the greedy
-  is NNOMP on G with correlations exact up to the compression; if the compressed rows
-  are exhausted before the true tolerance is met, the scan continues on the full ``G``;
+  always use the *true* columns of the selected points (m-long, cheap), and the few
+  points whose correlation could be the maximum given the known truncation bound are
+  re-evaluated on their true columns: the greedy is exactly NNOMP on G. If the
+  compressed rows stop seeing the residual, the scan continues on the full ``G``;
 - the scan reads a float32 copy and refines the candidates in float64
   (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax.
 
@@ -35,6 +36,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,7 +58,42 @@ from ._common import (
 from ._nnls import Selection
 from ._scan import Scanner
 
-__all__ = ["compress_rows", "ecm", "quadrature_error"]
+__all__ = ["TrueIntegrands", "compress_rows", "ecm", "quadrature_error"]
+
+
+@dataclass(frozen=True)
+class TrueIntegrands:
+    """The true integrands behind a row-compressed matrix ``A = P G`` given to :func:`ecm`.
+
+    ``P`` (k x m) has orthonormal rows. With it, ecm runs the NNOMP of the true G: the
+    NNLS and the stopping test use the true columns of the selected points, and the scan
+    on A is corrected by a rigorous bound (:mod:`rom.hyper._scan`).
+
+    Attributes
+    ----------
+    integrals : (m,) the true integrals ``b = G w`` (same on every rank)
+    columns : collective ``columns(J) -> (m, len(J))``: true columns at global points J
+    project : ``project(r) -> P r``: (m,) -> (k,)
+    tail : (n_local,) ``||(I - P^T P) g_g||`` of this rank's points (an upper bound is fine)
+    lift : optional ``lift(v) -> P^T v``: (k,) -> (m,)
+    rows : optional ``rows(u) -> u^T G_local`` (n_local,) for a unit vector u (m,) (local,
+        not collective). With ``lift``, lets ecm add the part of the residual the
+        compressed rows miss as an exact extra row when it grows (one pass over the data).
+    """
+
+    integrals: np.ndarray
+    columns: Callable[[np.ndarray], np.ndarray]
+    project: Callable[[np.ndarray], np.ndarray]
+    tail: np.ndarray
+    lift: Callable[[np.ndarray], np.ndarray] | None = None
+    rows: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+#: candidates (points to re-evaluate on true columns) above which the compressed rows are
+#: augmented with the missing residual direction
+AUGMENT_ABOVE = 128
+#: at most this many augmentations
+MAX_AUGMENT = 64
 
 
 def compress_rows(G: np.ndarray, tol: float, comm: MPI.Comm | None = None
@@ -124,7 +161,7 @@ def _validate(G: Any, weights: Any, comm: MPI.Comm) -> tuple[np.ndarray, np.ndar
 def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None = None,
         warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
         compress: float | None = None,
-        exact: tuple[np.ndarray, Callable, Callable] | None = None,
+        exact: TrueIntegrands | None = None,
         max_points: int | None = None, keep_warm_start: bool = True,
         tie_rtol: float = TIE_RTOL, float32_scan: bool | None = None,
         progress: float | None = 10.0, return_info: bool = False):
@@ -147,14 +184,13 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         where the law is evaluated for an error indicator); they are never quadrature points
     compress : relative energy tolerance of a POD of the rows of G done first (see
         :func:`compress_rows`), e.g. ``1e-6``; ``None``: no compression. Pays off when m
-        is large and G has a low numerical rank; the stopping test stays exact, and if
-        the compressed problem is exhausted first the greedy goes on with the full G.
-    exact : ``(b, columns, project)`` when ``G`` is itself a compressed integrand matrix
-        ``Gc = P G`` (e.g. from :func:`rom.hyper.integrand.compress_integrand`): ``b``
-        (m_true,) the true integrals, ``columns(indices) -> (m_true, len(indices))`` a
-        collective function returning the true integrand columns at global points, and
-        ``project(r) -> P r`` mapping a true residual to the rows of ``G``. The NNLS and the
-        stopping test then use the true columns; only the correlation scan uses ``G``.
+        is large and G has a low numerical rank. The points and weights are those of the
+        greedy on the full G (same NNOMP, see the module doc); if the compressed rows stop
+        seeing the residual the scan goes on with the full G.
+    exact : :class:`TrueIntegrands`, when ``G`` is itself a row-compressed integrand
+        matrix ``P G_true`` (e.g. from :func:`rom.hyper.integrand.compress_integrand`): the
+        result is then the NNOMP of the true integrands (NNLS, stopping test and argmax
+        on the true columns), G only serving the scan.
     max_points : stop (with a warning) when this many points have positive weight
     keep_warm_start : see ``warm_start``
     tie_rtol : correlations within ``tie_rtol * max`` of the maximum are ties, broken by
@@ -194,9 +230,14 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     both = np.intersect1d(ws, imp)
     if both.size:
         raise ValueError(f"point {both[0]} is both in warm_start and in imposed")
+    tail, lift, rows = None, None, None
     if exact is not None:
-        b, columns, project = exact
-        b = np.asarray(b, dtype=float)
+        lift, rows = exact.lift, exact.rows
+        b, columns, project = np.asarray(exact.integrals, dtype=float), exact.columns, exact.project
+        tail = np.asarray(exact.tail, dtype=float)
+        if tail.shape != (G.shape[1],) or b.ndim != 1:
+            raise ValueError(f"exact.tail must have one entry per local point ({G.shape[1]}), "
+                             f"got shape {tail.shape}; exact.integrals must be 1-D")
     else:
         b = allreduce_sum(G @ w, comm)
 
@@ -213,14 +254,21 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     if compress is not None:
         Q, _ = compress_rows(G, compress, comm)
         AT = np.ascontiguousarray(G.T @ Q)          # (n_local, k), points-major
+        norms2 = np.einsum("ij,ij->j", G, G)
+        tail = np.sqrt(np.maximum(norms2 - np.einsum("gk,gk->g", AT, AT), 0) + 1e-13 * norms2)
 
         def project(r):
             return Q.T @ r
+
+        def lift(v):
+            return Q @ v
+
+        def rows(u):
+            return u @ G
     max_points = n_glob if max_points is None else int(max_points)
     if float32_scan is None:
         float32_scan = AT.shape[1] * n_glob >= 2**22
-    scan = Scanner(AT, lo, comm, float32_scan)
-    nbs = float(np.linalg.norm(project(b)))
+    scan = Scanner(AT, lo, comm, float32_scan, tail)
 
     taken = np.zeros(hi - lo, dtype=bool)           # selected or imposed (not candidates)
     taken[imp[(imp >= lo) & (imp < hi)] - lo] = True
@@ -241,10 +289,13 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     last_report = time.perf_counter()
     n_iter, max_iter = 0, 4 * (max(b.size, 1) + ws.size) + 100
     stalls, last_err = 0, np.inf
+    U = np.zeros((b.size, 0))                       # directions added to the compressed rows
+    augmented = False
     while True:
         r = sel.residual(b)                         # true residual
         err = float(np.linalg.norm(r)) / nb
-        history.append(err)
+        if not augmented:
+            history.append(err)
         if err <= tol:
             break
         if np.count_nonzero(sel.x > 0) >= max_points or n_iter >= max_iter:
@@ -252,27 +303,42 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
             warnings.warn(f"ecm stopped at {sel.idx.size} points ({why}) with relative error "
                           f"{err:.3e} > tol {tol:.1e}", RuntimeWarning, stacklevel=2)
             break
-        stalls = stalls + 1 if err >= last_err * (1 - 1e-13) else 0
-        last_err = err
-        rs = project(r)                             # the residual seen by the scan
-        res = float(np.linalg.norm(rs))
-        cmax, j = scan.argmax(rs, taken, tie_rtol)
-        # exhausted: nothing left to see, no column correlates above round-off, or no progress
-        if (j < 0 or res <= 1e-13 * nbs or stalls >= 3
-                or cmax <= 1e-12 * res * scan.colmax):
+        if not augmented:
+            stalls = stalls + 1 if err >= last_err * (1 - 1e-13) else 0
+        last_err, augmented = err, False
+        rs = np.concatenate([project(r), U.T @ r])  # the residual seen by the scan
+        nr = float(np.linalg.norm(r))
+        slack = np.sqrt(max(nr**2 - float(rs @ rs), 0.0) + 4 * np.finfo(float).eps * nr**2)
+        cmax, j, n_cand = scan.argmax(rs, taken, tie_rtol, slack,
+                                      exact=lambda J, r=r: columns(J).T @ r)
+        if (n_cand > AUGMENT_ABOVE and scan.tail2 is not None and rows is not None
+                and lift is not None and U.shape[1] < MAX_AUGMENT):
+            # the residual left the compressed rows: add its missing direction as a row
+            u = r - lift(rs[:scan.k]) - U @ rs[scan.k:]
+            for _ in range(2):
+                u -= lift(project(u)) + U @ (U.T @ u)
+            nu = float(np.linalg.norm(u))
+            if nu > 1e-8 * nr:
+                U = np.column_stack([U, u / nu])
+                scan.add_row(rows(u / nu))
+                if j == -2:
+                    augmented = True
+                    continue
+        # exhausted: no candidate (or too many: the compressed rows no longer see the
+        # residual), no column correlates above round-off, or no progress
+        if j < 0 or stalls >= 3 or cmax <= 1e-12 * nr * scan.colmax:
             if compress is not None and not fallback:
-                # the compressed rows are exhausted but the true error is not met: go on
-                # with the full G
+                # go on with the full G
                 fallback, AT, stalls, last_err = True, G.T, 0, np.inf
-                scan = Scanner(AT, lo, comm, float32_scan)
-                nbs = nb
+                scan, U = Scanner(AT, lo, comm, float32_scan), np.zeros((b.size, 0))
 
                 def project(r):
                     return r
                 continue
-            warnings.warn(f"ecm: no point can reduce the error further; stopped at "
-                          f"{sel.idx.size} points with relative error {err:.3e} > tol "
-                          f"{tol:.1e}", RuntimeWarning, stacklevel=2)
+            why = ("the compressed rows no longer see the residual (lower the compression "
+                   "tolerance)" if j == -2 else "no point can reduce the error further")
+            warnings.warn(f"ecm: {why}; stopped at {sel.idx.size} points with relative error "
+                          f"{err:.3e} > tol {tol:.1e}", RuntimeWarning, stacklevel=2)
             break
         pos = add(np.array([j]), False)
         sel.solve(b, add=pos)
@@ -290,7 +356,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     perm = np.argsort(idx, kind="stable")
     if not return_info:
         return idx[perm], x[perm]
-    info = {"error": err, "rank": AT.shape[1], "iterations": n_iter, "history": history,
+    info = {"error": err, "rank": AT.shape[1], "augmented": U.shape[1],
+            "iterations": n_iter, "history": history,
             "order": order, "fallback": fallback, "time": time.perf_counter() - t0,
             "n_points": int(np.count_nonzero(x > 0))}
     return idx[perm], x[perm], info

@@ -47,7 +47,7 @@ from ._common import (
     raise_collective,
     truncation_rank,
 )
-from .ecm import ecm
+from .ecm import TrueIntegrands, ecm
 
 __all__ = [
     "CompressedIntegrand",
@@ -56,6 +56,7 @@ __all__ = [
     "integrals",
     "integrand_columns",
     "integrand_matrix",
+    "integrand_rows",
     "point_dofs",
     "strains_from_B",
 ]
@@ -262,6 +263,35 @@ def integrand_columns(strains: np.ndarray, stresses: Any, indices: np.ndarray, *
     return allreduce_sum(out, comm)
 
 
+def integrand_rows(strains: np.ndarray, stresses: Any, U: np.ndarray, *,
+                   block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """Combinations of integrand rows at this rank's points, ``U @ G``, without forming G.
+
+    Parameters
+    ----------
+    strains, stresses : see :func:`integrand_matrix`
+    U : (a, n_snapshots * n_modes) coefficients over the rows of G
+
+    Returns
+    -------
+    (a, n_points): ``sum_(s,i) U[., s n_modes + i] sigma_s : eps_i`` (local, not collective).
+    Cost: ``2 a n_s n_modes n_comp`` flops per point (one GEMM per block), one pass over the
+    stresses.
+    """
+    n_modes, n_pts, n_comp = strains.shape
+    n_s = stresses.shape[0]
+    U = np.atleast_2d(np.asarray(U, dtype=float))
+    a = U.shape[0]
+    # Z[(a, i), g, k] = sum_s U[a, s, i] sigma[s, g, k] (one GEMM), then sum_(i,k) Z eps
+    W = U.reshape(a, n_s, n_modes).transpose(0, 2, 1).reshape(a * n_modes, n_s)
+    out = np.empty((a, n_pts))
+    for g0, g1 in _block_ranges(n_pts, 8 * (n_s + 2 * a * n_modes) * n_comp, block_bytes):
+        Z = W @ _stress_block(stresses, g0, g1).reshape(n_s, -1)
+        Z = Z.reshape(a, n_modes, g1 - g0, n_comp) * strains[None, :, g0:g1]
+        out[:, g0:g1] = Z.sum(axis=(1, 3))
+    return out
+
+
 @dataclass(frozen=True)
 class CompressedIntegrand:
     """A POD-compressed integrand matrix: ``||G v|| ≈ ||matrix v||`` for every v.
@@ -274,6 +304,8 @@ class CompressedIntegrand:
     stress_singular_values : all singular values of the stress snapshot matrix
     singular_values : all singular values of the stress-compressed integrand rows
     integrals : (n_snapshots * n_modes,) true integrals ``G w`` when weights were given
+    tail : (n_points,) ``||g_g - P^T P g_g||``, the part of each true column the compressed
+        matrix misses (P = ``row_basis^T (stress_basis^T kron I)``, orthonormal rows)
     """
 
     matrix: np.ndarray
@@ -282,10 +314,16 @@ class CompressedIntegrand:
     stress_singular_values: np.ndarray
     singular_values: np.ndarray
     integrals: np.ndarray | None = None
+    tail: np.ndarray | None = None
 
     @property
     def rank(self) -> int:
         return self.matrix.shape[0]
+
+    def lift(self, v: np.ndarray) -> np.ndarray:
+        """``P^T v``: compressed coordinates (k,) back to a vector over the rows of G."""
+        r = self.stress_basis.shape[1]
+        return (self.stress_basis @ (self.row_basis @ v).reshape(r, -1)).ravel()
 
     def project(self, r: np.ndarray) -> np.ndarray:
         """Compressed coordinates ``Q^T (V^T kron I) r`` of a vector r over the rows of G.
@@ -344,11 +382,18 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
     blocks = _block_ranges(n_pts, 8 * (2 * n_s * n_comp + 3 * n_s * n_modes), block_bytes)
     bar = _Ticker(comm, 3 * len(blocks), "compress_integrand", progress)
     msg, C, b = None, np.zeros((n_s, n_s)), np.zeros((n_s, n_modes))
+    norms2 = np.empty(n_pts)                       # ||g_g||^2 = sum_kl S_g[k,l] E_g[k,l]
+    scale2 = np.empty(n_pts)                       # sum_kl |S_g[k,l] E_g[k,l]| (rounding scale)
     off = int(offsets_of(n_pts, comm)[comm.rank])
     try:
         for g0, g1 in blocks:
             bar.update()
-            sig = _stress_block(stresses, g0, g1, True, off).reshape(n_s, -1)
+            blk = _stress_block(stresses, g0, g1, True, off)
+            S = np.einsum("sgk,sgl->gkl", blk, blk, optimize=True)
+            E = np.einsum("igk,igl->gkl", strains[:, g0:g1], strains[:, g0:g1], optimize=True)
+            norms2[g0:g1] = np.einsum("gkl,gkl->g", S, E)
+            scale2[g0:g1] = np.einsum("gkl,gkl->g", np.abs(S), np.abs(E))
+            sig = blk.reshape(n_s, -1)
             C += sig @ sig.T
             if w is not None:
                 b += sig @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(n_modes, -1).T
@@ -383,7 +428,9 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
             out[:, g0:g1] = Q.T @ H(g0, g1)
 
     integ = None if w is None else allreduce_sum(b.ravel(), comm)
-    return CompressedIntegrand(out, V, Q, np.sqrt(lam_s), np.sqrt(lam), integ)
+    kept2 = np.einsum("kg,kg->g", out, out)
+    tail = np.sqrt(np.maximum(norms2 - kept2, 0.0) + 1e-13 * scale2)   # + rounding margin
+    return CompressedIntegrand(out, V, Q, np.sqrt(lam_s), np.sqrt(lam), integ, tail)
 
 
 def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: float,
@@ -393,10 +440,12 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
 
     G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
-    the NNLS and the stopping test use the **true** columns of the selected points
-    (:func:`integrand_columns`) and the true integrals, so the result meets the true
-    relative error ``||G_S x - G w|| <= tol ||G w||``. If the compressed rows run out
-    before that, the compression is redone ten times tighter (at most twice).
+    the NNLS, the stopping test and the final choice of each point use the **true**
+    columns (:func:`integrand_columns`, for the few points whose correlation bound reaches
+    the maximum) and the true integrals: the result is the NNOMP of the full G (same
+    points as the greedy on G, up to exact ties) and meets ``||G_S x - G w|| <= tol
+    ||G w||``. If the compressed rows stop seeing the residual (too many candidates), the
+    compression is redone ten times tighter (at most twice).
 
     Parameters
     ----------
@@ -425,9 +474,10 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
         b = comp.integrals
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            true = TrueIntegrands(b, columns, comp.project, comp.tail, comp.lift,
+                                  lambda u: integrand_rows(strains, stresses, u)[0])
             idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
-                               imposed=imposed, exact=(b, columns, comp.project),
-                               return_info=True, **ecm_kwargs)
+                               imposed=imposed, exact=true, return_info=True, **ecm_kwargs)
         if info["error"] <= tol or attempt == 2:
             for wrn in caught:
                 warnings.warn(wrn.message, wrn.category, stacklevel=2)

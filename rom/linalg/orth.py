@@ -230,12 +230,16 @@ class _ChunkedQR:
         self.R = self.top.R
 
     def apply(self, Z: np.ndarray) -> np.ndarray:
+        """``Q @ Z`` (rows of A, k) for ``Z`` of shape (r, k)."""
         if self.top is None:
             return self.leaves[0].apply(Z)
         W = self.top.apply(Z)
-        ends = np.cumsum([leaf.r for leaf in self.leaves])
-        parts = [leaf.apply(W[e - leaf.r:e]) for leaf, e in zip(self.leaves, ends)]
-        return np.concatenate(parts, axis=0)
+        out = np.empty((sum(leaf.rows for leaf in self.leaves), Z.shape[1]))
+        row = col = 0
+        for leaf in self.leaves:
+            out[row:row + leaf.rows] = leaf.apply(W[col:col + leaf.r])
+            row, col = row + leaf.rows, col + leaf.r
+        return out
 
 
 class TSQR:

@@ -6,31 +6,10 @@ import numpy as np
 import pytest
 
 from rom.linalg import IncrementalSVD, gather_rows, pod
-from rom.parallel import even_split
+
+from _rowblocks import offsets, rows, matrix
 
 EPS = np.finfo(float).eps
-
-
-def offsets(n: int, size: int, uneven: bool) -> np.ndarray:
-    """Even split, or (size > 1) an uneven one where rank 0 has no rows."""
-    if not uneven or size == 1:
-        return even_split(n, size)
-    weights = np.arange(size, dtype=float)
-    counts = np.floor(n * weights / weights.sum()).astype(int)
-    counts[-1] += n - counts.sum()
-    return np.concatenate([[0], np.cumsum(counts)])
-
-
-def rows(A, comm, uneven=False):
-    off = offsets(A.shape[0], comm.size, uneven)
-    return A[off[comm.rank]:off[comm.rank + 1]]
-
-
-def matrix(n: int, s: np.ndarray, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    U = np.linalg.qr(rng.standard_normal((n, s.size)))[0]
-    V = np.linalg.qr(rng.standard_normal((s.size, s.size)))[0]
-    return (U * s) @ V.T
 
 
 @pytest.mark.mpi

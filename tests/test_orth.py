@@ -7,24 +7,10 @@ import pytest
 import scipy.sparse as sp
 
 from rom.linalg import apply_product, cholqr, gather_rows, gram, gram_schmidt, tsqr
-from rom.parallel import even_split
+
+from _rowblocks import offsets, rows
 
 EPS = np.finfo(float).eps
-
-
-def offsets(n: int, size: int, uneven: bool) -> np.ndarray:
-    """Even split, or (size > 1) an uneven one where rank 0 has no rows."""
-    if not uneven or size == 1:
-        return even_split(n, size)
-    weights = np.arange(size, dtype=float)
-    counts = np.floor(n * weights / weights.sum()).astype(int)
-    counts[-1] += n - counts.sum()
-    return np.concatenate([[0], np.cumsum(counts)])
-
-
-def rows(A, comm, uneven=False):
-    off = offsets(A.shape[0], comm.size, uneven)
-    return A[off[comm.rank]:off[comm.rank + 1]]
 
 
 def monomials(n: int, k: int) -> np.ndarray:

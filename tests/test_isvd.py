@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _rowblocks import matrix, offsets, rows
 
 from rom.linalg import IncrementalSVD, gather_rows, pod
-
-from _rowblocks import offsets, rows, matrix
 
 EPS = np.finfo(float).eps
 

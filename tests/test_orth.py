@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from _rowblocks import offsets, rows
 
 from rom.linalg import apply_product, cholqr, gather_rows, gram, gram_schmidt, tsqr
-
-from _rowblocks import offsets, rows
 
 EPS = np.finfo(float).eps
 

@@ -13,10 +13,9 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
+from _rowblocks import matrix, offsets, rows
 
 from rom.linalg import gather_rows, pod
-
-from _rowblocks import offsets, rows, matrix
 
 EPS = np.finfo(float).eps
 METHODS = ["snapshots", "tsqr", "randomized"]

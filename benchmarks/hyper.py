@@ -165,7 +165,8 @@ def run_ecm() -> dict:
         rank0_print(comm, f"  ecm_fields: {t:.2f} s, {len(idx)} points, error {info['error']:.3e}")
     res["ecm_fields"] = {"time": float(np.median(times)), "times": times, "points": len(idx),
                          "error": info["error"], "compressed_rank": info["rank"],
-                         "stress_rank": info["stress_rank"], "iterations": info["iterations"]}
+                         "stress_rank": info["stress_rank"], "iterations": info["iterations"],
+                         "augmented_rows": info["augmented"]}
     g_gb = 8e-9 * args.snapshots * args.modes * n
     if not args.no_naive and size == 1 and g_gb <= args.max_g_gb:
         t_form, G = timed(lambda: integrand_matrix(eps, sig))

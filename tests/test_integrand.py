@@ -126,6 +126,19 @@ def test_compress_integrand_is_an_isometry_up_to_tol(rng):
                                atol=1e-12 * np.abs(comp.matrix).max())
 
 
+def test_sampled_grams_still_give_an_exact_compression_and_the_same_greedy():
+    eps, sig, w = fields(1500, n_snap=20, n_modes=6)
+    G = integrand_matrix(eps, sig)
+    comp = compress_integrand(eps, sig, tol=1e-4, sample=100)        # Grams on 100 points
+    P = comp.row_basis.T @ np.kron(comp.stress_basis.T, np.eye(6))
+    np.testing.assert_allclose(P @ P.T, np.eye(comp.rank), atol=1e-12)
+    np.testing.assert_allclose(comp.matrix, P @ G, atol=1e-10 * np.abs(comp.matrix).max())
+    ref_idx, ref_x = ecm(G, w, tol=1e-6)
+    idx, x = ecm_fields(eps, sig, w, tol=1e-6, sample=100)
+    assert idx.tolist() == ref_idx.tolist()
+    np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
+
+
 @pytest.mark.parametrize("tol", [1e-3, 1e-6])
 def test_ecm_fields_meets_the_true_tolerance(tol):
     eps, sig, w = fields(2000, n_snap=20, n_modes=6)
@@ -207,9 +220,10 @@ def test_distributed_integrals_columns_and_compression(comm):
 @pytest.mark.mpi
 def test_distributed_ecm_fields_equals_serial(comm):
     eps, sig, w = fields(1200)
-    ref_idx, ref_x = ecm_fields(eps, sig, w, tol=1e-6)
+    ref_idx, ref_x = ecm_fields(eps, sig, w, tol=1e-6, sample=300)
     for split in splits(1200, comm.size):
-        idx, x = ecm_fields(*local(split, comm.rank, eps, sig, w), tol=1e-6, comm=comm)
+        idx, x = ecm_fields(*local(split, comm.rank, eps, sig, w), tol=1e-6, comm=comm,
+                            sample=300)
         assert idx.tolist() == ref_idx.tolist()
         # the weights solve a NNLS on the true columns: determined to cond(G_S) * eps (~1e-11
         # here), the integrals being sums whose rounding depends on the split

@@ -91,7 +91,7 @@ class TrueIntegrands:
 
 #: candidates (points to re-evaluate on true columns) above which the compressed rows are
 #: augmented with the missing residual direction
-AUGMENT_ABOVE = 128
+AUGMENT_ABOVE = 1024
 #: at most this many augmentations
 MAX_AUGMENT = 64
 

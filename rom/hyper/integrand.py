@@ -341,17 +341,20 @@ class CompressedIntegrand:
 def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
                        stress_tol: float | None = None, comm: MPI.Comm | None = None,
                        weights: np.ndarray | None = None, block_bytes: int = BLOCK_BYTES,
-                       cache_bytes: int = 2**30, progress: float | None = None
-                       ) -> CompressedIntegrand:
+                       cache_bytes: int = 2**30, sample: int | None = 20_000,
+                       progress: float | None = None) -> CompressedIntegrand:
     """The POD-compressed ECM integrand matrix, formed in blocks without forming G (collective).
 
-    Passes over the points. (1) POD of the stress snapshots (method of snapshots,
-    Gram n_s x n_s): ``sigma_s = sum_a V[s, a] sigma~_a``, keeping r terms at relative
-    energy ``stress_tol``; since V has orthonormal columns, ``G = (V kron I) H`` with
-    ``H[(a, i), g] = sigma~_a : eps_i`` and ``||G v|| = ||H v||``. (2) Gram of the rows of
-    H ((r n_modes)^2), eigen-decomposition, k rows kept at relative energy ``tol``.
-    (3) ``matrix = Q^T H``, from H kept in memory when it fits in ``cache_bytes``, else
-    recomputed block by block.
+    (1) POD of the stress snapshots (method of snapshots, Gram n_s x n_s):
+    ``sigma_s = sum_a V[s, a] sigma~_a``, keeping r terms at relative energy ``stress_tol``;
+    since V has orthonormal columns, ``G = (V kron I) H`` with ``H[(a, i), g] = sigma~_a :
+    eps_i`` and ``||G v|| = ||H v||``. (2) Gram of the rows of H ((r n_modes)^2), eigen-
+    decomposition, k rows kept at relative energy ``tol``. (3) ``matrix = Q^T H``. The same
+    pass as (1) computes the true column norms (for ``tail``) and, with ``weights``, the
+    integrals. Both Grams use a strided sample of points when there are more than
+    ``sample``: they only choose the rows; the result is exactly ``P G`` for the chosen
+    orthonormal P, whatever the sample. Passes over the stresses: 2 (3 without sampling
+    when H does not fit in ``cache_bytes``).
 
     Parameters
     ----------
@@ -363,12 +366,16 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
         too (attribute ``integrals``)
     block_bytes : bound on the per-block temporaries
     cache_bytes : keep H (8 r n_modes n_points bytes) when it is at most this large
+    sample : build the two Gram matrices (which only choose the compressed rows) from about
+        this many points, every ``P // sample``-th global point; ``None``: all points. The
+        compressed matrix itself, its truncated norms and the integrals use every point.
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
 
     Returns
     -------
-    :class:`CompressedIntegrand`. Cost per rank: ``n_s^2 n_comp n_points`` +
-    ``(r n_modes)^2 n_points`` + ``2 k r n_modes n_points`` flops; memory see module doc.
+    :class:`CompressedIntegrand`. Cost per rank: ``2 k r n_modes n_points`` (projection) +
+    ``36 (n_s + n_modes) n_points`` (norms) + ``n_s^2 n_comp + (r n_modes)^2`` per sampled
+    point (Grams) flops; memory see module doc.
     Energies below about ``eps * largest`` are not resolved by the Gram matrices, so the
     tolerances should stay above ~1e-7.
     """
@@ -380,11 +387,14 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
     n_s = stresses.shape[0]
     w = None if weights is None else _check_weights(weights, n_pts)
     blocks = _block_ranges(n_pts, 8 * (2 * n_s * n_comp + 3 * n_s * n_modes), block_bytes)
+    offsets = offsets_of(n_pts, comm)
+    off = int(offsets[comm.rank])
+    stride = 1 if sample is None else max(1, int(offsets[-1]) // max(1, int(sample)))
+    in_sample = (off + np.arange(n_pts)) % stride == 0      # global stride: rank-independent
     bar = _Ticker(comm, 3 * len(blocks), "compress_integrand", progress)
     msg, C, b = None, np.zeros((n_s, n_s)), np.zeros((n_s, n_modes))
     norms2 = np.empty(n_pts)                       # ||g_g||^2 = sum_kl S_g[k,l] E_g[k,l]
     scale2 = np.empty(n_pts)                       # sum_kl |S_g[k,l] E_g[k,l]| (rounding scale)
-    off = int(offsets_of(n_pts, comm)[comm.rank])
     try:
         for g0, g1 in blocks:
             bar.update()
@@ -393,10 +403,11 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
             E = np.einsum("igk,igl->gkl", strains[:, g0:g1], strains[:, g0:g1], optimize=True)
             norms2[g0:g1] = np.einsum("gkl,gkl->g", S, E)
             scale2[g0:g1] = np.einsum("gkl,gkl->g", np.abs(S), np.abs(E))
-            sig = blk.reshape(n_s, -1)
+            sig = (blk if stride == 1 else blk[:, in_sample[g0:g1]]).reshape(n_s, -1)
             C += sig @ sig.T
             if w is not None:
-                b += sig @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(n_modes, -1).T
+                b += blk.reshape(n_s, -1) @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(
+                    n_modes, -1).T
     except ValueError as exc:
         msg = str(exc)
     raise_collective(msg, comm)
@@ -404,18 +415,26 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
     V = np.ascontiguousarray(V[:, :truncation_rank(lam_s, stress_tol)])
     r = V.shape[1]
 
-    def H(g0, g1):
-        sig = (V.T @ _stress_block(stresses, g0, g1).reshape(n_s, -1)).reshape(r, g1 - g0, n_comp)
-        return _products(sig, strains[:, g0:g1]).reshape(r * n_modes, g1 - g0)
+    def H(sl):
+        """Rows of H at local points ``sl`` (a slice or increasing indices)."""
+        sig = np.asarray(stresses[:, sl, :], dtype=np.float64)
+        p = sig.shape[1]
+        sig = (V.T @ sig.reshape(n_s, -1)).reshape(r, p, n_comp)
+        return _products(sig, strains[:, sl]).reshape(r * n_modes, p)
 
-    cache = np.empty((r * n_modes, n_pts)) if 8 * r * n_modes * n_pts <= cache_bytes else None
+    cache = None
+    if stride == 1 and 8 * r * n_modes * n_pts <= cache_bytes:
+        cache = np.empty((r * n_modes, n_pts))
     CH = np.zeros((r * n_modes, r * n_modes))
-    for g0, g1 in blocks:
+    for g0, g1 in blocks:                          # Gram of the rows of H (on the sample)
         bar.update()
-        h = H(g0, g1)
+        if stride == 1:
+            h = H(slice(g0, g1))
+            if cache is not None:
+                cache[:, g0:g1] = h
+        else:
+            h = H(g0 + np.flatnonzero(in_sample[g0:g1]))
         CH += h @ h.T
-        if cache is not None:
-            cache[:, g0:g1] = h
     lam, W = eig_desc(allreduce_sum(CH, comm))
     Q = np.ascontiguousarray(W[:, :truncation_rank(lam, tol)])
     if cache is not None:
@@ -425,7 +444,7 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
         out = np.empty((Q.shape[1], n_pts))
         for g0, g1 in blocks:
             bar.update()
-            out[:, g0:g1] = Q.T @ H(g0, g1)
+            out[:, g0:g1] = Q.T @ H(slice(g0, g1))
 
     integ = None if w is None else allreduce_sum(b.ravel(), comm)
     kept2 = np.einsum("kg,kg->g", out, out)
@@ -436,7 +455,8 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
 def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: float,
                comm: MPI.Comm | None = None, compress_tol: float | None = None,
                warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
-               return_info: bool = False, block_bytes: int = BLOCK_BYTES, **ecm_kwargs):
+               return_info: bool = False, block_bytes: int = BLOCK_BYTES,
+               sample: int | None = 20_000, **ecm_kwargs):
     """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
 
     G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
@@ -453,6 +473,7 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     weights : (n_points,) full-order quadrature weights of this rank's points (m^3)
     tol : relative tolerance of the reduced quadrature on the true integrands
     compress_tol : energy tolerance of both PODs, default ``tol``
+    sample : points used for the POD Gram matrices (see :func:`compress_integrand`)
     warm_start, imposed, ecm_kwargs : passed to :func:`rom.hyper.ecm`
 
     Returns
@@ -469,7 +490,7 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
 
     for attempt in range(3):
         comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
-                                  block_bytes=block_bytes,
+                                  block_bytes=block_bytes, sample=sample,
                                   progress=ecm_kwargs.get("progress", 10.0))
         b = comp.integrals
         with warnings.catch_warnings(record=True) as caught:

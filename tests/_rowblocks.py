@@ -28,3 +28,13 @@ def matrix(n: int, s: np.ndarray, seed: int = 0) -> np.ndarray:
     U = np.linalg.qr(rng.standard_normal((n, s.size)))[0]
     V = np.linalg.qr(rng.standard_normal((s.size, s.size)))[0]
     return (U * s) @ V.T
+
+
+def mass_matrix(n: int):
+    """P1 mass matrix of [0, 1] on n nodes (tridiagonal, SPD), scipy CSR."""
+    import scipy.sparse as sp
+    h = 1.0 / (n - 1)
+    main = np.full(n, 4 * h / 6)
+    main[[0, -1]] = 2 * h / 6
+    off = np.full(n - 1, h / 6)
+    return sp.diags([off, main, off], [-1, 0, 1], format="csr")

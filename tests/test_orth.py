@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from _rowblocks import offsets, rows
+from _rowblocks import mass_matrix, offsets, rows
 
 from rom.linalg import apply_product, cholqr, gather_rows, gram, gram_schmidt, tsqr
 
@@ -16,14 +16,6 @@ def monomials(n: int, k: int) -> np.ndarray:
     """Columns x^j on [0, 1] (Gram = n x Hilbert matrix): cond ~1e11 for k = 16."""
     x = np.linspace(0, 1, n)
     return x[:, None] ** np.arange(k)
-
-
-def mass_matrix(n: int) -> sp.csr_matrix:
-    h = 1.0 / (n - 1)
-    main = np.full(n, 4 * h / 6)
-    main[[0, -1]] = 2 * h / 6
-    off = np.full(n - 1, h / 6)
-    return sp.diags([off, main, off], [-1, 0, 1], format="csr")
 
 
 def orth_error(Q, M=None):

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg as sla
 import scipy.sparse as sp
-from _rowblocks import matrix, offsets, rows
+from _rowblocks import mass_matrix, matrix, offsets, rows
 
 from rom.linalg import gather_rows, pod
 
@@ -144,15 +144,6 @@ def test_randomized_sketch_with_product(comm, kind):
     U = gathered(res, comm)
     np.testing.assert_allclose(U.T @ Mfull @ U, np.eye(6), atol=50 * EPS)
     np.testing.assert_allclose(U, Uref[:, :6], atol=1e-9 * np.abs(Uref).max())
-
-
-def mass_matrix(n: int) -> sp.csr_matrix:
-    """P1 mass matrix of [0, 1] on n nodes (tridiagonal, SPD)."""
-    h = 1.0 / (n - 1)
-    main = np.full(n, 4 * h / 6)
-    main[[0, -1]] = 2 * h / 6
-    off = np.full(n - 1, h / 6)
-    return sp.diags([off, main, off], [-1, 0, 1], format="csr")
 
 
 def product_reference(A, Mdense):

@@ -10,7 +10,7 @@ from numpy.polynomial import legendre as L
 from scipy.optimize import nnls
 
 from rom.hyper import compress_rows, ecm, quadrature_error
-from rom.hyper._nnls import nnls_warm
+from rom.hyper._nnls import Selection, nnls_warm
 from rom.parallel import even_split
 
 MORDICUS_G = np.arange(200.0).reshape(10, 20)
@@ -133,6 +133,42 @@ def test_imposed_points_kept_with_zero_weight():
     assert quadrature_error(G, w, idx, x) <= 1e-8
 
 
+def test_pruning_many_points_at_once():
+    """Regression (online benchmark 48x18x6, IndexError in Selection.prune): when the
+    dropped points come to outnumber the live ones, the selection compacts its buffers; the
+    dropped indices must be taken before that. Here 40 warm-start points of 8 integrands
+    with keep_warm_start=False: 32 get weight 0 at once, plus imposed points."""
+    G, w = smooth_integrands(8, 1000, seed=7)
+    ws, imposed = np.arange(0, 1000, 25), np.array([1, 2, 999])
+    idx, x, info = ecm(G, w, tol=1e-8, warm_start=ws, keep_warm_start=False,
+                       imposed=imposed, return_info=True)
+    quad = ~np.isin(idx, imposed)
+    assert set(imposed) <= set(idx) and np.all(x[~quad] == 0.0) and np.all(x[quad] > 0)
+    assert np.count_nonzero(np.isin(ws, idx)) <= G.shape[0] < ws.size - 16
+    assert quadrature_error(G, w, idx, x) <= 1e-8
+
+
+def test_selection_prune_returns_dropped_and_stays_consistent():
+    """Selection.prune after many drops (buffers compacted): dropped indices, live points,
+    and later NNLS solves agree with scipy's nnls on the live columns."""
+    rng = np.random.default_rng(3)
+    G = rng.random((6, 60))
+    b = G[:, :6] @ rng.random(6) + 0.01 * rng.random(6)
+    sel = Selection(6)
+    sel.append(np.arange(100, 160), G, kept=False)
+    sel.solve(b)
+    live_before = sel.idx[sel.x > 0]
+    dropped = sel.prune()
+    assert sorted([*dropped, *sel.idx]) == list(range(100, 160))
+    assert sel.idx.tolist() == live_before.tolist() and dropped.size > 16
+    for j in dropped[:3]:                          # the dropped points can come back
+        pos = sel.append(np.array([j]), G[:, [j - 100]], kept=False)
+        sel.solve(b, add=pos)
+        sel.prune()
+        ref = nnls(G[:, sel.idx - 100], b)[1]
+        assert np.linalg.norm(sel.residual(b)) <= ref * (1 + 1e-10) + 1e-14
+
+
 def test_compression_keeps_the_true_tolerance():
     G, w = smooth_integrands(60, 2000, seed=3)
     for ctol in (1e-9, 1e-3, 0.3):              # 0.3: far too coarse, the greedy falls back
@@ -233,6 +269,8 @@ def test_argument_errors(kwargs, match):
     {"float32_scan": True},
     {"compress": 1e-7},
     {"warm_start": np.array([5, 900, 1999]), "imposed": np.array([0, 1000])},
+    {"warm_start": np.arange(3, 2000, 40), "keep_warm_start": False,   # compacts the selection
+     "imposed": np.array([0, 1000])},
 ])
 def test_rank_count_independence(comm, opts):
     G, w = smooth_integrands(40, 2000, seed=5)

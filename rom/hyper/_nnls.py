@@ -176,12 +176,13 @@ class Selection:
     def prune(self) -> np.ndarray:
         """Drop zero-weight points (except kept ones); return the dropped global indices."""
         drop = self._live & (self._x <= 0) & ~self._kept
+        dropped = self._idx[drop]           # before _compact, which shortens the arrays
         self._live &= ~drop
         self._x[drop] = 0.0
         n_live = int(np.count_nonzero(self._live))
         if self._live.size - n_live > max(16, n_live):
             self._compact()
-        return self._idx[drop]
+        return dropped
 
     def _compact(self) -> None:
         live = self._live

@@ -75,6 +75,14 @@ class ReducedModel:
         self._elements = None
         self._solvers: dict = {}
 
+    def copy(self) -> ReducedModel:
+        """An independent copy (enrichment of the copy leaves this model unchanged) that
+        shares the read-only mesh, element data and cached high-fidelity solvers."""
+        new = ReducedModel(dict(self.full), dict(self.reduced), json.loads(json.dumps(self.meta)),
+                           self.material_json)
+        new._mesh, new._elements, new._solvers = self._mesh, self._elements, self._solvers
+        return new
+
     # ---------------------------------------------------------------- sizes
     @property
     def n_modes(self) -> int:

@@ -34,6 +34,7 @@ class OnlineResult:
         self._phi: list[np.ndarray] = []
         self._dual: list = []
         self.p_reduced: list[np.ndarray] = []
+        self._stress: list = []
 
     def record(self, st, its: int, eta: float, c, i: int, seconds: float) -> None:
         m = self.model
@@ -41,6 +42,9 @@ class OnlineResult:
         self._phi.append(m.full["phi"])
         self._dual.append((m.full["psi_p"], c))
         self.p_reduced.append(st.z[:, m.meta["p_column"]].copy())
+        sig = st.extra.get("stress")
+        self._stress.append(None if sig is None else
+                            (m.full["sigma"], m.reduced["points"], np.array(sig)))
         self.indicator[i], self.newton_iterations[i], self.step_seconds[i] = eta, its, seconds
 
     @property
@@ -55,6 +59,16 @@ class OnlineResult:
         """Cumulated viscoplastic strain (n_qp,) at every point by Gappy-POD, step ``i``."""
         psi, c = self._dual[i]
         return np.zeros(psi.shape[0]) if c is None else psi @ c
+
+    def stress(self, i: int) -> np.ndarray:
+        """Stress (n_qp, 6) [Pa] at every point at step ``i``, by Gappy-POD of the stress
+        basis from the stresses at the reduced points (O(N s))."""
+        if self._stress[i] is None:
+            return np.zeros((self.model.meta["n_qp"], 6))
+        sigma, pts, sig = self._stress[i]
+        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+        c = np.linalg.lstsq(sigma[rows], sig.ravel(), rcond=None)[0]
+        return (sigma @ c).reshape(-1, 6)
 
     def write(self, path: str | Path) -> Path:
         """Displacement (nodes) and p (cell means) at every step to XDMF for ParaView."""

@@ -1,0 +1,188 @@
+"""The case-study report: Markdown with PNG plots (matplotlib, imported only here)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["detection", "write_report"]
+
+_COLORS = {"inside": "tab:blue", "outside": "tab:red", "random": "tab:green"}
+
+
+def detection(study) -> dict:
+    """Indicator against true error over the queries (unenriched reduced model).
+
+    ``exceeds``: queries whose error exceeds the target (displacement or p);
+    ``flagged``: queries whose indicator exceeds the tolerance at some step;
+    ``missed``: exceeding but not flagged; ``spearman``: rank correlation of the largest
+    indicator with the largest error (relative to its target) over the queries.
+    """
+    tu, tp = study.error_tol
+    err = np.array([max(q.max_err[0] / tu, q.max_err[1] / tp) for q in study.queries])
+    eta = np.array([float(np.max(q.indicator)) for q in study.queries])
+    names = [q.name for q in study.queries]
+    exceeds = err > 1.0
+    flagged = eta > study.tol
+    rho = float("nan")
+    if len(err) > 2 and np.all(np.isfinite(err)) and np.ptp(err) > 0 and np.ptp(eta) > 0:
+        from scipy.stats import spearmanr
+        rho = float(spearmanr(err, eta).statistic)
+    return {"err": err, "eta": eta, "exceeds": exceeds, "flagged": flagged,
+            "missed": [n for n, e, f in zip(names, exceeds, flagged) if e and not f],
+            "false_alarms": [n for n, e, f in zip(names, exceeds, flagged) if f and not e],
+            "spearman": rho}
+
+
+def _fmt(x: float, spec: str = ".2e") -> str:
+    return "diverged" if not np.isfinite(x) else format(x, spec)
+
+
+def write_report(study, directory: str | Path) -> Path:
+    """Write ``report.md`` and its plots into ``directory``; return the Markdown path."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    det = detection(study)
+    plots = _plots(study, det, d)
+    tu, tp = study.error_tol
+    qs = study.queries
+    L = [f"# Case study `{study.case_name}`: reduced model against the full-order solver", ""]
+    L += [f"- mesh: {study.n_dofs:,} dofs, {study.n_qp:,} integration points; "
+          f"{study.times.size - 1} time steps to t = {study.times[-1]:g} s",
+          f"- reduced model `{study.model_path.name}`: {study.n_modes} displacement modes, "
+          f"{study.n_points} reduced integration points "
+          f"({int(np.sum(study.point_imposed))} imposed by the indicator)",
+          f"- indicator tolerance {study.tol:g}; error targets {tu:g} (displacement), "
+          f"{tp:g} (p)",
+          f"- full-order solver on {study.ranks} MPI rank(s) (setup "
+          f"{study.hf_setup_seconds:.2f} s, not counted); reduced model on one process",
+          "- errors per step relative to the largest norm of the full-order field over the "
+          "history (docs/study.md)", ""]
+    L += ["## Summary by family", "",
+          "| family | queries | max e_u | max e_p | above target | flagged | missed | "
+          "enriched max e_u | enriched max e_p | HF steps (mean) | median speed-up |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for fam in ("inside", "outside", "random"):
+        sel = [i for i, q in enumerate(qs) if q.family == fam]
+        if not sel:
+            continue
+        g = [qs[i] for i in sel]
+        enr = [q for q in g if q.err_u_enriched is not None]
+        L.append(
+            f"| {fam} | {len(g)} | {_fmt(max(q.max_err[0] for q in g))} | "
+            f"{_fmt(max(q.max_err[1] for q in g))} | {int(det['exceeds'][sel].sum())} | "
+            f"{int(det['flagged'][sel].sum())} | "
+            f"{sum(qs[i].name in det['missed'] for i in sel)} | "
+            + (f"{_fmt(max(q.err_u_enriched.max() for q in enr))} | "
+               f"{_fmt(max(q.err_p_enriched.max() for q in enr))} | "
+               f"{np.mean([len(q.enrichments) for q in enr]):.1f} | " if enr else "- | - | - | ")
+            + f"{np.nanmedian([q.speedup for q in g]):.0f}x |")
+    L += ["", "## Error indicator", "",
+          f"Spearman rank correlation of the largest indicator with the largest error "
+          f"(relative to its target) over {len(qs)} queries: **{det['spearman']:.2f}**. "
+          f"Queries above an error target: {int(det['exceeds'].sum())}, flagged by the "
+          f"indicator: {int(det['flagged'].sum())}; missed detections: "
+          f"{', '.join(det['missed']) or 'none'}; false alarms: "
+          f"{', '.join(det['false_alarms']) or 'none'}.", ""]
+    L += ["## Queries", "",
+          "| query | family | max e_u | max e_p | max indicator | flagged | HF steps | "
+          "enriched e_u | enriched e_p | HF ms/step | ROM ms/step | speed-up |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for q, f in zip(qs, det["flagged"]):
+        enr = q.err_u_enriched is not None
+        L.append(f"| {q.name} | {q.family} | {_fmt(q.max_err[0])} | {_fmt(q.max_err[1])} | "
+                 f"{_fmt(float(np.max(q.indicator)))} | {'yes' if f else 'no'} | "
+                 f"{len(q.enrichments) if enr else '-'} | "
+                 f"{_fmt(q.err_u_enriched.max()) if enr else '-'} | "
+                 f"{_fmt(q.err_p_enriched.max()) if enr else '-'} | "
+                 f"{1e3 * np.median(q.hf_seconds):.1f} | "
+                 f"{1e3 * np.nanmedian(q.rom_seconds):.2f} | {q.speedup:.0f}x |")
+    ev = [(q.name, e) for q in qs for e in q.enrichments]
+    if ev:
+        L += ["", "## Enrichment events", "",
+              "| query | step | indicator before | seconds | modes after | points after |",
+              "|---|---|---|---|---|---|"]
+        L += [f"| {n} | {e['step']} | {_fmt(float(e['indicator_before']))} | "
+              f"{e['seconds']:.2f} | {e['n_modes']} | {e['n_points']} |" for n, e in ev]
+    if plots:
+        L += ["", "## Plots", ""] + [f"![{t}]({p.name})" for t, p in plots]
+    files = [f for q in qs for f in q.files]
+    if files:
+        L += ["", "## ParaView files (ROM and full-order fields side by side)", ""]
+        L += [f"- `{Path(f).name}`: u_rom, u_hf, u_error, temperature; cell fields p_rom, "
+              "p_hf, von_mises_rom, von_mises_hf" for f in files]
+    path = d / "report.md"
+    path.write_text("\n".join(L) + "\n")
+    return path
+
+
+def _plots(study, det, d: Path) -> list[tuple[str, Path]]:
+    from ..plots import have_matplotlib
+    if not have_matplotlib():
+        return []
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    out = []
+    # singular values of the bases of the model
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, s in study.singular_values.items():
+        s = np.asarray(s)
+        if s.size:
+            ax.semilogy(np.arange(1, s.size + 1), s / s[0], "o-", ms=3, label=name)
+    ax.set(xlabel="mode", ylabel="singular value / first", title="POD bases of the model")
+    ax.legend()
+    out.append(("singular values", _save(fig, d / "singular_values.png")))
+    # reduced integration points on the mesh
+    fig = plt.figure(figsize=(5, 5))
+    ax = fig.add_subplot(projection="3d")
+    P = study.mesh_points
+    sub = P[:: max(1, len(P) // 4000)]
+    ax.scatter(*sub.T, s=1, c="0.8", alpha=0.3)
+    X, imp = study.point_coords, study.point_imposed
+    ax.scatter(*X[~imp].T, s=12, c="tab:red", label="ECM points")
+    ax.scatter(*X[imp].T, s=12, c="tab:blue", marker="^", label="indicator (Q-DEIM) points")
+    ax.set(xlabel="x", ylabel="y", zlabel="z", title="reduced integration points")
+    ax.set_box_aspect(np.ptp(P, axis=0) + 1e-12)
+    ax.legend(loc="upper left", fontsize=7)
+    out.append(("reduced integration points", _save(fig, d / "reduced_points.png")))
+    # error and indicator per step, per query
+    t = study.times[1:]
+    fig, axs = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    for q in study.queries:
+        c = _COLORS.get(q.family, "k")
+        axs[0].semilogy(t, np.maximum(q.err_u, 1e-16), c=c, lw=0.8)
+        axs[1].semilogy(t, np.maximum(q.err_p, 1e-16), c=c, lw=0.8)
+        axs[2].semilogy(t, np.maximum(q.indicator, 1e-16), c=c, lw=0.8)
+        if q.err_u_enriched is not None and q.enrichments:
+            axs[0].semilogy(t, np.maximum(q.err_u_enriched, 1e-16), c=c, ls=":", lw=0.8)
+            axs[1].semilogy(t, np.maximum(q.err_p_enriched, 1e-16), c=c, ls=":", lw=0.8)
+    tu, tp = study.error_tol
+    axs[0].axhline(tu, c="k", ls="--", lw=0.8)
+    axs[1].axhline(tp, c="k", ls="--", lw=0.8)
+    axs[2].axhline(study.tol, c="k", ls="--", lw=0.8)
+    for ax, title in zip(axs, ("displacement error", "p error", "indicator")):
+        ax.set(xlabel="t [s]", title=title)
+    for fam, c in _COLORS.items():
+        axs[2].plot([], [], c=c, label=fam)
+    axs[2].plot([], [], c="k", ls=":", label="enriched")
+    axs[2].legend(fontsize=7)
+    out.append(("error and indicator per time step", _save(fig, d / "error_indicator.png")))
+    # indicator against error, one point per query
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    for q, e, eta in zip(study.queries, det["err"], det["eta"]):
+        ax.loglog(max(e, 1e-8), max(eta, 1e-12), "o", c=_COLORS.get(q.family, "k"), ms=4)
+    ax.axvline(1.0, c="k", ls="--", lw=0.8)
+    ax.axhline(study.tol, c="k", ls="--", lw=0.8)
+    ax.set(xlabel="max error / target", ylabel="max indicator",
+           title=f"Spearman {det['spearman']:.2f}")
+    out.append(("indicator against true error", _save(fig, d / "indicator_vs_error.png")))
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path

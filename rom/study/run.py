@@ -1,0 +1,273 @@
+"""Run the held-out queries of a case study: reduced model (with and without enrichment)
+against the full-order solver, per time step (docs/study.md).
+
+Errors are measured per time step against the full-order solution and normalized by the
+largest norm of that solution over the history,
+``e_u(t) = |u_rom(t) - u_hf(t)| / max_s |u_hf(s)|`` (Euclidean over nodes), and the same
+for p over the integration points, so that steps where a field passes through zero
+(start of a ramp, unloading) do not divide by zero.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from ..fom.run import FOMCase, load_fom_case
+from ..materials import von_mises
+from ..parallel import Progress, UserError, as_comm, rank0_print
+from .config import QuerySpec, StudyConfig
+
+__all__ = ["QueryResult", "StudyResult", "expand_queries", "run_study"]
+
+
+@dataclass
+class QueryResult:
+    """One query: errors, indicator and timings per time step (steps 1..)."""
+
+    name: str
+    family: str
+    err_u: np.ndarray                  # unenriched reduced model
+    err_p: np.ndarray
+    indicator: np.ndarray
+    hf_seconds: np.ndarray             # full-order wall time per step (on `ranks` ranks)
+    rom_seconds: np.ndarray            # reduced wall time per step (one process)
+    diverged: bool = False
+    err_u_enriched: np.ndarray | None = None
+    err_p_enriched: np.ndarray | None = None
+    indicator_enriched: np.ndarray | None = None
+    enrichments: list = field(default_factory=list)
+    enriched_seconds: float = float("nan")
+    files: list = field(default_factory=list)
+
+    @property
+    def max_err(self) -> tuple[float, float]:
+        return float(np.max(self.err_u)), float(np.max(self.err_p))
+
+    @property
+    def speedup(self) -> float:
+        return float(np.median(self.hf_seconds) / np.median(self.rom_seconds))
+
+
+@dataclass
+class StudyResult:
+    case_name: str
+    model_path: Path
+    times: np.ndarray
+    ranks: int
+    tol: float
+    error_tol: tuple[float, float]
+    n_dofs: int
+    n_modes: int
+    n_points: int
+    n_qp: int
+    queries: list[QueryResult] = field(default_factory=list)
+    report: Path | None = None
+    singular_values: dict = field(default_factory=dict)   # name -> (k,) of the model
+    point_coords: np.ndarray | None = None                 # (q, 3) reduced points [m]
+    point_imposed: np.ndarray | None = None                # (q,) bool: Q-DEIM (weight 0)
+    mesh_points: np.ndarray | None = None                  # (n_nodes, 3) [m]
+    hf_setup_seconds: float = 0.0
+
+
+def expand_queries(cfg: StudyConfig) -> list[QuerySpec]:
+    """Explicit queries, then the sampled ones (deterministic for the seeds)."""
+    out = list(cfg.queries)
+    for s in cfg.sample:
+        rng = np.random.default_rng(s.seed)
+        for k in range(s.n):  # loop over sampled queries
+            par = dict(getattr(s.temperature, "parameters", None) or {})
+            for name, (lo, hi) in sorted(s.parameters.items()):
+                par[name] = float(rng.uniform(lo, hi))
+            out.append(QuerySpec(f"{s.prefix}{k}", s.family,
+                                 replace(s.temperature, parameters=par)))
+    names = [q.name for q in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"study: duplicate query names: {', '.join(dup)}")
+    return out
+
+
+def temperature_history(fc: FOMCase, spec, mesh, times: np.ndarray, comm) -> np.ndarray:
+    """Nodal temperatures (n_times, n_nodes) [K] of a loading spec, exactly as
+    ``python -m rom.fom`` computes them."""
+    from ..fom.setup import temperature_history as history
+    fun = history(spec, mesh, fc, comm=comm)
+    return np.array([fun(float(t)) for t in times])
+
+
+class _HF:
+    """The full-order solver of the case, one per load scale, reused across queries."""
+
+    def __init__(self, fc: FOMCase, mesh, law, comm):
+        self.fc, self.mesh, self.law, self.comm = fc, mesh, law, comm
+        self.solvers = {}
+        self.setup_seconds = 0.0
+
+    def solver(self, scale: float):
+        if scale not in self.solvers:
+            from ..fom.setup import loads_from_config
+            from ..fom.solver import MechanicalSolver, NewtonOptions
+            t0 = time.perf_counter()
+            fc = self.fc
+            self.solvers[scale] = MechanicalSolver(
+                self.mesh, self.law, loads_from_config(fc.loading, fc.material.density, scale),
+                comm=self.comm, petsc_options=fc.fom.petsc_options, prefix=fc.fom.petsc_prefix,
+                newton=NewtonOptions(**vars(fc.fom.newton)), partition=fc.fom.partition)
+            self.setup_seconds += time.perf_counter() - t0
+        return self.solvers[scale]
+
+    def run(self, T: np.ndarray, times: np.ndarray, scale: float):
+        """(u list, p list, von Mises list, seconds per step): fields on every rank."""
+        s = self.solver(scale)
+        us, ps, vms, secs = [], [], [], []
+        state = s.initial_state(float(times[0]))
+        pcol = self.law.state_names["p"][0].start
+        for i in range(1, times.size):  # loop over time steps
+            self.comm.Barrier()
+            t0 = time.perf_counter()
+            state = s.step(state, T[i], float(times[i]))
+            secs.append(time.perf_counter() - t0)
+            us.append(state.u.copy())
+            ps.append(s.gather_points(state.internal[:, pcol]))
+            vms.append(s.gather_points(von_mises(state.stress)))
+        secs = self.comm.allreduce(np.array(secs), op=MPI.MAX)
+        return us, ps, vms, secs
+
+    def destroy(self):
+        for s in self.solvers.values():
+            s.destroy()
+
+
+def _errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
+    nu = max(float(np.linalg.norm(u)) for u in us) or 1.0
+    npp = max(float(np.linalg.norm(p)) for p in ps) or 1.0
+    eu = np.array([np.linalg.norm(res.displacement(i) - u) / nu
+                   for i, u in enumerate(us, start=1)])
+    ep = np.array([np.linalg.norm(res.p(i) - p) / npp for i, p in enumerate(ps, start=1)])
+    return eu, ep
+
+
+def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
+              limit: int | None = None, report: bool = True) -> StudyResult:
+    """Answer every query of the case's ``study:`` section with the reduced model and the
+    full-order solver; write the report (rank 0). Collective on ``comm``.
+
+    The reduced solves run on every rank (they are small); the full-order solves and the
+    enrichment steps run on ``comm``. ``limit`` keeps only the first queries.
+    """
+    from ..fom.mesh import FEMesh
+    from ..fom.setup import material_from_config
+    from ..io.mesh import read_mesh
+    from ..online import load
+    from ..online.solve import ReducedDivergence
+
+    comm = as_comm(comm)
+    fc = load_fom_case(case_file)
+    case = fc.case
+    cfg = getattr(case, "study", None)
+    if cfg is None:
+        raise UserError(f"{case_file}: study: section missing (the held-out queries)")
+    if case.online is None:
+        raise UserError(f"{case_file}: online: section missing (the reduced model to study)")
+    model_path = Path(case.online.model or Path(case.output.directory) / f"{case.name}.rom.h5")
+    if not model_path.is_file():
+        raise UserError(f"{model_path}: reduced model not found; build it first with "
+                        f"python -m rom.offline {case_file}")
+    queries = expand_queries(cfg)[:limit]
+    if not queries:
+        raise UserError(f"{case_file}: study: no queries (give study.queries or study.sample)")
+    tol = cfg.indicator_tol if cfg.indicator_tol is not None else case.online.indicator_tol
+    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
+    law = material_from_config(fc.material)
+    grid = fc.loading.times
+    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
+    base = load(model_path)
+    base._mesh = mesh
+    out = StudyResult(case.name, model_path, times, comm.size, tol,
+                      (cfg.error_tol_displacement, cfg.error_tol_p), 3 * mesh.n_nodes,
+                      base.n_modes, base.n_points, int(base.meta["n_qp"]))
+    red = base.reduced
+    out.singular_values = {"displacement": base.full["phi_sv"], "p": base.full["psi_p_sv"]}
+    out.point_coords = np.einsum("qa,qak->qk", red["shape"], red["node_coords"])
+    out.point_imposed = red["weights"] == 0
+    out.mesh_points = mesh.points
+    hf = _HF(fc, mesh, law, comm)
+    fields_dir = Path(case.output.directory) / cfg.report
+    written: dict[str, int] = {}
+    bar = Progress(comm, len(queries), "study queries", enabled=progress)
+    try:
+        for q in queries:  # loop over queries
+            T = temperature_history(fc, q.temperature, mesh, times, comm)
+            us, ps, vms, hf_s = hf.run(T, times, q.scale)
+            model = base.copy()
+            try:
+                res = model.solve(T, times, scale=q.scale)
+                eu, ep = _errors(res, us, ps)
+                r = QueryResult(q.name, q.family, eu, ep, res.indicator[1:].copy(), hf_s,
+                                res.step_seconds[1:].copy())
+            except ReducedDivergence:
+                n = times.size - 1
+                r = QueryResult(q.name, q.family, np.full(n, np.inf), np.full(n, np.inf),
+                                np.full(n, np.inf), hf_s, np.full(n, np.nan), diverged=True)
+                res = None
+            if cfg.enrich:
+                model = base.copy()
+                t0 = time.perf_counter()
+                enr = model.solve(T, times, scale=q.scale, enrich=True, tol=tol, comm=comm)
+                r.enriched_seconds = time.perf_counter() - t0
+                r.err_u_enriched, r.err_p_enriched = _errors(enr, us, ps)
+                r.indicator_enriched = enr.indicator[1:].copy()
+                r.enrichments = [{k: v for k, v in e.items()} for e in enr.enrichments]
+            if written.get(q.family, 0) < cfg.fields and res is not None:
+                written[q.family] = written.get(q.family, 0) + 1
+                if comm.rank == 0:
+                    r.files.append(_write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf",
+                                                     model, res, T, us, ps, vms))
+            out.queries.append(r)
+            bar.update()
+    finally:
+        bar.close()
+        out.hf_setup_seconds = hf.setup_seconds
+        hf.destroy()
+    if report and comm.rank == 0:
+        from .report import write_report
+        out.report = write_report(out, fields_dir)
+    out.report = comm.bcast(out.report)
+    rank0_print(comm, f"rom.study: report {out.report}" if out.report else "rom.study: done")
+    return out
+
+
+def _write_comparison(path: Path, model, res, T, us, ps, vms) -> Path:
+    """ROM and HF fields side by side in one XDMF time series: displacement, von Mises
+    stress and p (cell means), temperature, and their differences."""
+    from ..io.mesh import write_time_series
+    from ..materials import von_mises as vm_of
+    mesh = model.mesh
+    mio = model.meshio_mesh()
+    nq = [b.etype.n_qp for b in mesh.blocks]
+    sizes = [len(b.ids) for b in mesh.blocks]
+
+    def cell_mean(v):
+        parts, start = [], 0
+        for n, k in zip(sizes, nq):  # loop over element blocks
+            parts.append(v[start:start + n * k].reshape(n, k).mean(axis=1))
+            start += n * k
+        return parts
+
+    points, cells = [], []
+    for i in range(1, res.times.size):  # loop over steps
+        u_rom = res.displacement(i)
+        points.append({"u_rom": u_rom, "u_hf": us[i - 1], "u_error": u_rom - us[i - 1],
+                       "temperature": T[i]})
+        p_rom, vm_rom = res.p(i), vm_of(res.stress(i))
+        cells.append({"p_rom": cell_mean(p_rom), "p_hf": cell_mean(ps[i - 1]),
+                      "von_mises_rom": cell_mean(vm_rom), "von_mises_hf": cell_mean(vms[i - 1])})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_time_series(path, mio, res.times[1:], points, cell_data_per_step=cells,
+                             units={"u_rom": "m", "u_hf": "m", "u_error": "m",
+                                    "temperature": "K", "von_mises_rom": "Pa",
+                                    "von_mises_hf": "Pa"})

@@ -13,6 +13,7 @@ from typing import Literal
 from ..config import TimeGrid, _f
 
 __all__ = [
+    "NUMBER_OR_FORMULA",
     "CentrifugalSpec",
     "ConvectionSpec",
     "DirichletSpec",
@@ -23,10 +24,36 @@ __all__ = [
     "LoadingConfig",
     "MaterialConfig",
     "NewtonConfig",
+    "PerturbationSpec",
     "PressureSpec",
     "TableSpec",
     "TemperatureSpec",
+    "TimeTableSpec",
 ]
+
+
+class _NumberOrFormula:
+    """Schema type of a value that is a number or a numpy formula string.
+
+    The loader of :mod:`rom.config` knows only optional unions (``float | None``), not
+    ``float | str``. A ``Literal`` whose one argument compares equal to every value passes
+    the YAML value through unchanged; :func:`rom.fom.setup.check_fom_sections` (called by
+    :func:`rom.fom.run.load_fom_case`) then checks it is a number or a formula, naming the
+    key and the file. Shown as ``float \\| str`` in docs/case-file.md.
+    """
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "float \\| str"
+
+
+NUMBER_OR_FORMULA = _NumberOrFormula()
+NumberOrFormula = Literal[NUMBER_OR_FORMULA]
 
 
 @dataclass(frozen=True)
@@ -34,6 +61,26 @@ class TableSpec:
     values: list[float] = _f(doc="property values (one value: a constant)", factory=list)
     temperatures: list[float] = _f(doc="temperatures of the values [K] (increasing); "
                                        "empty for a constant", factory=list)
+
+
+@dataclass(frozen=True)
+class TimeTableSpec:
+    """A piecewise-linear function of time (constant beyond its end points)."""
+
+    values: list[float] = _f(doc="values of the factor [-] (one value: a constant)",
+                             factory=list)
+    times: list[float] = _f(doc="times of the values [s] (increasing); empty for a constant",
+                            factory=list)
+    temperatures: list[float] = _f(doc="older name of `times` (same meaning; give one of the two)",
+                                   factory=list)
+
+    def __post_init__(self):
+        # one list of times under both names (rom.online reads `temperatures`); two different
+        # lists are left as given and reported by rom.fom.setup.amplitude_function
+        if not self.times:
+            object.__setattr__(self, "times", list(self.temperatures))
+        elif not self.temperatures:
+            object.__setattr__(self, "temperatures", list(self.times))
 
 
 @dataclass(frozen=True)
@@ -80,9 +127,23 @@ class LoadingConfig:
     dirichlet: list[DirichletSpec] = _f(doc="imposed displacements", factory=list)
     pressure: list[PressureSpec] = _f(doc="surface pressures", factory=list)
     centrifugal: CentrifugalSpec | None = _f(None, doc="rotation (needs material.density)")
-    amplitude: TableSpec | None = _f(None, doc="factor of time scaling pressure, imposed "
-                                               "displacements and omega^2 (default 1)")
+    amplitude: TimeTableSpec | None = _f(None, doc="factor of time scaling pressure, imposed "
+                                                   "displacements and omega^2 (default 1)")
+    period: float | None = _f(None, doc="period [s] of every amplitude table (this one and the "
+                                        "temperature amplitudes): a(t) = a(t mod period)",
+                              range=(0.0, None, True, False))
     times: TimeGrid = _f(doc="time steps of every loading", factory=TimeGrid)
+
+
+@dataclass(frozen=True)
+class PerturbationSpec:
+    seed: int = _f(doc="seed of the random field (same seed, same field)",
+                   range=(0, None, False, False))
+    amplitude: float = _f(doc="largest absolute value of the perturbation over the mesh "
+                              "nodes [K]", range=(0.0, None, False, False))
+    length: float = _f(doc="shortest wavelength [m] (the field is smooth below it)",
+                       range=(0.0, None, True, False))
+    modes: int = _f(32, doc="number of random Fourier modes", range=(1, None, False, False))
 
 
 @dataclass(frozen=True)
@@ -92,6 +153,13 @@ class TemperatureSpec:
     file: Path | None = _f(None, doc="meshio file with a nodal temperature field", path="exists")
     field: str = _f("temperature", doc="name of the point field in `file`")
     heat: bool = _f(False, doc="compute T with the steady heat solver (fom.heat)")
+    parameters: dict[str, float] = _f(doc="named values used in `formula`, or (heat) values "
+                                          "overriding fom.heat.parameters", factory=dict)
+    perturbation: PerturbationSpec | None = _f(
+        None, doc="smooth random field added to the source field [K]")
+    amplitude: TimeTableSpec | None = _f(
+        None, doc="factor of time a(t): T = T_base + a(t) (T_source + perturbation - T_base)")
+    T_base: float = _f(293.15, doc="temperature where the amplitude is 0 [K] (with amplitude)")
 
 
 @dataclass(frozen=True)
@@ -113,20 +181,24 @@ class NewtonConfig:
 @dataclass(frozen=True)
 class FixedTemperatureSpec:
     group: str = _f(doc="mesh group")
-    value: float = _f(doc="temperature [K]")
+    value: NumberOrFormula = _f(doc="temperature [K]: a number, or a numpy formula of x, y, z [m] "
+                                    "and fom.heat.parameters")
 
 
 @dataclass(frozen=True)
 class ConvectionSpec:
     group: str = _f(doc="surface group")
     h: float = _f(doc="exchange coefficient [W/(m^2 K)]", range=(0.0, None, False, False))
-    T_ext: float = _f(doc="external temperature [K]")
+    T_ext: NumberOrFormula = _f(doc="external temperature [K]: a number, or a numpy formula of "
+                                    "x, y, z [m] and fom.heat.parameters")
 
 
 @dataclass(frozen=True)
 class HeatConfig:
     fixed: list[FixedTemperatureSpec] = _f(doc="imposed temperatures", factory=list)
     convection: list[ConvectionSpec] = _f(doc="convective exchange", factory=list)
+    parameters: dict[str, float] = _f(doc="default values of the named parameters of the "
+                                          "formulas (a loading overrides them)", factory=dict)
     petsc_options: dict[str, str] = _f(doc="PETSc options under the prefix 'heat_'", factory=dict)
 
 

@@ -1,8 +1,10 @@
 """Steady heat conduction on the mechanical mesh: -div(k(T) grad T) = 0.
 
 Fixed temperatures on groups, convective exchange ``q = h (T - T_ext)`` on surface
-groups. A temperature-dependent conductivity is handled by Picard iterations
-(k evaluated at the previous iterate; symmetric CG + GAMG solves).
+groups; a fixed value or ``T_ext`` is a number or a function of the coordinates
+(evaluated at the nodes, resp. at the facet quadrature points). A temperature-dependent
+conductivity is handled by Picard iterations (k evaluated at the previous iterate;
+symmetric CG + GAMG solves).
 """
 from __future__ import annotations
 
@@ -31,8 +33,10 @@ def solve_heat(mesh: FEMesh, conductivity: Table, *, fixed=(), convection=(),
     ----------
     mesh : the mesh
     conductivity : k(T) [W/(m K)]
-    fixed : sequence of (group, T [K])
-    convection : sequence of (surface group, h [W/(m^2 K)], T_ext [K])
+    fixed : sequence of (group, T), T [K] a number or a function of node coordinates
+        (m, 3) [m] -> (m,) [K]
+    convection : sequence of (surface group, h [W/(m^2 K)], T_ext), T_ext [K] a number or
+        a function of points (m, 3) [m] -> (m,) [K], evaluated at the facet quadrature points
     comm : communicator
     petsc_options : options under ``prefix`` (default CG + GAMG)
     rtol : Picard tolerance on the temperature change (relative)
@@ -48,13 +52,19 @@ def solve_heat(mesh: FEMesh, conductivity: Table, *, fixed=(), convection=(),
     conv = []
     for group, h, T_ext in convection:
         for ftype, facets in mesh.surface(group, what="convection group").items():
-            mine = facets[part.node_part[facets[:, 0]] == rank]
             ft = FACETS[ftype]
+            if callable(T_ext):  # on every facet, so that a formula error is raised on every rank
+                Xq = np.einsum("qa,fad->fqd", ft.N, mesh.points[facets])
+                Tq = np.asarray(T_ext(Xq.reshape(-1, 3)), float).reshape(len(facets), -1)
+            else:
+                Tq = np.full((len(facets), len(ft.weights)), float(T_ext))
+            keep = part.node_part[facets[:, 0]] == rank
+            mine, Tq = facets[keep], Tq[keep]
             X = mesh.points[mine]
             T = np.einsum("qad,fai->fqdi", ft.dN, X)
             dA = np.linalg.norm(np.cross(T[:, :, 0], T[:, :, 1]), axis=-1) * ft.weights
             M = h * np.einsum("fq,qa,qb->fab", dA, ft.N, ft.N)
-            f = h * T_ext * np.einsum("fq,qa->fa", dA, ft.N)
+            f = h * np.einsum("fq,fq,qa->fa", Tq, dA, ft.N)
             conv.append((n2[mine], M, f))
     rows = [np.repeat(d, d.shape[1], axis=1).ravel() for d in edofs + [c[0] for c in conv]]
     cols = [np.tile(d, (1, d.shape[1])).ravel() for d in edofs + [c[0] for c in conv]]
@@ -71,9 +81,10 @@ def solve_heat(mesh: FEMesh, conductivity: Table, *, fixed=(), convection=(),
     drow, dval = [], []
     for group, value in fixed:
         nodes = mesh.group(group, what="fixed-temperature group").nodes
-        nodes = nodes[own[nodes]]
-        drow.append(n2[nodes])
-        dval.append(np.full(len(nodes), float(value)))
+        vals = (np.asarray(value(mesh.points[nodes]), float).reshape(len(nodes))
+                if callable(value) else np.full(len(nodes), float(value)))
+        drow.append(n2[nodes[own[nodes]]])
+        dval.append(vals[own[nodes]])
     drow = np.concatenate(drow) if drow else np.zeros(0, np.int64)
     dval = np.concatenate(dval) if dval else np.zeros(0)
     ksp = PETSc.KSP().create(comm=comm)

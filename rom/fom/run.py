@@ -16,15 +16,15 @@ from ..config import CaseError, _Ctx, case_from_dict, load_case
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
 from ..materials import von_mises
-from ..parallel import Progress, as_comm, rank0_print
+from ..parallel import Progress, UserError, as_comm, rank0_print
 from .config import FOMConfig, LoadingConfig, MaterialConfig
 from .mesh import FEMesh
 from .setup import (
+    check_fom_sections,
     loading_parameters,
     loads_from_config,
     material_from_config,
-    table,
-    temperature_function,
+    temperature_history,
 )
 from .solver import ConvergenceError, MechanicalSolver, NewtonOptions
 
@@ -65,6 +65,10 @@ def load_fom_case(path: str | Path) -> FOMCase:
             raise CaseError(f"{path}: {k}: required section is missing for python -m rom.fom")
     if not sections["fom"].loadings:
         raise CaseError(f"{path}: fom.loadings: give at least one loading")
+    try:
+        check_fom_sections(sections["fom"], sections["material"], sections["loading"])
+    except UserError as exc:
+        raise CaseError(f"{path}: {exc}") from None
     return FOMCase(case, sections["fom"], sections["material"], sections["loading"])
 
 
@@ -112,20 +116,16 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         qp = s0.elements.qp
         rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
                 for n, (kind, _, k, _) in fields.items()}
-        heat = None
-        if fc.fom.heat is not None:
-            hc = fc.fom.heat
-
-            def heat():
-                from .heat import solve_heat
-                return solve_heat(mesh, table(fc.material.conductivity, "conductivity"),
-                                  fixed=[(f.group, f.value) for f in hc.fixed],
-                                  convection=[(c.group, c.h, c.T_ext) for c in hc.convection],
-                                  comm=comm, petsc_options=hc.petsc_options)
-        for lc, solver in zip(fc.fom.loadings, solvers):
-            temp = temperature_function(lc.temperature, mesh, heat=heat,
-                                        where=f"fom.loadings[{lc.name}].")
-            lid = store.add_loading(lc.name, loading_parameters(lc))
+        heat_cache: dict = {}          # one heat solve per distinct parameter set
+        for i, (lc, solver) in enumerate(zip(fc.fom.loadings, solvers)):
+            try:
+                temp = temperature_history(lc.temperature, mesh, fc, comm=comm,
+                                           where=f"fom.loadings[{i}].temperature",
+                                           heat_cache=heat_cache)
+            except UserError as exc:  # the same on every rank (global mesh data)
+                raise UserError(f"{getattr(case, 'source_file', None) or '<case>'}: {exc}"
+                                ) from None
+            lid = store.add_loading(lc.name, loading_parameters(lc, fc))
             bar = Progress(comm, len(times) - 1, f"loading {lc.name}", enabled=progress)
             series = []
 

@@ -114,6 +114,7 @@ class OutputConfig:
 from .fom.config import FOMConfig, LoadingConfig, MaterialConfig  # noqa: E402  (uses _f, TimeGrid)
 from .interp.config import InterpConfig  # noqa: E402
 from .online.config import OnlineConfig  # noqa: E402
+from .study.config import StudyConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class Case:
     fom: FOMConfig | None = _f(None, doc="full-order solver: loadings, PETSc options, Newton, heat")
     interp: InterpConfig | None = _f(None, doc="nonintrusive operator interpolation (docs/interp.md)")
     online: OnlineConfig | None = _f(None, doc="adaptive reduced model (docs/online.md)")
+    study: StudyConfig | None = _f(None, doc="held-out queries checked against the full-order "
+                                             "solver, report (python -m rom.study)")
     # provenance, filled by the loader
     source_file: Path | None = field(default=None, compare=False, metadata={"internal": True})
     source_hash: str = field(default="", compare=False, metadata={"internal": True})
@@ -177,6 +180,9 @@ def _check_stages(case: Case, path: Path) -> None:
     if case.online is not None and (case.snapshots is None or case.material is None):
         raise CaseError(f"{path}: online: needs 'snapshots' and 'material' (the reduced model "
                         "is built from full-order snapshots and calls the same material law)")
+    if case.study is not None and (case.online is None or case.fom is None):
+        raise CaseError(f"{path}: study: needs 'online' (the reduced model) and 'fom' (the "
+                        "full-order solver that checks it)")
     if case.clustering is not None and case.snapshots is None:
         raise CaseError(f"{path}: clustering: needs 'snapshots' (the snapshots it clusters)")
     if case.snapshots is not None and case.mesh is None:

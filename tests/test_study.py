@@ -1,0 +1,107 @@
+"""Case study runner (docs/study.md) on cases/plate_creep at CI size."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("petsc4py")
+
+from test_online_common import copy_case, run_fom
+
+from rom.config import CaseError, load_case
+from rom.online import OnlineConfig, build_reduced_model
+from rom.parallel import UserError
+from rom.study.config import StudyConfig
+from rom.study.run import expand_queries, run_study
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    case_file = copy_case(tmp_path_factory.mktemp("study"))
+    run_fom(case_file)
+    build_reduced_model(load_case(case_file), None, OnlineConfig(indicator_tol=5e-4))
+    from mpi4py import MPI
+    return case_file, run_study(case_file, MPI.COMM_SELF, progress=False, limit=4)
+
+
+def test_queries_inside_accurate_outside_flagged_and_repaired(study):
+    _, res = study
+    by = {q.name: q for q in res.queries}
+    inside, outside = by["inside"], by["outside"]
+    assert max(inside.max_err) < 1e-2                       # measured: ~1e-3
+    assert np.max(inside.indicator) < res.tol
+    assert np.max(outside.indicator) > res.tol              # flagged
+    assert outside.max_err[1] > 2e-2                        # and really wrong (p)
+    assert len(outside.enrichments) >= 1
+    assert outside.err_p_enriched.max() < 0.5 * outside.max_err[1]
+    assert inside.enrichments == []                         # nothing to repair
+    for q in res.queries:
+        assert q.hf_seconds.shape == q.rom_seconds.shape == (res.times.size - 1,)
+        assert np.all(q.hf_seconds > 0) and np.all(q.rom_seconds > 0)
+
+
+def test_errors_match_an_independent_reference(study):
+    """The study's errors equal those computed directly from a full-order run."""
+    from test_online_common import errors, reference
+
+    from rom.online import load
+    case_file, res = study
+    q = next(q for q in res.queries if q.name == "inside")
+    spec = next(s for s in expand_queries(load_case(case_file).study) if s.name == "inside")
+    model = load(res.model_path)
+    times = res.times
+    ref = reference(model, spec.temperature.formula, times)
+    r = model.solve(spec.temperature.formula, times)
+    eu, ep = errors(r, ref)
+    # errors() divides per step; the study divides by the largest norm over the history
+    nu = max(np.linalg.norm(u) for u, _ in ref)
+    scale = np.array([np.linalg.norm(u) for u, _ in ref]) / nu
+    np.testing.assert_allclose(q.err_u, eu * scale, rtol=1e-6, atol=1e-12)
+    assert ep.shape == q.err_p.shape
+
+
+def test_report_and_paraview_files(study):
+    import meshio
+    _, res = study
+    text = Path(res.report).read_text()
+    assert "Summary by family" in text and "Spearman" in text
+    for q in res.queries:
+        assert f"| {q.name} |" in text
+    files = [f for q in res.queries for f in q.files]
+    assert files
+    m = meshio.xdmf.TimeSeriesReader(str(files[0]))
+    points, cells = m.read_points_cells()
+    _, pd, cd = m.read_data(0)
+    pd = {k.split(" [")[0]: v for k, v in pd.items()}     # names carry their units
+    cd = {k.split(" [")[0]: v for k, v in cd.items()}
+    assert {"u_rom", "u_hf", "u_error", "temperature"} <= set(pd)
+    assert {"p_rom", "p_hf", "von_mises_rom", "von_mises_hf"} <= set(cd)
+    vm_rom, vm_hf = cd["von_mises_rom"][0], cd["von_mises_hf"][0]
+    # the Gappy-POD stress of an inside query is close to the full-order one
+    assert np.linalg.norm(vm_rom - vm_hf) < 0.05 * np.linalg.norm(vm_hf)
+
+
+def test_sampled_queries_are_deterministic_and_named():
+    from rom.config import _Ctx
+    ctx = _Ctx("<test>", Path.cwd())
+    cfg = ctx.build(StudyConfig, {"sample": [
+        {"n": 3, "seed": 4, "prefix": "s", "temperature": {"formula": "T0 + 0 * x"},
+         "parameters": {"T0": [800, 900]}}]}, "study")
+    a, b = expand_queries(cfg), expand_queries(cfg)
+    assert [q.name for q in a] == ["s0", "s1", "s2"]
+    vals = [q.temperature.parameters["T0"] for q in a]
+    assert vals == [q.temperature.parameters["T0"] for q in b]
+    assert all(800 <= v <= 900 for v in vals) and len(set(vals)) == 3
+    dup = ctx.build(StudyConfig, {"queries": [{"name": "a"}, {"name": "a"}]}, "study")
+    with pytest.raises(UserError, match="duplicate query names: a"):
+        expand_queries(dup)
+
+
+def test_study_needs_online_and_fom(tmp_path):
+    (tmp_path / "c.yaml").write_text("name: c\nsnapshots: {store: s.h5}\nmesh: m.vtu\n"
+                                     "study: {queries: [{name: a}]}\n")
+    (tmp_path / "m.vtu").write_text("")
+    with pytest.raises(CaseError, match="study: needs 'online'"):
+        load_case(tmp_path / "c.yaml")

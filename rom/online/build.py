@@ -288,6 +288,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
             "n_nodes": mesh.n_nodes,
             "amplitude": None if amp is None else [list(amp.temperatures or [0.0]),
                                                    list(amp.values)],
+            "period": getattr(loading, "period", None),
             "ecm_tol": cfg.ecm_tol, "indicator_tol": cfg.indicator_tol,
             "newton_rtol": cfg.newton_rtol, "newton_max_iter": cfg.newton_max_iter,
             "dual_floor": 1e-3 * float(np.max(np.linalg.norm(pM, axis=1))),

@@ -82,8 +82,13 @@ def _check_inputs(model, temperature, times):
 
 
 def amplitude(model, t: float) -> float:
+    """Factor of the mechanical loads at time t (periodic with ``loading.period``)."""
     a = model.meta.get("amplitude")
-    return 1.0 if a is None else float(np.interp(t, a[0], a[1]))
+    if a is None:
+        return 1.0
+    from ..fom.setup import Amplitude
+    return Amplitude(np.asarray(a[0], float), np.asarray(a[1], float),
+                     model.meta.get("period"))(t)
 
 
 def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float):

@@ -337,6 +337,12 @@ def blade_mesh(geometry: BladeGeometry | None = None, size: int = 1) -> meshio.M
     point_sets = {name: np.unique(surf[name]) for name in SURFACES}
     point_sets |= {c: np.unique(np.concatenate([surf[p] for p in parts]))
                    for c, parts in COMPOSITES.items()}
+    # supports that leave the root free to expand: the root face's mid line along x
+    # (j in the middle) and its centre node; with z fixed on `root`, y on `root_midline`
+    # and x at `root_center` the blade is held without restraining thermal expansion
+    jm, im = (nj - 1) // 2, (ni - 1) // 2
+    point_sets["root_midline"] = np.arange(ni, dtype=np.int64) + ni * jm
+    point_sets["root_center"] = np.array([im + ni * jm], np.int64)
     sj, _ = hex_quality(pts, cells)
     if sj.min() <= 0:
         raise ValueError(f"blade_mesh: {int((sj <= 0).sum())} inverted elements (first at z = "

@@ -212,7 +212,7 @@ def test_write_read_back_through_femesh(meshes, tmp_path):
     fm = FEMesh.from_meshio(read_mesh(path), source=str(path))
     assert fm.n_nodes == 3528 and fm.n_elements == 2760
     assert np.allclose(fm.points, mesh.points, rtol=0, atol=1e-15)
-    expected = set(SURFACES) | set(COMPOSITES) | {"volume"}
+    expected = set(SURFACES) | set(COMPOSITES) | {"volume", "root_midline", "root_center"}
     assert set(fm.groups) == expected
     b = _blocks(mesh)
     for name in SURFACES:
@@ -266,3 +266,16 @@ def test_axis():
     g = BladeGeometry(hub_radius=0.3)
     assert g.axis_point == (0.0, 0.0, -0.3) and g.axis_direction == (1.0, 0.0, 0.0)
     assert g.z_root == pytest.approx(-(0.003 + 0.002 + 0.004 + 0.015))
+
+
+def test_root_supports_lie_on_the_root_face_mid_line_and_centre():
+    from rom.blade import BladeGeometry, blade_mesh
+    g = BladeGeometry()
+    m = blade_mesh(size=2)
+    line = m.points[m.point_sets["root_midline"]]
+    centre = m.points[m.point_sets["root_center"]]
+    np.testing.assert_allclose(line[:, 1:], [[0.0, g.z_root]] * len(line), atol=1e-15)
+    np.testing.assert_allclose(np.sort(line[:, 0])[[0, -1]], [-g.root_length / 2,
+                                                             g.root_length / 2])
+    np.testing.assert_allclose(centre, [[0.0, 0.0, g.z_root]], atol=1e-15)
+    assert set(m.point_sets["root_midline"]) <= set(m.point_sets["root"])

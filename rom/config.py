@@ -247,6 +247,10 @@ class _Ctx:
         if origin is dict:
             if not isinstance(value, dict):
                 raise self.error(key, f"expected a mapping, got {_show(value)}")
+            if args[1] is str:   # option tables (PETSc): YAML numbers and booleans as text
+                value = {k: (str(v).lower() if isinstance(v, bool) else
+                             repr(v) if isinstance(v, (int, float)) else v)
+                         for k, v in value.items()}
             return {str(k): self.convert(args[1], v, _join(key, str(k)), {})
                     for k, v in value.items()}
         if dataclasses.is_dataclass(tp):

@@ -111,3 +111,15 @@ def test_case_without_any_stage_is_an_error(tmp_path):
     p.write_text("name: t\nsnapshots: {store: s.h5}\n")
     with pytest.raises(CaseError, match=r"mesh: required key is missing"):
         load_case(p)
+
+
+def test_option_tables_take_yaml_numbers_and_booleans_as_text(tmp_path):
+    """PETSc option values may be written as YAML numbers/booleans; they become strings."""
+    f = tmp_path / "case.yaml"
+    f.write_text("name: c\nmesh: m.inp\nsnapshots: {store: s.h5}\n"
+                 "fom: {petsc_options: {pc_gamg_threshold: 0.02, mg_levels_ksp_max_it: 4, "
+                 "ksp_monitor: true, ksp_rtol: 1e-12}}\n")
+    (tmp_path / "m.inp").write_text("")
+    case = load_case(f)
+    assert case.fom.petsc_options == {"pc_gamg_threshold": "0.02", "mg_levels_ksp_max_it": "4",
+                                      "ksp_monitor": "true", "ksp_rtol": "1e-12"}

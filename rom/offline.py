@@ -53,6 +53,7 @@ class OfflineResult:
     interp: object | None = None
     local_bases: object | None = None
     online: Path | None = None
+    online_local: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
     outputs: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
@@ -95,6 +96,9 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
     """Run the offline stage of ``case`` on ``comm`` (collective): every stage the case configures."""
     comm = as_comm(comm)
     timer = _Timer(comm)
+    if case.online is not None and case.online.local and case.clustering is None:
+        raise UserError(f"{case.source_file}: online.local: needs a 'clustering:' section "
+                        "(one local reduced model per cluster)")
     if comm.rank == 0:
         case.output.directory.mkdir(parents=True, exist_ok=True)
         if case.snapshots is not None:
@@ -109,6 +113,13 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
             result.online = build_reduced_model(case, comm)
         result.outputs.append(result.online)
         result.lines.append(f"  reduced model (ECM + error indicator): {result.online}")
+        if case.online.local:
+            from .online import build_local_models
+            with timer("local reduced models"):
+                result.online_local = build_local_models(case, comm)
+            result.outputs.append(result.online_local)
+            result.lines.append(f"  local reduced models ({case.clustering.k}, selector, "
+                                f"switching): {result.online_local}")
     if case.interp is not None:
         _interp_stage(case, comm, timer, result, progress)
     _report(case, result, comm, out)

@@ -31,3 +31,12 @@ class OnlineConfig:
                             range=(0.0, 1.0, True, True))
     newton_max_iter: int = _f(20, doc="reduced Newton iterations per step",
                               range=(1, None, False, False))
+    local: bool = _f(False, doc="also build one reduced model per cluster of the "
+                                "'clustering:' section, with a selector and switching "
+                                "(docs/local-bases.md)")
+    local_model: Path | None = _f(None, doc="local reduced-models file to write (default "  # noqa: RUF009
+                                            "<output.directory>/<name>.local.rom.h5)",
+                                  path=True)
+    sensors: int = _f(16, doc="at most this many temperature sensors (nodes chosen by EIM "
+                              "on the temperature snapshots) for the selection of a local "
+                              "model", range=(1, None, False, False))

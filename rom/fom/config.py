@@ -176,6 +176,17 @@ class NewtonConfig:
                      range=(0.0, 1.0, True, True))
     atol: float = _f(1e-12, doc="absolute residual tolerance [N]", range=(0.0, None, False, False))
     max_iter: int = _f(25, doc="Newton iterations per step", range=(1, None, False, False))
+    forcing: Literal["ew", "fixed"] = _f(
+        "ew", doc="KSP tolerance per Newton iteration: 'ew' inexact Newton (Eisenstat-Walker, "
+                  "capped by the relative residual), 'fixed' the KSP rtol option")
+    eta_max: float = _f(1e-2, doc="largest KSP relative tolerance of the inexact Newton",
+                        range=(0.0, 1.0, True, True))
+    pc_reuse: bool = _f(True, doc="keep the preconditioner across Newton iterations and "
+                                  "steps while it works")
+    pc_rebuild_ratio: float = _f(1.5, doc="rebuild the preconditioner when a solve needs more "
+                                          "than this factor times the KSP iterations per decade "
+                                          "of the last fresh setup",
+                                 range=(1.0, None, False, False))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sys
 from rom.fom.elements import UnknownElementError, shape_at
 from rom.fom.loads import Centrifugal, Dirichlet, Loads, Pressure
 from rom.fom.mesh import FEMesh, GroupError
-from rom.fom.solver import MechanicalSolver, NewtonOptions
+from rom.fom.solver import ConvergenceError, MechanicalSolver, NewtonOptions
 from rom.materials import MaterialError, Norton, Table, ThermoElastic
 from rom.meshes import solid_block, thick_cylinder
 
@@ -167,3 +167,36 @@ def test_bad_cases_give_one_clear_error():
         FEMesh.from_meshio(wedge, source="blade.msh")
     with pytest.raises(MaterialError, match="E: value -2e\\+11"):
         ThermoElastic(-200e9, 0.3)
+
+
+def test_failing_step_is_cut_in_halves_and_equals_two_half_steps(monkeypatch):
+    """A step that fails (here: any step longer than 120 s, as a solver would on a too
+    nonlinear step) is halved until it passes; the result equals the explicit sub-steps
+    with the temperature interpolated linearly in between; cuts=0 reports the failure."""
+    solver, temp = _hot_spinning_block(SELF, cell="hexahedron")
+    s1 = solver.step(solver.initial_state(), temp(1.0), 1.0)
+    T0, T1 = temp(1.0), temp(1.0) + 50.0
+    real = solver._step
+    seen = []
+
+    def fragile(state, T, t):
+        seen.append((state.time, t, float(np.mean(T))))
+        if t - state.time > 120.0:
+            raise ConvergenceError(f"too long a step to t = {t}")
+        return real(state, T, t)
+
+    monkeypatch.setattr(solver, "_step", fragile)
+    with pytest.raises(ConvergenceError, match="too long"):
+        solver.step(s1, T1, 401.0, cuts=1)                # 200 s halves still fail
+    seen.clear()
+    cut = solver.step(s1, T1, 401.0, temperature_old=T0, cuts=3)
+    assert cut.time == 401.0 and solver.cuts[-3:] == [401.0, 201.0, 401.0]
+    done = [(a, b) for a, b, _ in seen if b - a <= 120.0]
+    assert done == [(1.0, 101.0), (101.0, 201.0), (201.0, 301.0), (301.0, 401.0)]
+    monkeypatch.setattr(solver, "_step", real)
+    st = s1
+    for k in range(1, 5):   # the same four sub-steps by hand
+        st = solver.step(st, T0 + k / 4 * (T1 - T0), 1.0 + 100.0 * k, cuts=0)
+    solver.destroy()
+    assert np.abs(cut.u - st.u).max() <= 1e-10 * np.abs(st.u).max()
+    assert np.abs(cut.internal - st.internal).max() <= 1e-6 * np.abs(st.internal).max()

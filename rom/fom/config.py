@@ -187,6 +187,9 @@ class NewtonConfig:
                                           "than this factor times the KSP iterations per decade "
                                           "of the last fresh setup",
                                  range=(1.0, None, False, False))
+    max_cuts: int = _f(3, doc="times a failing time step is halved (sub-steps, results only at "
+                            "the requested times) before the failure is reported",
+                       range=(0, None, False, False))
 
 
 @dataclass(frozen=True)

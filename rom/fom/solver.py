@@ -73,6 +73,8 @@ class NewtonOptions:
     #: rebuild the preconditioner when a solve needs more than this factor times the
     #: KSP iterations per decade of residual reduction of the last fresh setup
     pc_rebuild_ratio: float = 1.5
+    #: how many times a failing time step is halved before the failure is raised
+    max_cuts: int = 3
 
     def __post_init__(self):
         if self.forcing not in ("ew", "fixed"):
@@ -81,6 +83,8 @@ class NewtonOptions:
             raise UserError(f"Newton eta_max must be in (0, 1), got {self.eta_max}")
         if self.pc_rebuild_ratio < 1.0:
             raise UserError(f"pc_rebuild_ratio must be >= 1, got {self.pc_rebuild_ratio}")
+        if self.max_cuts < 0:
+            raise UserError(f"max_cuts must be >= 0, got {self.max_cuts}")
 
 
 @dataclass
@@ -191,6 +195,8 @@ class MechanicalSolver:
         self.timings = {"assembly": 0.0, "solve": 0.0, "pc_setup": 0.0, "material": 0.0}
         #: one record per Newton iteration with a linear solve (see :meth:`step`)
         self.log: list[dict] = []
+        #: end times of the steps that were cut in halves (one entry per cut)
+        self.cuts: list[float] = []
 
     # ------------------------------------------------------------------ setup helpers
     def _newton_from_options(self, prefix: str) -> None:
@@ -204,7 +210,8 @@ class MechanicalSolver:
             forcing=opts.getString("rom_ksp_forcing", nw.forcing),
             eta_max=opts.getReal("rom_eta_max", nw.eta_max),
             pc_reuse=opts.getBool("rom_pc_reuse", nw.pc_reuse),
-            pc_rebuild_ratio=opts.getReal("rom_pc_rebuild_ratio", nw.pc_rebuild_ratio))
+            pc_rebuild_ratio=opts.getReal("rom_pc_rebuild_ratio", nw.pc_rebuild_ratio),
+            max_cuts=opts.getInt("rom_max_cuts", nw.max_cuts))
 
     def _external_forces(self) -> PETSc.Vec:
         f = self.A.createVecRight()
@@ -281,8 +288,46 @@ class MechanicalSolver:
         return full
 
     # ------------------------------------------------------------------ one step
-    def step(self, state: MechState, temperature: np.ndarray, time_new: float) -> MechState:
-        """Advance one time step (the restart entry point).
+    def step(self, state: MechState, temperature: np.ndarray, time_new: float, *,
+             temperature_old: np.ndarray | None = None, cuts: int | None = None) -> MechState:
+        """Advance one time step (the restart entry point), cutting it in halves when it
+        fails.
+
+        Parameters
+        ----------
+        state : converged state at the start of the step (``state.time``)
+        temperature : (n_nodes,) nodal temperature at ``time_new`` [K], mesh numbering
+        time_new : end of the step [s]
+        temperature_old : nodal temperature at ``state.time``: sub-steps interpolate
+            linearly between the two (default: ``temperature`` over the whole step)
+        cuts : how many times a failing step may be halved (default ``newton.max_cuts``);
+            sub-steps are internal: the returned state is at ``time_new``. Each cut is
+            counted in ``self.cuts``.
+
+        Returns
+        -------
+        the converged :class:`MechState` at ``time_new``
+
+        Raises
+        ------
+        ConvergenceError : the step still fails after ``cuts`` halvings (the message is
+            that of the last failure); raised on every rank
+        """
+        cuts = self.newton.max_cuts if cuts is None else int(cuts)
+        try:
+            return self._step(state, temperature, time_new)
+        except ConvergenceError:
+            if cuts <= 0:
+                raise
+        self.cuts.append(float(time_new))
+        t_mid = 0.5 * (state.time + float(time_new))
+        T_new = np.asarray(temperature, float)
+        T_mid = T_new if temperature_old is None else 0.5 * (np.asarray(temperature_old) + T_new)
+        mid = self.step(state, T_mid, t_mid, temperature_old=temperature_old, cuts=cuts - 1)
+        return self.step(mid, T_new, time_new, temperature_old=T_mid, cuts=cuts - 1)
+
+    def _step(self, state: MechState, temperature: np.ndarray, time_new: float) -> MechState:
+        """One time step without cutting.
 
         Parameters
         ----------
@@ -457,8 +502,11 @@ class MechanicalSolver:
         the final state
         """
         state = state or self.initial_state(float(times[0]))
+        T_old = temperature(float(times[0]))
         for i, t in enumerate(times[1:], start=1):
-            state = self.step(state, temperature(float(t)), float(t))
+            T_new = temperature(float(t))
+            state = self.step(state, T_new, float(t), temperature_old=T_old)
+            T_old = T_new
             if callback is not None:
                 callback(i, state)
         return state

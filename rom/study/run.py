@@ -129,7 +129,7 @@ class _HF:
         for i in range(1, times.size):  # loop over time steps
             self.comm.Barrier()
             t0 = time.perf_counter()
-            state = s.step(state, T[i], float(times[i]))
+            state = s.step(state, T[i], float(times[i]), temperature_old=T[i - 1])
             secs.append(time.perf_counter() - t0)
             us.append(state.u.copy())
             ps.append(s.gather_points(state.internal[:, pcol]))

@@ -162,3 +162,25 @@ def test_indicator_ranks_true_error_over_20_held_out_loadings(built):
     # indicator of a query above 1 % is 9e-4, the largest below 1 % is 3.7e-4
     assert np.all(eta[err > 1e-2] > 3e-4), (err, eta)
     assert np.any(err > 1e-2) and np.any(err < 1e-2)
+
+
+def test_failing_reduced_step_is_cut_in_halves(built, monkeypatch):
+    """A reduced step that fails (here: any step longer than 1.5 s) is halved like a
+    full-order step; the answer equals the solve on the refined time grid."""
+    import rom.online.solve as solve_mod
+    model = load(built[0])
+    real = solve_mod.reduced_step
+
+    def fragile(model, st, T, t_new, scale):
+        if t_new - st.time > 1.5:
+            raise solve_mod.ReducedDivergence("too long")
+        return real(model, st, T, t_new, scale)
+
+    coarse = np.linspace(0.0, 4.0, 3)
+    fine = np.linspace(0.0, 4.0, 5)
+    monkeypatch.setattr(solve_mod, "reduced_step", fragile)
+    res = model.solve(INSIDE.replace("minimum(t / 5, 1)", "t / 4"), coarse)
+    monkeypatch.setattr(solve_mod, "reduced_step", real)
+    ref = model.solve(INSIDE.replace("minimum(t / 5, 1)", "t / 4"), fine)
+    np.testing.assert_allclose(res.coordinates[-1], ref.coordinates[-1], rtol=1e-10)
+    assert res.newton_iterations[1] > ref.newton_iterations[1]

@@ -75,7 +75,7 @@ def _update(model, u, eps_g, sig_g, z_g):
 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
-                comm: MPI.Comm | None = None) -> StepState:
+                comm: MPI.Comm | None = None, *, T_old: np.ndarray | None = None) -> StepState:
     """High-fidelity step from the reduced state ``st`` to ``t_new``; update the model in
     place (bases, reduced points, reduced arrays); return the reduced state at ``t_new``
     on the new points (history from the high-fidelity step). Collective on ``comm``."""
@@ -92,7 +92,8 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     z_all[red["points"]] = st.z          # exact where the reduced model knows it
     # 2. one high-fidelity step
     solver = _solver(model, comm, scale)
-    hf = solver.step(solver.state_from_global(st.time, u_prev, strain, z_all), T_nodes, t_new)
+    hf = solver.step(solver.state_from_global(st.time, u_prev, strain, z_all), T_nodes, t_new,
+                     temperature_old=T_old)
     eps_g = solver.gather_points(hf.strain)
     sig_g = solver.gather_points(hf.stress)
     z_g = solver.gather_points(hf.internal)

@@ -128,6 +128,22 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
     raise ReducedDivergence(f"reduced Newton did not converge at t = {t_new:g} s")
 
 
+def reduced_step_cut(model, st: StepState, T_old: np.ndarray, T: np.ndarray, t_new: float,
+                     scale: float, cuts: int = 3) -> tuple[StepState, int]:
+    """:func:`reduced_step`, halving a failing step up to ``cuts`` times (temperature at the
+    reduced points interpolated linearly), like the full-order solver. Returns the state at
+    ``t_new`` and the total reduced Newton iterations."""
+    try:
+        return reduced_step(model, st, T, t_new, scale)
+    except ReducedDivergence:
+        if cuts <= 0:
+            raise
+    t_mid, T_mid = 0.5 * (st.time + t_new), 0.5 * (T_old + T)
+    mid, i1 = reduced_step_cut(model, st, T_old, T_mid, t_mid, scale, cuts - 1)
+    end, i2 = reduced_step_cut(model, mid, T_mid, T, t_new, scale, cuts - 1)
+    return end, i1 + i2
+
+
 def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
     """Gappy-POD relative residual of p at the reduced points, and the Gappy coefficients."""
     pM = z[:, model.meta["p_column"]]
@@ -171,12 +187,13 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
                    model.law.initial_state(nq))
     res = OnlineResult(model, times)
     res.record(st, 0, 0.0, None, 0, 0.0)
+    T_prev = temperature_at_points(model, temperature, float(times[0]), 0)
     for i in range(1, times.size):  # loop over time steps
         t = float(times[i])
         t0 = time.perf_counter()
         T = temperature_at_points(model, temperature, t, i)
         try:
-            new, its = reduced_step(model, st, T, t, scale)
+            new, its = reduced_step_cut(model, st, T_prev, T, t, scale)
             eta, c = indicator(model, new.z)
             failed = False
         except ReducedDivergence:
@@ -195,7 +212,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
             t1 = time.perf_counter()
             eta_before = eta
             new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
-                              scale, hf_comm)
+                              scale, hf_comm, T_old=temperature_at_nodes(
+                                  model, temperature, float(times[i - 1]), i - 1))
             eta, c = indicator(model, new.z)
             res.enrichments.append({"step": i, "indicator_before": eta_before,
                                     "seconds": time.perf_counter() - t1,
@@ -203,4 +221,6 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
                                     "ecm_error": model.meta["last_ecm_error"]})
         res.record(new, its, eta, c, i, dt_red)
         st = new
+        # after an enrichment the reduced points changed: the temperature there
+        T_prev = temperature_at_points(model, temperature, t, i) if need else T
     return res

@@ -10,7 +10,7 @@ from numpy.polynomial import legendre as L
 from scipy.optimize import nnls
 
 from rom.hyper import compress_rows, ecm, quadrature_error
-from rom.hyper._nnls import Selection, nnls_warm
+from rom.hyper._nnls import PassiveQR, Selection, nnls_warm
 from rom.parallel import even_split
 
 MORDICUS_G = np.arange(200.0).reshape(10, 20)
@@ -140,8 +140,7 @@ def test_pruning_many_points_at_once():
     with keep_warm_start=False: 32 get weight 0 at once, plus imposed points."""
     G, w = smooth_integrands(8, 1000, seed=7)
     ws, imposed = np.arange(0, 1000, 25), np.array([1, 2, 999])
-    idx, x, info = ecm(G, w, tol=1e-8, warm_start=ws, keep_warm_start=False,
-                       imposed=imposed, return_info=True)
+    idx, x = ecm(G, w, tol=1e-8, warm_start=ws, keep_warm_start=False, imposed=imposed)
     quad = ~np.isin(idx, imposed)
     assert set(imposed) <= set(idx) and np.all(x[~quad] == 0.0) and np.all(x[quad] > 0)
     assert np.count_nonzero(np.isin(ws, idx)) <= G.shape[0] < ws.size - 16
@@ -215,17 +214,32 @@ def test_progress_lines(capsys):
     assert "ecm:" in capsys.readouterr().err
 
 
-def test_nnls_warm_matches_scipy(rng):
-    for _ in range(50):
+@pytest.mark.parametrize("updated_qr", [False, True])
+def test_nnls_warm_matches_scipy(rng, updated_qr):
+    """With updated_qr the passive columns' QR is carried from one solve to the next (as in
+    the greedy: rows and a column appended), through rank-deficient cases (n > k)."""
+    for _ in range(60):
         k, n = rng.integers(1, 25, size=2)
         A, b = rng.standard_normal((k, n)), rng.standard_normal(k)
         ref = np.linalg.norm(A @ nnls(A, b)[0] - b)
-        x = nnls_warm(A, b)
+        qr = PassiveQR() if updated_qr else None
+        x = nnls_warm(A, b, qr=qr)
         assert np.all(x >= 0) and np.linalg.norm(A @ x - b) <= ref * (1 + 1e-10) + 1e-12
+        if updated_qr:
+            assert sorted(qr.cols) == np.flatnonzero(x > 0).tolist()
         if n > 1:                                 # optimum on n-1 columns, then add the last
-            x0 = np.append(nnls_warm(A[:, :-1], b), 0.0)
-            x1 = nnls_warm(A, b, x0, add=n - 1)
+            qr = PassiveQR() if updated_qr else None
+            x0 = np.append(nnls_warm(A[:, :-1], b, qr=qr), 0.0)
+            x1 = nnls_warm(A, b, x0, add=n - 1, qr=qr)
             assert np.linalg.norm(A @ x1 - b) <= ref * (1 + 1e-10) + 1e-12
+            # as in the greedy: a new row, zero in the old columns, comes with the new column
+            A2 = np.vstack([np.column_stack([A, rng.standard_normal(k)]), np.zeros(n + 1)])
+            A2[-1, -1], b2 = 1.0, np.append(b, rng.standard_normal())
+            x2 = nnls_warm(A2, b2, np.append(x1, 0.0), add=n, qr=qr)
+            ref2 = np.linalg.norm(A2 @ nnls(A2, b2)[0] - b2)
+            assert np.linalg.norm(A2 @ x2 - b2) <= ref2 * (1 + 1e-10) + 1e-12
+            if updated_qr and qr.cols:
+                np.testing.assert_allclose(qr.W @ qr.T, A2[:, qr.cols], atol=1e-12)
 
 
 # ---- user mistakes ----------------------------------------------------------------------

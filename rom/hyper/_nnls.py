@@ -3,14 +3,16 @@
 The greedy ECM adds one column per step to a problem whose previous solution is
 already optimal; restarting ``scipy.optimize.nnls`` from zero would redo every
 previous step. Here the solver starts from the previous feasible point and its
-passive (positive) set, so a greedy step usually costs one least-squares solve.
+passive (positive) set, so a greedy step usually costs one least-squares solve, and the
+QR factorization of the passive columns is updated (:class:`PassiveQR`) rather than
+recomputed, so that solve is a triangular solve.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
 
-__all__ = ["nnls_warm"]
+__all__ = ["PassiveQR", "nnls_warm"]
 
 
 def _ls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -20,9 +22,88 @@ def _ls(A: np.ndarray, b: np.ndarray) -> np.ndarray:
     return sla.lstsq(A, b, lapack_driver="gelsy", check_finite=False)[0]
 
 
+class PassiveQR:
+    """Economic QR ``A[:, cols] = W T`` of the passive columns of an NNLS, kept up to date.
+
+    A column entering or leaving costs an update (``scipy.linalg.qr_insert`` /
+    ``qr_delete``: O(k p)) instead of a factorization (O(k p^2)), and a least-squares solve
+    is one triangular solve. ``cols`` are column indices of the matrix given to
+    :func:`nnls_warm`; the owner re-maps them when that matrix's columns are re-indexed.
+    """
+
+    #: a column whose distance to the span of the others is below this (relative) does not
+    #: enter (it adds nothing to the least squares; its dual is at round-off)
+    RCOND = 1e-12
+
+    def __init__(self):
+        self.W, self.T, self.cols = np.zeros((0, 0)), np.zeros((0, 0)), []
+
+    def sync(self, A: np.ndarray, passive: np.ndarray) -> bool:
+        """Make ``cols`` the passive set of A (updates; refactor if needed). False if singular.
+
+        A must be the matrix of the previous calls, possibly with new columns and new rows
+        at the bottom that are zero in the factored columns (``R = Q^T G_S`` when Q grows).
+        """
+        k = A.shape[0]
+        if self.W.shape[0] < k:                    # new rows of A, zero in the old columns
+            self.W = np.vstack([self.W, np.zeros((k - self.W.shape[0], self.W.shape[1]))])
+        want = set(np.flatnonzero(passive).tolist())
+        for pos in sorted((i for i, j in enumerate(self.cols) if j not in want), reverse=True):
+            self.delete(pos)
+        for j in sorted(want - set(self.cols)):
+            if not self.insert(A, j):
+                return self.refactor(A, sorted(want))
+        return True
+
+    def refactor(self, A: np.ndarray, cols: list[int]) -> bool:
+        self.cols = list(cols)
+        if len(cols) > A.shape[0]:
+            self.__init__()
+            return False
+        self.W, self.T = np.linalg.qr(A[:, cols])
+        d = np.abs(np.diag(self.T))
+        if d.size and d.min() <= self.RCOND * d.max():
+            self.__init__()
+            return False
+        return True
+
+    def insert(self, A: np.ndarray, j: int) -> bool:
+        p = len(self.cols)
+        if p >= A.shape[0]:                     # A's columns live in a p-dimensional space
+            return False
+        if p == 0:
+            nu = float(np.linalg.norm(A[:, j]))
+            if nu == 0.0:
+                return False
+            self.W, self.T = (A[:, j] / nu)[:, None], np.array([[nu]])
+        else:
+            try:
+                self.W, self.T = sla.qr_insert(self.W, self.T, A[:, j], p, which="col",
+                                               rcond=self.RCOND, check_finite=False)
+            except sla.LinAlgError:
+                return False
+        self.cols.append(j)
+        return True
+
+    def delete(self, pos: int) -> None:
+        if len(self.cols) == 1:
+            self.__init__()
+            return
+        W, T = sla.qr_delete(self.W, self.T, pos, which="col", check_finite=False)
+        p = T.shape[1]                          # (a square W was taken as a full QR)
+        self.W, self.T = W[:, :p], T[:p]
+        del self.cols[pos]
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """Least-squares weights of ``cols`` (in the order of ``cols``)."""
+        if not self.cols:
+            return np.zeros(0)
+        return sla.solve_triangular(self.T, self.W.T @ b, check_finite=False)
+
+
 def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
               add: int | None = None, *, dual_tol: float | None = None,
-              max_iter: int | None = None) -> np.ndarray:
+              max_iter: int | None = None, qr: PassiveQR | None = None) -> np.ndarray:
     """Solve ``min ||A x - b||_2`` subject to ``x >= 0`` (Lawson–Hanson active set).
 
     Parameters
@@ -36,6 +117,10 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
     dual_tol : a zero variable enters when its dual ``(A^T (b - A x))_j`` exceeds this;
         default ``10 max(k, n) eps ||A||_1 ||b||``
     max_iter : bound on the inner iterations, default ``3 n + 10``
+    qr : a :class:`PassiveQR` of (ideally) the passive set of ``x0`` to update instead of
+        factoring the passive columns at every least-squares solve; left holding the
+        final passive set. Without it (or if it turns singular), each solve is a
+        factorization (:func:`_ls`).
 
     Returns
     -------
@@ -50,11 +135,17 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
         scale = np.abs(A).sum(axis=0).max(initial=0.0) * np.linalg.norm(b)
         dual_tol = 10.0 * max(k, n) * np.finfo(float).eps * scale
     max_iter = 3 * n + 10 if max_iter is None else max_iter
+    if qr is not None and not qr.sync(A, passive):
+        qr = None
+    blocked = np.zeros(n, dtype=bool)
     for _ in range(max_iter):
         # inner loop: least squares on the passive set, back-tracking into the feasible set
         while passive.any():
             z = np.zeros(n)
-            z[passive] = _ls(A[:, passive], b)
+            if qr is None:
+                z[passive] = _ls(A[:, passive], b)
+            else:
+                z[qr.cols] = qr.solve(b)
             bad = passive & (z <= 0)
             if not bad.any():
                 x = z
@@ -65,13 +156,20 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
             i = int(np.argmin(ratio))
             x = x + ratio[i] * (z - x)
             x[i] = 0.0                                  # the blocking variable leaves exactly
-            passive &= x > 0
+            gone = passive & (x <= 0)
+            passive &= ~gone
             x[~passive] = 0.0
+            if qr is not None:
+                for pos in sorted((p for p, j in enumerate(qr.cols) if gone[j]), reverse=True):
+                    qr.delete(pos)
         dual = A.T @ (b - A @ x)
-        dual[passive] = -np.inf
+        dual[passive | blocked] = -np.inf
         j = int(np.argmax(dual)) if n else 0
         if n == 0 or dual[j] <= dual_tol:
             return x
+        if qr is not None and not qr.insert(A, j):
+            blocked[j] = True                           # in the span of the passive columns
+            continue
         passive[j] = True
     return x
 
@@ -121,8 +219,11 @@ class Selection:
     x, and an orthonormal basis ``Q`` (m x q) of every column added so far with
     ``R = Q^T G_S`` (q x |S|). The NNLS ``min ||G_S x - b||`` is solved as
     ``min ||R x - Q^T b||`` (same solution, q << m); a new column costs one Gram–Schmidt
-    step (done twice) instead of a factorization. Dropped points stay as dead columns of
-    weight 0 until they outnumber the live ones (then the buffers are compacted).
+    step (done twice when it cancels) instead of a factorization, ``Q^T b`` is extended by
+    the new basis vectors only, and the NNLS updates a QR of its passive columns of R
+    (:class:`PassiveQR`). Dropped points stay as dead columns of weight 0 until they
+    outnumber the live ones (then the buffers are compacted); a dropped point selected
+    again is revived with its column.
     """
 
     def __init__(self, m: int):
@@ -131,6 +232,8 @@ class Selection:
         self._kept = np.zeros(0, dtype=bool)
         self._live = np.zeros(0, dtype=bool)
         self._G, self._Q, self._R = _Buffer(m), _Buffer(m), _Buffer(0)
+        self._b, self._Qb = None, np.zeros(0)
+        self._fac = PassiveQR()                 # of the passive columns (buffer positions)
 
     idx = property(lambda self: self._idx[self._live], doc="global indices of the live points")
     x = property(lambda self: self._x[self._live], doc="weights of the live points")
@@ -144,12 +247,14 @@ class Selection:
             Q = self._Q.v
             r = Q.T @ a
             v = a - Q @ r
-            r2 = Q.T @ v
-            v -= Q @ r2
-            r += r2
-            nv = float(np.linalg.norm(v))
+            na, nv = float(np.linalg.norm(a)), float(np.linalg.norm(v))
+            if nv < 0.7071 * na:            # cancellation: orthogonalize again (DGKS)
+                r2 = Q.T @ v
+                v -= Q @ r2
+                r += r2
+                nv = float(np.linalg.norm(v))
             self._R.add_columns(r[:, None])
-            if nv > 1e-13 * float(np.linalg.norm(a)):
+            if nv > 1e-13 * na:
                 self._Q.add_columns((v / nv)[:, None])
                 self._R.add_row()
                 self._R.buf[self._R.rows - 1, self._R.cols - 1] = nv
@@ -160,6 +265,12 @@ class Selection:
         Returns the position of the last new point among the live points.
         """
         n = len(idx)
+        if n == 1:
+            dead = np.flatnonzero((self._idx == idx[0]) & ~self._live)
+            if dead.size:                       # a dropped point comes back: its column,
+                j = int(dead[0])                # and R's, are still there
+                self._live[j], self._x[j], self._kept[j] = True, 0.0, kept
+                return int(np.count_nonzero(self._live[:j]))
         self._idx = np.concatenate([self._idx, idx])
         self._G.add_columns(G)
         self._x = np.concatenate([self._x, np.zeros(n)])
@@ -168,10 +279,27 @@ class Selection:
         self._extend_basis(G)
         return int(np.count_nonzero(self._live)) - 1
 
+    def _qtb(self, b: np.ndarray) -> np.ndarray:
+        """``Q^T b``, extended by the new basis vectors only when b is the same as before."""
+        if self._b is not b or self._Qb.size > self._Q.cols:
+            self._b, self._Qb = b, np.zeros(0)
+        if self._Qb.size < self._Q.cols:
+            self._Qb = np.concatenate([self._Qb, self._Q.v[:, self._Qb.size:].T @ b])
+        return self._Qb
+
     def solve(self, b: np.ndarray, add: int | None = None) -> None:
-        """Nonnegative least squares on the live columns, warm-started from x."""
-        live = self._live
-        self._x[live] = nnls_warm(self._R.v[:, live], self._Q.v.T @ b, self._x[live], add)
+        """Nonnegative least squares on the live columns, warm-started from x (and from the
+        QR factorization of the previous passive columns, updated)."""
+        live = np.flatnonzero(self._live)
+        fac = self._fac
+        cols = np.asarray(fac.cols, dtype=np.int64)
+        loc = np.searchsorted(live, cols)                            # buffer -> live positions
+        if np.all(loc < live.size) and np.array_equal(live[np.minimum(loc, live.size - 1)], cols):
+            fac.cols = loc.tolist()
+        else:
+            fac.__init__()                                           # (not expected)
+        self._x[live] = nnls_warm(self._R.v[:, live], self._qtb(b), self._x[live], add, qr=fac)
+        fac.cols = live[fac.cols].tolist()
 
     def prune(self) -> np.ndarray:
         """Drop zero-weight points (except kept ones); return the dropped global indices."""
@@ -190,6 +318,9 @@ class Selection:
         self._R.keep_columns(live)
         self._idx, self._x, self._kept = self._idx[live], self._x[live], self._kept[live]
         self._live = self._live[live]
+        new_pos = np.cumsum(live) - 1
+        self._fac.cols = new_pos[self._fac.cols].tolist()
         if self._Q.cols > 2 * self._live.size + 64:      # the basis of dropped columns grew
             self._Q, self._R = _Buffer(self._G.rows), _Buffer(0)
+            self._b, self._fac = None, PassiveQR()
             self._extend_basis(self._G.v)

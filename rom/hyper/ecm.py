@@ -274,8 +274,18 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     taken[imp[(imp >= lo) & (imp < hi)] - lo] = True
     sel = Selection(b.size)
 
+    last = {"J": np.zeros(0, dtype=np.int64), "C": np.zeros((b.size, 0))}
+
+    def scanned(J, r):
+        """True correlations of the scan's candidates J (sorted); their columns are kept,
+        the chosen point is one of them (collective)."""
+        last["J"], last["C"] = J, columns(J)
+        return last["C"].T @ r
+
     def add(J, kept):
-        pos = sel.append(J, columns(J), kept)
+        pos = np.searchsorted(last["J"], J)
+        hit = J.size == 1 and pos[0] < last["J"].size and last["J"][pos[0]] == J[0]
+        pos = sel.append(J, last["C"][:, pos] if hit else columns(J), kept)
         taken[J[(J >= lo) & (J < hi)] - lo] = True
         return pos
 
@@ -310,7 +320,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         nr = float(np.linalg.norm(r))
         slack = np.sqrt(max(nr**2 - float(rs @ rs), 0.0) + 4 * np.finfo(float).eps * nr**2)
         cmax, j, n_cand = scan.argmax(rs, taken, tie_rtol, slack,
-                                      exact=lambda J, r=r: columns(J).T @ r)
+                                      exact=lambda J, r=r: scanned(J, r))
         if (n_cand > AUGMENT_ABOVE and scan.tail2 is not None and rows is not None
                 and lift is not None and U.shape[1] < MAX_AUGMENT):
             # the residual left the compressed rows: add its missing direction as a row

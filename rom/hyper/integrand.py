@@ -179,7 +179,7 @@ def _stress_block(stresses, g0: int, g1: int, check: bool = False, offset: int =
 
 def _products(sig: np.ndarray, eps: np.ndarray) -> np.ndarray:
     """``out[s, i, g] = sum_k sig[s, g, k] eps[i, g, k]``: (n_s, n_modes, p)."""
-    return np.einsum("sgk,igk->sig", sig, eps, optimize=True)
+    return np.matmul(sig.transpose(1, 0, 2), eps.transpose(1, 2, 0)).transpose(1, 2, 0)
 
 
 def integrand_matrix(strains: np.ndarray, stresses: Any, *, block_bytes: int = BLOCK_BYTES,

@@ -15,7 +15,8 @@ point (points drawn in seeded chunks of 65536), so data do not depend on the ran
 
 Methods, in the same run:
 - ``ecm_fields``: rom.hyper.ecm_fields from the fields (compression in blocks + greedy
-  with the exact stopping test); G is never formed. Median of --repeat runs.
+  with the exact stopping test); G is never formed. Median of --repeat runs; then once
+  with ``reduce=True`` (point elimination after the greedy).
 - ``ecm_on_G``: rom.hyper.ecm on the explicitly formed G (when it fits, --max-g-gb).
 - ``naive``: the published NNOMP written plainly (Mordicus' NNOMPA without its random
   points): per added point one full ``G^T r`` and one ``scipy.optimize.nnls`` from
@@ -170,6 +171,14 @@ def run_ecm() -> dict:
                          "error": info["error"], "compressed_rank": info["rank"],
                          "stress_rank": info["stress_rank"], "iterations": info["iterations"],
                          "augmented_rows": info["augmented"]}
+    t, (ridx, _, rinfo) = timed(lambda: ecm_fields(eps, sig, w, tol=args.tol, comm=comm,
+                                                   return_info=True, progress=None, reduce=True))
+    res["ecm_fields_reduce"] = {"time": t, "points": len(ridx), "error": rinfo["error"],
+                                "eliminated": len(rinfo["eliminated"]),
+                                "elimination_time": rinfo["elimination_time"]}
+    rank0_print(comm, f"  ecm_fields(reduce=True): {t:.2f} s, {len(ridx)} points "
+                      f"({len(rinfo['eliminated'])} eliminated in "
+                      f"{rinfo['elimination_time']:.3f} s), error {rinfo['error']:.3e}")
     g_gb = 8e-9 * args.snapshots * args.modes * n
     if not args.no_naive and size == 1 and g_gb <= args.max_g_gb:
         t_form, G = timed(lambda: integrand_matrix(eps, sig))

@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 from numpy.polynomial import legendre as L
-from scipy.optimize import nnls
+from scipy.optimize import linprog, nnls
 
 from rom.hyper import compress_rows, ecm, quadrature_error
 from rom.hyper._nnls import PassiveQR, Selection, nnls_warm
@@ -97,6 +97,59 @@ def test_polynomial_exactness_1d(q):
     mono = np.vander(x[idx], 2 * q, increasing=True).T @ wr
     exact = np.array([(1 - (-1) ** (d + 1)) / (d + 1) for d in range(2 * q)])
     np.testing.assert_allclose(mono, exact, atol=1e-11)
+
+
+@pytest.mark.parametrize("q", [1, 2, 3, 5])
+def test_gauss_rule_not_reached_without_the_next_moment(q):
+    """The strongest true statement about q-point rules (docs/hyper.md, "Polynomial
+    exactness"). Even with the Gauss nodes among the candidates (weight 0) a q-point rule
+    exact to degree 2q-1 exists there, but ECM with point elimination (reduce=True) stops at
+    rank(G) = 2q points: any rule whose columns are independent is a vertex of
+    {x >= 0 : G x = b}, from which no point can be removed. The q-point (Gauss) vertex is
+    singled out only by the degree-2q moment it minimizes (Markov-Krein): an LP with that
+    moment as cost finds it, information the integrands up to degree 2q-1 do not carry."""
+    x, w = composite_gauss(25, q)
+    xg, wg = L.leggauss(q)
+    xx, ww = np.concatenate([x, xg]), np.concatenate([w, np.zeros(q)])
+    G = orthonormal_legendre(xx, 2 * q - 1)
+    gauss = np.arange(x.size, xx.size)
+    assert quadrature_error(G, ww, gauss, wg) <= 1e-14          # a q-point rule is there
+    idx, wr, info = ecm(G, ww, tol=1e-12, reduce=True, return_info=True)
+    assert len(idx) == 2 * q == np.linalg.matrix_rank(G) and info["eliminated"] == []
+    assert quadrature_error(G, ww, idx, wr) <= 1e-12
+    next_moment = orthonormal_legendre(xx, 2 * q)[-1]
+    lp = linprog(next_moment, A_eq=G, b_eq=G @ ww, bounds=(0, None), method="highs")
+    support = np.flatnonzero(lp.x > 1e-12)     # (for odd q the node 0 is also a rule point)
+    np.testing.assert_allclose(np.sort(xx[support]), xg, atol=1e-14)
+
+
+def test_reduce_removes_a_point_the_greedy_no_longer_needs():
+    """The raw correlation first takes the long column a = (3, 3); then c = (1, 0) makes the
+    error 0 with a weight 1/3000 on a. Without a the error is 1e-3 <= tol: reduce drops a."""
+    G, w = np.array([[3.0, 1.0], [3.0, 0.0]]), np.array([1 / 3000, 0.999])
+    idx, x, info = ecm(G, w, tol=1e-2, return_info=True)
+    assert idx.tolist() == [0, 1] and info["order"] == [0, 1]
+    idx, x, info = ecm(G, w, tol=1e-2, reduce=True, return_info=True)
+    assert idx.tolist() == [1] and info["eliminated"] == [0]
+    assert x[0] == pytest.approx(1.0) and info["error"] == pytest.approx(1e-3, rel=1e-6)
+    assert quadrature_error(G, w, idx, x) <= 1e-2
+
+
+@pytest.mark.parametrize("tol, extra", [(1e-3, False), (1e-4, True)])
+def test_reduce_never_adds_points_nor_error(tol, extra):
+    """Cases where elimination removes one point of the greedy's (measured); imposed and
+    kept warm-start points stay."""
+    G, w = smooth_integrands(60, 2000, seed=0)
+    G *= np.exp(-np.arange(60) / 4)[:, None]
+    kw = {"warm_start": np.array([10, 1500]), "imposed": np.array([7, 1999])} if extra else {}
+    ref = ecm(G, w, tol=tol, **kw)
+    idx, x, info = ecm(G, w, tol=tol, reduce=True, return_info=True, **kw)
+    assert len(info["eliminated"]) >= 1 and len(idx) == len(ref[0]) - len(info["eliminated"])
+    assert set(idx) == set(ref[0]) - set(info["eliminated"])
+    if extra:
+        assert set(kw["warm_start"]) | set(kw["imposed"]) <= set(idx)
+        assert np.all(x[np.isin(idx, kw["imposed"])] == 0.0)
+    assert quadrature_error(G, w, idx, x) <= tol
 
 
 @pytest.mark.parametrize("q", [1, 2, 3])
@@ -295,6 +348,22 @@ def test_rank_count_independence(comm, opts):
         assert idx.tolist() == ref_idx.tolist()
         np.testing.assert_allclose(x, ref_x, rtol=1e-12, atol=1e-12 * ref_x.max())
         assert quadrature_error(Gl, wl, idx, x, comm) <= 1e-9
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("tol, extra", [(1e-3, False), (1e-4, True)])
+def test_reduce_rank_count_independence(comm, tol, extra):
+    """Point elimination works on the replicated selected columns: same points at any rank count."""
+    G, w = smooth_integrands(60, 2000, seed=0)
+    G *= np.exp(-np.arange(60) / 4)[:, None]
+    kw = {"warm_start": np.array([10, 1500]), "imposed": np.array([7, 1999])} if extra else {}
+    ref_idx, ref_x, ref_info = ecm(G, w, tol=tol, reduce=True, return_info=True, **kw)
+    assert ref_info["eliminated"]
+    for split in splits(G.shape[1], comm.size):
+        Gl, wl = local(split, comm.rank, G, w)
+        idx, x, info = ecm(Gl, wl, tol=tol, comm=comm, reduce=True, return_info=True, **kw)
+        assert idx.tolist() == ref_idx.tolist() and info["eliminated"] == ref_info["eliminated"]
+        np.testing.assert_allclose(x, ref_x, rtol=1e-12, atol=1e-12 * ref_x.max())
 
 
 @pytest.mark.mpi

@@ -174,6 +174,26 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
     return x
 
 
+def _removal_bounds(R: np.ndarray, c: np.ndarray, beta2: float) -> np.ndarray:
+    """Lower bounds on ``min_{x >= 0} ||R_{-j} x - c||^2 + beta2`` for every column j.
+
+    The unconstrained least squares without column j: ``rho^2 + z_j^2 / (R^T R)^{-1}_jj``
+    with z the least-squares solution on all columns and rho its residual. Zero for every
+    column when R has (numerically) dependent columns (then removing one may cost nothing).
+    """
+    s = R.shape[1]
+    if s == 0 or R.shape[0] < s:
+        return np.zeros(s)
+    Qr, T = np.linalg.qr(R)
+    d = np.abs(np.diag(T))
+    if d.min() <= 1e-10 * d.max():
+        return np.zeros(s)
+    Tinv = sla.solve_triangular(T, np.eye(s), check_finite=False)
+    z = Tinv @ (Qr.T @ c)
+    rho2 = float(np.sum((R @ z - c) ** 2)) + beta2
+    return rho2 + z**2 / np.einsum("ij,ij->i", Tinv, Tinv)
+
+
 class _Buffer:
     """A 2-D float array that grows by columns (and rows) with amortized doubling."""
 
@@ -300,6 +320,52 @@ class Selection:
             fac.__init__()                                           # (not expected)
         self._x[live] = nnls_warm(self._R.v[:, live], self._qtb(b), self._x[live], add, qr=fac)
         fac.cols = live[fac.cols].tolist()
+
+    def eliminate(self, b: np.ndarray, max_res: float) -> tuple[np.ndarray, int]:
+        """Point elimination after the greedy, keeping ``||G_S x - b|| <= max_res``.
+
+        Repeatedly removes the point whose removal, with the NNLS re-solved on the other
+        points (warm-started), keeps the residual within ``max_res``; the candidates are
+        tried in the order of a lower bound on that residual (the unconstrained least
+        squares without the point), and a pass stops at the first bound above ``max_res``.
+        Kept points are never removed. Ends when no point can be removed, so the points of
+        positive weight have linearly independent columns (a Carathéodory step, which keeps
+        the residual, would remove one): at most rank(G) of them.
+
+        Returns
+        -------
+        (removed global indices, number of NNLS trials)
+        """
+        Q = self._Q.v
+        Qb = self._qtb(b)
+        beta2 = float(np.sum((b - Q @ Qb) ** 2))       # part of b no column reaches
+        lim2 = max_res**2
+        removed, trials = [], 0
+        while True:
+            pos = np.flatnonzero(self._live)
+            cand = np.flatnonzero(~self._kept[pos])
+            if cand.size == 0:
+                break
+            R, x = self._R.v[:, pos], self._x[pos]
+            bound = _removal_bounds(R, Qb, beta2)
+            order = cand[np.lexsort((self._idx[pos[cand]], bound[cand]))]
+            accepted = False
+            for j in order:
+                if bound[j] > lim2:
+                    break
+                keep = np.ones(pos.size, dtype=bool)
+                keep[j] = False
+                z = nnls_warm(R[:, keep], Qb, x[keep])
+                trials += 1
+                if float(np.sum((R[:, keep] @ z - Qb) ** 2)) + beta2 <= lim2:
+                    self._x[pos[keep]], self._x[pos[j]] = z, 0.0
+                    accepted = True
+                    break
+            if not accepted:
+                break
+            removed.extend(self.prune())       # j, and any point the re-solve set to zero
+            self._fac = PassiveQR()
+        return np.asarray(removed, dtype=np.int64), trials
 
     def prune(self) -> np.ndarray:
         """Drop zero-weight points (except kept ones); return the dropped global indices."""

@@ -162,7 +162,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
         compress: float | None = None,
         exact: TrueIntegrands | None = None,
-        max_points: int | None = None, keep_warm_start: bool = True,
+        max_points: int | None = None, keep_warm_start: bool = True, reduce: bool = False,
         tie_rtol: float = TIE_RTOL, float32_scan: bool | None = None,
         progress: float | None = 10.0, return_info: bool = False):
     """Empirical cubature by nonnegative orthogonal matching pursuit (collective).
@@ -193,6 +193,12 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         on the true columns), G only serving the scan.
     max_points : stop (with a warning) when this many points have positive weight
     keep_warm_start : see ``warm_start``
+    reduce : after the greedy, eliminate points while the tolerance holds: remove the point
+        whose removal (NNLS re-solved on the others) keeps ``||G_S x - G w|| <= tol ||G w||``,
+        repeat until none can go (:meth:`rom.hyper._nnls.Selection.eliminate`). Never more
+        points, never above ``tol``; warm-start points kept by ``keep_warm_start`` stay.
+        Works on the replicated selected columns only (no pass over G, same at any rank
+        count); costs a few small NNLS per point (see docs/hyper.md for what it gains).
     tie_rtol : correlations within ``tie_rtol * max`` of the maximum are ties, broken by
         the smallest global index (keeps the result independent of the rank count)
     float32_scan : screen the correlations with a float32 copy of the greedy matrix
@@ -201,7 +207,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         Default: on when (rows of the greedy matrix) x (points) >= 2**22.
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
     return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
-        matrix, ``iterations``, ``history`` of errors, ``order`` of selection, ``fallback``)
+        matrix, ``iterations``, ``history`` of errors, ``order`` of selection, ``fallback``,
+        ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
 
     Returns
     -------
@@ -361,6 +368,12 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
             rank0_print(comm, f"ecm: {sel.idx.size} points, relative error {err:.3e} "
                         f"(tol {tol:.1e}), {last_report - t0:.1f} s", file=sys.stderr)
 
+    eliminated, t_elim = np.zeros(0, dtype=np.int64), time.perf_counter()
+    if reduce and err <= tol:
+        eliminated, _ = sel.eliminate(b, tol * nb * (1 - 1e-6))
+        if eliminated.size:
+            err = float(np.linalg.norm(sel.residual(b))) / nb
+    t_elim = time.perf_counter() - t_elim
     idx = np.concatenate([sel.idx, imp])
     x = np.concatenate([sel.x, np.zeros(imp.size)])
     perm = np.argsort(idx, kind="stable")
@@ -368,6 +381,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         return idx[perm], x[perm]
     info = {"error": err, "rank": AT.shape[1], "augmented": U.shape[1],
             "iterations": n_iter, "history": history,
-            "order": order, "fallback": fallback, "time": time.perf_counter() - t0,
+            "order": order, "fallback": fallback, "eliminated": eliminated.tolist(),
+            "elimination_time": t_elim, "time": time.perf_counter() - t0,
             "n_points": int(np.count_nonzero(x > 0))}
     return idx[perm], x[perm], info

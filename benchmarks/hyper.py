@@ -257,10 +257,12 @@ def run_deim() -> dict:
 
 def main() -> None:
     RESULTS.mkdir(exist_ok=True)
+    load0 = os.getloadavg()             # other jobs on the machine move the timings
     res = run_ecm() if args.what == "ecm" else run_deim()
     size = f"{args.points}" if args.what == "ecm" else f"{args.rows}x{args.basis}"
     out = {"config": {**vars(args), "ranks": comm.size, "cpu_count": os.cpu_count(),
-                      "numpy": np.__version__, "python": platform.python_version()},
+                      "numpy": np.__version__, "python": platform.python_version(),
+                      "loadavg_1min_start_end": [load0[0], os.getloadavg()[0]]},
            "results": res}
     if comm.rank == 0:
         path = RESULTS / f"hyper-{args.what}-{size}-{comm.size}.json"

@@ -138,10 +138,11 @@ def _plots(study, det, d: Path) -> list[tuple[str, Path]]:
     ax = fig.add_subplot(projection="3d")
     P = study.mesh_points
     sub = P[:: max(1, len(P) // 4000)]
-    ax.scatter(*sub.T, s=1, c="0.8", alpha=0.3)
+    ax.scatter(*sub.T, s=2, c="0.55", alpha=0.35, linewidths=0)
     X, imp = study.point_coords, study.point_imposed
-    ax.scatter(*X[~imp].T, s=12, c="tab:red", label="ECM points")
-    ax.scatter(*X[imp].T, s=12, c="tab:blue", marker="^", label="indicator (Q-DEIM) points")
+    ax.scatter(*X[~imp].T, s=9, c="tab:red", label=f"ECM points ({int((~imp).sum())})")
+    ax.scatter(*X[imp].T, s=14, c="tab:blue", marker="^",
+               label=f"indicator (Q-DEIM) points ({int(imp.sum())})")
     ax.set(xlabel="x", ylabel="y", zlabel="z", title="reduced integration points")
     ax.set_box_aspect(np.ptp(P, axis=0) + 1e-12)
     ax.legend(loc="upper left", fontsize=7)

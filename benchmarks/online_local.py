@@ -33,19 +33,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _timed(solve, repeat: int):
-    """(result, median wall s per step, min CPU s per step) of ``repeat`` solves (the CPU
-    time of the whole solve, selection included; its minimum is the least disturbed by
-    other processes on a shared machine)."""
+def _timed(solves, repeat: int):
+    """For each solve: (result, median wall s per step, min CPU s per step) over ``repeat``
+    solves (the CPU time of the whole solve, selection included; its minimum is the least
+    disturbed by other processes on a shared machine). The solves alternate, so that all
+    see the same load."""
     import numpy as np
-    walls, cpus = [], []
+    walls, cpus = [[] for _ in solves], [[] for _ in solves]
     for _ in range(repeat):  # loop over repetitions
-        c0 = time.process_time()
-        res = solve()
-        cpus.append((time.process_time() - c0) / (res.times.size - 1))
-        extra = getattr(res, "selection_seconds", 0.0)
-        walls.append((res.step_seconds[1:].sum() + extra) / (res.times.size - 1))
-    return res, float(np.median(walls)), float(np.min(cpus))
+        for j, solve in enumerate(solves):  # loop over the models compared
+            c0 = time.process_time()
+            res = solve()
+            cpus[j].append((time.process_time() - c0) / (res.times.size - 1))
+            extra = getattr(res, "selection_seconds", 0.0)
+            walls[j].append((res.step_seconds[1:].sum() + extra) / (res.times.size - 1))
+    return [(solve(), float(np.median(w)), float(np.min(c)))
+            for solve, w, c in zip(solves, walls, cpus)]
 
 
 def run_size(size: str, repeat: int, work: Path, k: int, n_random: int) -> dict:
@@ -83,8 +86,8 @@ def run_size(size: str, repeat: int, work: Path, k: int, n_random: int) -> dict:
            "queries": {}}
     for name, f in (("hot", HOT), ("grad", GRAD), ("move", MOVE)):  # loop over queries
         ref = reference(glob, f, TIMES)
-        g, g_wall, g_cpu = _timed(lambda f=f: glob.solve(f, TIMES), repeat)
-        lo, l_wall, l_cpu = _timed(lambda f=f: local.solve(f, TIMES), repeat)
+        (g, g_wall, g_cpu), (lo, l_wall, l_cpu) = _timed(
+            [lambda f=f: glob.solve(f, TIMES), lambda f=f: local.solve(f, TIMES)], repeat)
         mesh_read = any(m._mesh is not None for m in local.models)
         eg = max(e.max() for e in errors(g, ref))
         el = max(e.max() for e in errors(lo, ref))

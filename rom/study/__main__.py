@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", help="case file (YAML) with fom:, online: and study:")
     parser.add_argument("--limit", type=int, default=None, help="only the first N queries")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-enrich", action="store_true",
+                        help="skip the enriched solves (study.enrich: false)")
     args, petsc_args = parser.parse_known_args(argv)
     bad = [a for a in petsc_args if a.startswith("--")]
     if bad:
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     from .run import run_study
     comm = world()
     with abort_on_error(comm, prog="rom.study"):
-        run_study(args.case, comm, progress=not args.quiet, limit=args.limit)
+        run_study(args.case, comm, progress=not args.quiet, limit=args.limit,
+                  enrich=False if args.no_enrich else None)
     return 0
 
 

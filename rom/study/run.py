@@ -153,12 +153,14 @@ def _errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
-              limit: int | None = None, report: bool = True) -> StudyResult:
+              limit: int | None = None, report: bool = True,
+              enrich: bool | None = None) -> StudyResult:
     """Answer every query of the case's ``study:`` section with the reduced model and the
     full-order solver; write the report (rank 0). Collective on ``comm``.
 
     The reduced solves run on every rank (they are small); the full-order solves and the
-    enrichment steps run on ``comm``. ``limit`` keeps only the first queries.
+    enrichment steps run on ``comm``. ``limit`` keeps only the first queries; ``enrich``
+    overrides ``study.enrich``.
     """
     from ..fom.mesh import FEMesh
     from ..fom.setup import material_from_config
@@ -215,7 +217,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 r = QueryResult(q.name, q.family, np.full(n, np.inf), np.full(n, np.inf),
                                 np.full(n, np.inf), hf_s, np.full(n, np.nan), diverged=True)
                 res = None
-            if cfg.enrich:
+            if cfg.enrich if enrich is None else enrich:
                 model = base.copy()
                 t0 = time.perf_counter()
                 enr = model.solve(T, times, scale=q.scale, enrich=True, tol=tol, comm=comm)

@@ -37,8 +37,8 @@ def ci_case(dest: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    from rom.fom.run import load_fom_case, run_case
     from rom.config import load_case
+    from rom.fom.run import load_fom_case, run_case
     from rom.offline import run
     from rom.study.run import run_study
     case_file = ci_case(tmp_path_factory.mktemp("blade"))

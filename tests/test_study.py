@@ -72,7 +72,7 @@ def test_report_and_paraview_files(study):
     files = [f for q in res.queries for f in q.files]
     assert files
     m = meshio.xdmf.TimeSeriesReader(str(files[0]))
-    points, cells = m.read_points_cells()
+    m.read_points_cells()
     _, pd, cd = m.read_data(0)
     pd = {k.split(" [")[0]: v for k, v in pd.items()}     # names carry their units
     cd = {k.split(" [")[0]: v for k, v in cd.items()}

@@ -156,17 +156,49 @@ def load_case(path: str | Path) -> Case:
         the file and the key.
     """
     path = Path(path)
+    data, digest = _read_yaml(path, chain=())
+    case = case_from_dict(data, source=path)
+    _check_stages(case, path)
+    return dataclasses.replace(case, source_file=path.resolve(), source_hash=digest.hexdigest())
+
+
+def _read_yaml(path: Path, chain: tuple) -> tuple[Any, Any]:
+    """The case file's mapping with its ``extends:`` chain merged in, and a hash of every
+    file of the chain. ``extends: other.yaml`` (relative to this file) takes that case and
+    overrides it key by key: mappings merge recursively, any other value (lists included)
+    replaces the base's; relative paths of the result resolve against the extending file."""
     if not path.is_file():
-        raise CaseError(f"{path}: case file not found")
+        where = f" (extended by {chain[-1]})" if chain else ""
+        raise CaseError(f"{path}: case file not found{where}")
+    if path.resolve() in chain:
+        raise CaseError(f"{path}: extends: circular chain {' -> '.join(map(str, chain))}")
     text = path.read_bytes()
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise CaseError(f"{path}: not valid YAML: {exc}") from None
-    case = case_from_dict(data, source=path)
-    _check_stages(case, path)
-    return dataclasses.replace(case, source_file=path.resolve(),
-                               source_hash=hashlib.sha256(text).hexdigest())
+    digest = hashlib.sha256(text)
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, digest
+    data = dict(data)
+    parent = data.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise CaseError(f"{path}: extends: expected the path of a case file, got {parent!r}")
+    base, base_digest = _read_yaml(path.parent / parent, chain + (path.resolve(),))
+    if not isinstance(base, dict):
+        raise CaseError(f"{path.parent / parent}: expected a mapping at the top level")
+    digest.update(base_digest.digest())
+    return _merge(base, data), digest
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():  # loop over overriding keys
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _check_stages(case: Case, path: Path) -> None:

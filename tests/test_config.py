@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from rom.config import Case, CaseError, case_from_dict, load_case, schema_reference
+from rom.config import Case, CaseError, _read_yaml, case_from_dict, load_case, schema_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -123,3 +123,35 @@ def test_option_tables_take_yaml_numbers_and_booleans_as_text(tmp_path):
     case = load_case(f)
     assert case.fom.petsc_options == {"pc_gamg_threshold": "0.02", "mg_levels_ksp_max_it": "4",
                                       "ksp_monitor": "true", "ksp_rtol": "1e-12"}
+
+
+def test_extends_merges_mappings_and_replaces_lists(tmp_path):
+    write(tmp_path, MINIMAL + "pod: {rtol: 1e-5, max_modes: 7}\noutput: {directory: a, plot: false}\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mesh2.vtu").write_text("placeholder")
+    child = tmp_path / "sub" / "big.yaml"
+    child.write_text("extends: ../case.yaml\nmesh: mesh2.vtu\npod: {rtol: 1e-3}\n")
+    base, case = load_case(tmp_path / "case.yaml"), load_case(child)
+    assert case.pod.rtol == pytest.approx(1e-3) and case.pod.max_modes == 7    # merged
+    assert case.output.plot is False
+    assert case.mesh == (tmp_path / "sub" / "mesh2.vtu").resolve()
+    # paths of the result resolve against the extending file
+    assert case.output.directory == (tmp_path / "sub" / "a").resolve()
+    assert case.source_hash != base.source_hash
+    # the shipped large blade case: the default one with its mesh and outputs moved
+    large, _ = _read_yaml(ROOT / "cases/blade/large.yaml", ())
+    default, _ = _read_yaml(ROOT / "cases/blade/case.yaml", ())
+    assert large["study"] == default["study"] and large["fom"] == default["fom"]
+    assert large["mesh"] != default["mesh"] and large["output"]["plot"] is True
+
+
+@pytest.mark.parametrize("text, words", [
+    ("extends: nope.yaml\n", "nope.yaml: case file not found (extended by"),
+    ("extends: case.yaml\n", "extends: circular chain"),
+    ("extends: [a.yaml]\n", "extends: expected the path of a case file"),
+])
+def test_extends_errors(tmp_path, text, words):
+    p = tmp_path / "case.yaml"
+    p.write_text(text)
+    with pytest.raises(CaseError, match=words.replace("(", r"\(")):
+        load_case(p)

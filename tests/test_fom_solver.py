@@ -200,3 +200,31 @@ def test_failing_step_is_cut_in_halves_and_equals_two_half_steps(monkeypatch):
     solver.destroy()
     assert np.abs(cut.u - st.u).max() <= 1e-10 * np.abs(st.u).max()
     assert np.abs(cut.internal - st.internal).max() <= 1e-6 * np.abs(st.internal).max()
+
+
+def test_line_search_recovers_from_an_overshooting_direction(monkeypatch):
+    """Newton corrections made three times too long (|1 - 3| = 2: the full-step iteration
+    diverges) converge with backtracking, to the solution of the plain Newton; without
+    line search the step fails."""
+    solver, temp = _hot_spinning_block(SELF, cell="hexahedron")
+    s1 = solver.step(solver.initial_state(), temp(1.0), 1.0)
+    ref = solver.step(s1, temp(1.0), 200.0, cuts=0)
+    real = solver._linear_solve
+
+    def overshoot(eta, t, it):
+        rec = real(eta, t, it)
+        solver.du.scale(3.0)
+        return rec
+
+    monkeypatch.setattr(solver, "_linear_solve", overshoot)
+    solver.newton = NewtonOptions(rtol=1e-11, max_iter=40, line_search=8)
+    n0 = len(solver.log)
+    st = solver.step(s1, temp(1.0), 200.0, cuts=0)
+    alphas = [r["step_length"] for r in solver.log[n0:]]
+    assert min(alphas) <= 0.5 and all(a in (1.0, 0.5, 0.25, 0.125) for a in alphas), alphas
+    assert np.abs(st.u - ref.u).max() <= 1e-8 * np.abs(ref.u).max()
+    assert np.abs(st.internal - ref.internal).max() <= 1e-6 * np.abs(ref.internal).max()
+    solver.newton = NewtonOptions(rtol=1e-11, max_iter=40, line_search=0)
+    with pytest.raises(ConvergenceError, match="Newton did not converge|material"):
+        solver.step(s1, temp(1.0), 200.0, cuts=0)
+    solver.destroy()

@@ -190,6 +190,9 @@ class NewtonConfig:
     max_cuts: int = _f(3, doc="times a failing time step is halved (sub-steps, results only at "
                             "the requested times) before the failure is reported",
                        range=(0, None, False, False))
+    line_search: int = _f(8, doc="backtracking line search: at most this many halvings of a "
+                                 "Newton correction that does not decrease the residual "
+                                 "(0: full steps)", range=(0, None, False, False))
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import meshio
 import numpy as np
-import yaml
 from mpi4py import MPI
 
-from ..config import CaseError, _Ctx, case_from_dict, load_case
+from ..config import CaseError, _Ctx, _read_yaml, case_from_dict, load_case
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
 from ..materials import von_mises
@@ -53,7 +52,7 @@ def load_fom_case(path: str | Path) -> FOMCase:
     except CaseError as exc:
         if not any(f"{k}: unknown key" in str(exc) for k in ("fom", "material", "loading")):
             raise
-        data = yaml.safe_load(path.read_text())
+        data = _read_yaml(path, ())[0]
         ctx = _Ctx(str(path), path.resolve().parent)
         sections = {k: data.pop(k, None) for k in ("fom", "material", "loading")}
         case = case_from_dict(data, source=path)
@@ -147,6 +146,10 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
             except ConvergenceError as exc:
                 failure = ConvergenceError(f"loading {lc.name!r}: {exc}")
             bar.close()
+            if solver.cuts:
+                rank0_print(comm, f"rom.fom: loading {lc.name!r}: {len(solver.cuts)} time "
+                                  "step(s) halved after a failed Newton, sub-steps ending at t = "
+                            + ", ".join(f"{t:g}" for t in solver.cuts) + " s")
             if fc.fom.write_xdmf and comm.rank == 0 and series:
                 _write_xdmf(out_dir / f"{case.name}.{lc.name}.xdmf", mesh, s0, series)
             if failure is not None:

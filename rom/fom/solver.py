@@ -75,6 +75,9 @@ class NewtonOptions:
     pc_rebuild_ratio: float = 1.5
     #: how many times a failing time step is halved before the failure is raised
     max_cuts: int = 3
+    #: backtracking: at most this many halvings of a correction that does not give the
+    #: sufficient decrease |r(u + a du)| <= (1 - 1e-4 a) |r(u)| (0: full Newton steps)
+    line_search: int = 8
 
     def __post_init__(self):
         if self.forcing not in ("ew", "fixed"):
@@ -85,6 +88,8 @@ class NewtonOptions:
             raise UserError(f"pc_rebuild_ratio must be >= 1, got {self.pc_rebuild_ratio}")
         if self.max_cuts < 0:
             raise UserError(f"max_cuts must be >= 0, got {self.max_cuts}")
+        if self.line_search < 0:
+            raise UserError(f"line_search must be >= 0, got {self.line_search}")
 
 
 @dataclass
@@ -352,13 +357,10 @@ class MechanicalSolver:
             self.u.setValues(to_petsc_int(self._drows), fac * self._dvalues)
         self.u.assemble()
         norms, kits, ref, target = [], [], None, None
+        m_mark = self.timings["material"]
+        out = self._evaluate(state, T_qp, dt, time_new)
+        rnorm = self._residual(out, fac)
         for it in range(self.newton.max_iter + 1):
-            t0 = time.perf_counter()
-            out = self._evaluate(state, T_qp, dt, time_new)
-            t1 = time.perf_counter()
-            self.timings["material"] += t1 - t0
-            self._assemble_residual(out["fe"], fac)
-            rnorm = self.r.norm()
             if ref is None:
                 ref = max(rnorm, fac * self._f_ext_unit.norm(), self._reaction_norm)
                 target = max(self.newton.rtol * ref, self.newton.atol)
@@ -370,23 +372,59 @@ class MechanicalSolver:
                     f"Newton did not converge at t = {time_new:g} s (dt = {dt:g} s) in "
                     f"{self.newton.max_iter} iterations: residual norms "
                     + ", ".join(f"{n:.3e}" for n in norms))
+            t1 = time.perf_counter()
             self._assemble_matrix(out["Ke"])
             t2 = time.perf_counter()
             self.timings["assembly"] += t2 - t1
             eta = self.forcing(norms, ref, target)
             self.r.scale(-1.0)
             rec = self._linear_solve(eta, time_new, it)
-            rec.update(time=time_new, newton_iteration=it, residual=rnorm,
-                       assembly_s=t2 - t1, material_s=t1 - t0)
-            self.log.append(rec)
-            kits.append(rec["ksp_iterations"])
             # an inexact solve leaves O(eta) values on the Dirichlet rows (the multigrid
             # correction couples them): zero them, u keeps its imposed values (local only)
             with self.du as arr:
                 arr[self._drows - self.dof_start] = 0.0
-            self.u.axpy(1.0, self.du)
+            out, rnorm, alpha = self._line_search(state, T_qp, dt, time_new, fac, rnorm, eta)
+            rec.update(time=time_new, newton_iteration=it, residual=norms[-1],
+                       assembly_s=t2 - t1, step_length=alpha,
+                       material_s=self.timings["material"] - m_mark)
+            m_mark = self.timings["material"]
+            self.log.append(rec)
+            kits.append(rec["ksp_iterations"])
         return MechState(time_new, self._u_full(), out["strain"], out["stress"], out["state"],
                          norms, kits)
+
+    def _residual(self, out: dict, fac: float) -> float:
+        t0 = time.perf_counter()
+        self._assemble_residual(out["fe"], fac)
+        self.timings["assembly"] += time.perf_counter() - t0
+        return self.r.norm()
+
+    def _line_search(self, state, T_qp, dt, time_new, fac, rnorm, eta):
+        """u += a du with a = 1, 1/2, ... until |r| <= (1 - 1e-4 a (1 - eta)) |r_old|
+        (backtracking for an inexact Newton direction); a material failure at a trial
+        point counts as no decrease. Returns (evaluation, |r|, a) at the accepted point."""
+        n_ls = self.newton.line_search
+        alpha, last = 1.0, None
+        self.u.axpy(1.0, self.du)
+        for k in range(n_ls + 1):  # loop over step halvings
+            try:
+                out = self._evaluate(state, T_qp, dt, time_new)
+            except ConvergenceError as exc:
+                if n_ls == 0:
+                    raise
+                out, r_new, last = None, np.inf, exc
+            else:
+                r_new = self._residual(out, fac)
+            if n_ls == 0 or r_new <= (1.0 - 1e-4 * alpha * (1.0 - eta)) * rnorm:
+                return out, r_new, alpha
+            if k == n_ls:
+                break
+            self.u.axpy(-0.5 * alpha, self.du)     # back to u_old + alpha/2 du
+            alpha *= 0.5
+        reason = f" (material: {last})" if out is None else \
+            f": residual {r_new:.3e} >= {rnorm:.3e}"
+        raise ConvergenceError(f"Newton line search failed at t = {time_new:g} s "
+                               f"(dt = {dt:g} s) after {n_ls} halvings{reason}")
 
     def forcing(self, norms: list, ref: float, target: float) -> float:
         """KSP relative tolerance for the next Newton correction (inexact Newton).
@@ -457,6 +495,13 @@ class MechanicalSolver:
                 "pc_setup_cpu_s": c1 - c0}
 
     def _evaluate(self, state: MechState, T_qp, dt, time_new) -> dict:
+        t0 = time.perf_counter()
+        try:
+            return self._evaluate_at(state, T_qp, dt, time_new)
+        finally:
+            self.timings["material"] += time.perf_counter() - t0
+
+    def _evaluate_at(self, state: MechState, T_qp, dt, time_new) -> dict:
         msg = None
         try:
             out = self.elements.evaluate(self.material, self._ghost_u(), state.strain,

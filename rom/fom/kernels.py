@@ -97,16 +97,29 @@ def internal_forces(dNdx: np.ndarray, wdetJ: np.ndarray, stress: np.ndarray) -> 
     return f.reshape(len(f), -1)
 
 
-def stiffness(dNdx: np.ndarray, wdetJ: np.ndarray, D: np.ndarray) -> np.ndarray:
+def stiffness(dNdx: np.ndarray, wdetJ: np.ndarray, D: np.ndarray, *,
+              chunk: int = 1 << 20) -> np.ndarray:
     """Element tangent stiffness int B^T D B (n_el, 3 n_nodes, 3 n_nodes) [N/m].
 
     Parameters
     ----------
     D : (n_el, n_qp, 6, 6) tangent moduli [Pa] (or broadcastable, e.g. (6, 6))
+    chunk : elements are processed in chunks of about ``chunk / (n_qp 3 n_nodes)`` so that
+        the B-matrix temporaries stay near ``48 chunk`` bytes (50 MB by default)
     """
-    B = b_matrix(dNdx)
-    DB = np.matmul(np.broadcast_to(D, B.shape[:2] + (6, 6)), B) * wdetJ[..., None, None]
-    return np.matmul(np.swapaxes(B, 2, 3), DB).sum(axis=1)
+    n_el, n_qp = wdetJ.shape
+    nd = 3 * dNdx.shape[2]
+    D = np.broadcast_to(D, (n_el, n_qp, 6, 6))
+    K = np.empty((n_el, nd, nd))
+    step = max(1, chunk // max(n_qp * nd, 1))
+    for a in range(0, n_el, step):  # loop over element chunks (bounded temporaries)
+        e = slice(a, a + step)
+        B = b_matrix(dNdx[e])                                   # (m, q, 6, nd)
+        DB = np.matmul(D[e], B) * wdetJ[e, :, None, None]
+        # sum over points inside the product: [B_1..B_q]^T [DB_1..DB_q]
+        np.matmul(B.reshape(len(B), -1, nd).swapaxes(1, 2), DB.reshape(len(B), -1, nd),
+                  out=K[e])
+    return K
 
 
 def interpolate(N: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -1,15 +1,16 @@
 # rom: two commands do everything.
 #   make demo   installs what is missing, then runs the turbine-blade workflow on 2 ranks:
 #               training snapshots (rom.fom), reduced model (rom.offline), held-out queries
-#               against the full-order solver with a report (rom.study)
+#               against the full-order solver with a report (rom.study); a few minutes on
+#               cases/blade/demo.yaml, the whole study with CASE=cases/blade/case.yaml
 #   make test   installs what is missing, then runs the tests (serial, then MPI at 2 and 3 ranks)
 # The first run builds PETSc (about 12 minutes); later runs take seconds.
 
 VENV    ?= .venv
 PYTHON  ?= python3
 NP      ?= 2
-CASE    ?= cases/blade/case.yaml
-QUERIES ?= 5
+CASE    ?= cases/blade/demo.yaml
+QUERIES ?= 0
 BIN      = $(VENV)/bin
 STAMP    = $(VENV)/.rom-installed
 

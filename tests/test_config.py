@@ -126,7 +126,8 @@ def test_option_tables_take_yaml_numbers_and_booleans_as_text(tmp_path):
 
 
 def test_extends_merges_mappings_and_replaces_lists(tmp_path):
-    write(tmp_path, MINIMAL + "pod: {rtol: 1e-5, max_modes: 7}\noutput: {directory: a, plot: false}\n")
+    write(tmp_path, MINIMAL + "pod: {rtol: 1e-5, max_modes: 7}\n"
+                    "output: {directory: a, plot: false}\n")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "mesh2.vtu").write_text("placeholder")
     child = tmp_path / "sub" / "big.yaml"

@@ -264,3 +264,17 @@ def stamp_provenance(h5obj: h5py.File | h5py.Group, *, schema: str, schema_versi
             attrs[key] = _attr_value(value)
     for key, value in attrs.items():
         h5obj.attrs[key] = value
+
+
+def check_schema(f: h5py.File, path: str | os.PathLike, schema: str, version: int,
+                 what: str) -> None:
+    """Raise :class:`rom.parallel.UserError` unless ``f`` was stamped by
+    :func:`stamp_provenance` with ``schema`` at a version this code reads (<= ``version``);
+    ``what`` names the expected content ("a reduced model")."""
+    from ..parallel import UserError
+    found = f.attrs.get("schema")
+    if found != schema:
+        raise UserError(f"{path}: not {what} (schema {found!r}, expected {schema!r})")
+    if int(f.attrs["schema_version"]) > version:
+        raise UserError(f"{path}: schema version {f.attrs['schema_version']} is newer than "
+                        f"this code ({version})")

@@ -31,7 +31,7 @@ from ..io.snapshots import SnapshotStore
 from ..linalg import pod
 from ..parallel import UserError, allreduce_sum, as_comm, even_split, rank0_print, row_offsets
 from .config import OnlineConfig
-from .model import FULL, SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json
+from .model import FULL, REDUCED, SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json
 from .points import _locate, point_data
 
 __all__ = ["Partition", "build_from_arrays", "build_reduced_model", "external_forces",
@@ -376,48 +376,71 @@ def _write_rows(f, name: str, local: np.ndarray, comm: MPI.Comm) -> str | None:
     return error
 
 
-def write_model(path: str | Path, built: Built, comm: MPI.Comm | None = None) -> Path:
-    """Write a distributed build into one reduced-model file (collective, atomic).
+def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,
+                 shapes: dict | None = None) -> None:
+    """The layout of :meth:`ReducedModel.save` in group ``g``; with ``shapes``, the
+    distributed arrays are only created (filled by :func:`_write_rows`)."""
+    gf = g.create_group("full")
+    for n in FULL:
+        if shapes is not None and n in DISTRIBUTED:
+            gf.create_dataset(n, shape=shapes[n], dtype=np.float64)
+        else:
+            gf.create_dataset(n, data=full[n])
+    gr = g.create_group("reduced")
+    for n in REDUCED:
+        gr.create_dataset(n, data=reduced[n])
+    g.attrs["meta"] = json.dumps(meta, sort_keys=True)
+    g.attrs["material"] = material_json
+    for name, unit in UNITS.items():
+        g[name].attrs["units"] = unit
 
-    Rank 0 writes the replicated data, then each distributed array is gathered onto rank 0
-    in blocks of at most :data:`WRITE_BYTES` rows and written in global row order: the
-    file is the one :meth:`ReducedModel.save` writes, whatever the number of ranks.
+
+def write_built(f, name: str, built: Built, comm: MPI.Comm, *, what: str,
+                before=None) -> None:
+    """Write a distributed build into group ``name`` of ``f`` (``""``: the file itself)
+    (collective; ``f`` is open on rank 0 only).
+
+    Rank 0 calls ``before(group)`` (provenance, extra attributes) and writes the replicated
+    data; then each distributed array is gathered onto rank 0 in blocks of at most
+    :data:`WRITE_BYTES` rows and written in global row order. A failure on rank 0 is
+    raised on every rank as ``OSError`` naming ``what``.
     """
-    comm = as_comm(comm)
-    path = Path(path)
     shapes = {}
     for k in DISTRIBUTED:
         a = built.full[k]
         rows = comm.allreduce(a.shape[0]) if comm.size > 1 else a.shape[0]
         shapes[k] = (rows,) + a.shape[1:]
-    with atomic_h5(path, comm=comm) as f:
-        error = None
-        if f is not None:
-            try:
-                stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
-                                 writer="rom.online", writer_ranks=comm.size)
-                g = f.create_group("full")
-                for k in FULL:
-                    if k in DISTRIBUTED:
-                        g.create_dataset(k, shape=shapes[k], dtype=np.float64)
-                    else:
-                        g.create_dataset(k, data=built.full[k])
-                g = f.create_group("reduced")
-                for k, v in built.reduced.items():
-                    g.create_dataset(k, data=v)
-                f.attrs["meta"] = json.dumps(built.meta, sort_keys=True)
-                f.attrs["material"] = built.material_json
-                for name, unit in UNITS.items():
-                    f[name].attrs["units"] = unit
-            except Exception as exc:  # noqa: BLE001 - reported on every rank
-                error = f"{type(exc).__name__}: {exc}"
+    error = None
+    if f is not None:
+        try:
+            g = f.create_group(name) if name else f
+            if before is not None:
+                before(g)
+            write_layout(g, built.full, built.reduced, built.meta, built.material_json, shapes)
+        except Exception as exc:  # noqa: BLE001 - reported on every rank
+            error = f"{type(exc).__name__}: {exc}"
+    error = comm.bcast(error, root=0) if comm.size > 1 else error
+    if error is None:
+        prefix = f"{name}/" if name else ""
+        for k in DISTRIBUTED:  # same order on every rank
+            error = _write_rows(f, f"{prefix}full/{k}", built.full[k], comm) or error
         error = comm.bcast(error, root=0) if comm.size > 1 else error
-        if error is None:
-            for k in DISTRIBUTED:  # same order on every rank
-                error = _write_rows(f, f"full/{k}", built.full[k], comm) or error
-            error = comm.bcast(error, root=0) if comm.size > 1 else error
-        if error is not None:
-            raise OSError(f"writing the reduced model {path} failed on rank 0: {error}")
+    if error is not None:
+        raise OSError(f"writing {what} failed on rank 0: {error}")
+
+
+def write_model(path: str | Path, built: Built, comm: MPI.Comm | None = None) -> Path:
+    """Write a distributed build into one reduced-model file (collective, atomic): the file
+    :meth:`ReducedModel.save` writes, whatever the number of ranks."""
+    comm = as_comm(comm)
+    path = Path(path)
+
+    def provenance(f):
+        stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
+                         writer="rom.online", writer_ranks=comm.size)
+
+    with atomic_h5(path, comm=comm) as f:
+        write_built(f, "", built, comm, what=f"the reduced model {path}", before=provenance)
     return path
 
 

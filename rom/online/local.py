@@ -46,20 +46,12 @@ from ..clustering import LocalBasisSelector, build_local_bases
 from ..fom.mesh import FEMesh
 from ..fom.setup import material_from_config
 from ..hyper import eim
-from ..io.atomic import atomic_h5, stamp_provenance
+from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
 from . import model as _model
-from .build import (
-    DISTRIBUTED,
-    UNITS,
-    Partition,
-    _at_points,
-    _write_rows,
-    build_distributed,
-    read_blocks,
-)
+from .build import Partition, _at_points, build_distributed, read_blocks, write_built, write_layout
 from .config import OnlineConfig
 from .model import ReducedModel
 from .result import OnlineResult
@@ -324,7 +316,7 @@ class LocalReducedModels:
                 _stamp(f, self.k, self.meta, as_comm(comm).size)
                 for c, m in enumerate(self.models):  # loop over models
                     g = f.create_group(f"model_{c}")
-                    _write_model_group(g, m.full, m.reduced, m.meta, m.material_json)
+                    write_layout(g, m.full, m.reduced, m.meta, m.material_json)
                     g.attrs["columns"] = np.asarray(self.meta["columns"][c], np.int64)
                 _write_selector(f, self._selector_data())
                 _write_transfer(f, self.cross)
@@ -344,12 +336,7 @@ class LocalReducedModels:
         if not path.is_file():
             raise UserError(f"local reduced models file {path} not found")
         with h5py.File(path, "r") as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise UserError(f"{path}: not a local reduced-models file (schema "
-                                f"{f.attrs.get('schema')!r}, expected {SCHEMA!r})")
-            if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
-                raise UserError(f"{path}: schema version {f.attrs['schema_version']} is newer "
-                                f"than this code ({SCHEMA_VERSION})")
+            check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a local reduced-models file")
             k = int(f.attrs["k"])
             models = []
             for c in range(k):  # loop over models
@@ -463,25 +450,6 @@ def _stamp(f, k: int, meta: dict, ranks: int) -> None:
                      writer_ranks=ranks)
     f.attrs["k"] = int(k)
     f.attrs["meta"] = json.dumps(meta, sort_keys=True)
-
-
-def _write_model_group(g, full: dict, reduced: dict, meta: dict, material_json: str,
-                       shapes: dict | None = None) -> None:
-    """The layout of :meth:`ReducedModel.save` in group ``g``; with ``shapes``, the
-    distributed arrays are only created (filled by :func:`rom.online.build._write_rows`)."""
-    gf = g.create_group("full")
-    for n in _model.FULL:
-        if shapes is not None and n in DISTRIBUTED:
-            gf.create_dataset(n, shape=shapes[n], dtype=np.float64)
-        else:
-            gf.create_dataset(n, data=full[n])
-    gr = g.create_group("reduced")
-    for n in _model.REDUCED:
-        gr.create_dataset(n, data=reduced[n])
-    g.attrs["meta"] = json.dumps(meta, sort_keys=True)
-    g.attrs["material"] = material_json
-    for name, unit in UNITS.items():
-        g[name].attrs["units"] = unit
 
 
 def _write_selector(f, sel: dict) -> None:
@@ -607,7 +575,9 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
             built = build_distributed(mesh, case.material, case.loading, U[:, cols],
                                       S[cols], Z[cols], cfg, part, comm,
                                       case_file=meta["case_file"], mesh_file=mesh_file)
-            _write_built(f, f"model_{c}", built, cols, comm)
+            write_built(f, f"model_{c}", built, comm, what="the local reduced models")
+            if f is not None:
+                f[f"model_{c}"].attrs["columns"] = np.asarray(cols, np.int64)
             phis.append(built.full["phi"])
             sizes.append((built.full["phi"].shape[1], built.reduced["points"].size))
         cross = {(b, a): allreduce_sum(phis[b].T @ phis[a], comm)
@@ -621,26 +591,3 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
     return path
 
 
-def _write_built(f, name: str, built, columns: np.ndarray, comm: MPI.Comm) -> None:
-    """Write one distributed build into group ``name`` (collective; ``f`` on rank 0)."""
-    shapes = {}
-    for n in DISTRIBUTED:
-        a = built.full[n]
-        rows = comm.allreduce(a.shape[0]) if comm.size > 1 else a.shape[0]
-        shapes[n] = (rows,) + a.shape[1:]
-    error = None
-    if f is not None:
-        try:
-            g = f.create_group(name)
-            _write_model_group(g, built.full, built.reduced, built.meta, built.material_json,
-                               shapes)
-            g.attrs["columns"] = np.asarray(columns, np.int64)
-        except Exception as exc:  # noqa: BLE001 - reported on every rank
-            error = f"{type(exc).__name__}: {exc}"
-    error = comm.bcast(error, root=0) if comm.size > 1 else error
-    if error is None:
-        for n in DISTRIBUTED:  # same order on every rank
-            error = _write_rows(f, f"{name}/full/{n}", built.full[n], comm) or error
-        error = comm.bcast(error, root=0) if comm.size > 1 else error
-    if error is not None:
-        raise OSError(f"writing the local reduced models failed on rank 0: {error}")

@@ -29,7 +29,7 @@ from ..fom.config import MaterialConfig, TableSpec
 from ..fom.discretization import ElementSet
 from ..fom.mesh import FEMesh
 from ..fom.setup import material_from_config
-from ..io.atomic import atomic_h5, stamp_provenance
+from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..parallel import UserError, as_comm
 
@@ -142,12 +142,7 @@ class ReducedModel:
         if not path.is_file():
             raise UserError(f"reduced model file {path} not found")
         with h5py.File(path, "r") as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise UserError(f"{path}: not a reduced model (schema "
-                                f"{f.attrs.get('schema')!r}, expected {SCHEMA!r})")
-            if int(f.attrs["schema_version"]) > SCHEMA_VERSION:
-                raise UserError(f"{path}: schema version {f.attrs['schema_version']} is newer "
-                                f"than this code ({SCHEMA_VERSION})")
+            check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a reduced model")
             full = {k: f["full"][k][()] for k in FULL}
             red = {k: f["reduced"][k][()] for k in REDUCED}
             meta = json.loads(f.attrs["meta"])

@@ -57,7 +57,10 @@ def write_report(study, directory: str | Path) -> Path:
           f"- full-order solver on {study.ranks} MPI rank(s) (setup "
           f"{study.hf_setup_seconds:.2f} s, not counted); reduced model on one process",
           "- errors per step relative to the largest norm of the full-order field over the "
-          "history (docs/study.md)", ""]
+          "history (docs/study.md)"]
+    cut = [f"{q.name} ({len(q.hf_cuts)})" for q in qs if q.hf_cuts]
+    L += ["- full-order time steps halved after a failed Newton (its time discretization then "
+          "differs from the reduced model's): " + (", ".join(cut) if cut else "none"), ""]
     L += ["## Summary by family", "",
           "| family | queries | max e_u | max e_p | above target | flagged | missed | "
           "enriched max e_u | enriched max e_p | HF steps (mean) | median speed-up |",

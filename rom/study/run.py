@@ -42,6 +42,7 @@ class QueryResult:
     enrichments: list = field(default_factory=list)
     enriched_seconds: float = float("nan")
     files: list = field(default_factory=list)
+    hf_cuts: list = field(default_factory=list)   # end times of halved full-order steps [s]
 
     @property
     def max_err(self) -> tuple[float, float]:
@@ -124,6 +125,7 @@ class _HF:
         """(u list, p list, von Mises list, seconds per step): fields on every rank."""
         s = self.solver(scale)
         us, ps, vms, secs = [], [], [], []
+        n_cuts = len(s.cuts)
         state = s.initial_state(float(times[0]))
         pcol = self.law.state_names["p"][0].start
         for i in range(1, times.size):  # loop over time steps
@@ -136,7 +138,7 @@ class _HF:
             vms.append(s.gather_points(von_mises(state.stress)))
         secs = np.array(secs)
         self.comm.Allreduce(MPI.IN_PLACE, secs, op=MPI.MAX)     # the slowest rank
-        return us, ps, vms, secs
+        return us, ps, vms, secs, list(s.cuts[n_cuts:])
 
     def destroy(self):
         for s in self.solvers.values():
@@ -205,7 +207,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     try:
         for q in queries:  # loop over queries
             T = temperature_history(fc, q.temperature, mesh, times, comm)
-            us, ps, vms, hf_s = hf.run(T, times, q.scale)
+            us, ps, vms, hf_s, cuts = hf.run(T, times, q.scale)
             model = base.copy()
             try:
                 res = model.solve(T, times, scale=q.scale)
@@ -217,6 +219,11 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 r = QueryResult(q.name, q.family, np.full(n, np.inf), np.full(n, np.inf),
                                 np.full(n, np.inf), hf_s, np.full(n, np.nan), diverged=True)
                 res = None
+            r.hf_cuts = cuts
+            if cuts:
+                rank0_print(comm, f"rom.study: query {q.name!r}: {len(cuts)} full-order step(s) "
+                                  "halved after a failed Newton (sub-steps ending at t = "
+                            + ", ".join(f"{t:g}" for t in cuts) + " s)")
             if cfg.enrich if enrich is None else enrich:
                 model = base.copy()
                 t0 = time.perf_counter()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli import parse_and_init_petsc
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -18,12 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("case", help="case file (YAML) with fom:, material: and loading:")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    args, petsc_args = parser.parse_known_args(argv)
-    bad = [a for a in petsc_args if a.startswith("--")]
-    if bad:
-        parser.error(f"unrecognized arguments: {' '.join(bad)}")
-    import petsc4py
-    petsc4py.init([sys.argv[0]] + petsc_args)
+    args = parse_and_init_petsc(parser, argv)
     from ..parallel import abort_on_error, world
     from .run import load_fom_case, run_case
     comm = world()

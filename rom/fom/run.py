@@ -71,6 +71,17 @@ def load_fom_case(path: str | Path) -> FOMCase:
     return FOMCase(case, sections["fom"], sections["material"], sections["loading"])
 
 
+def make_solver(fc: FOMCase, mesh: FEMesh, law, scale: float = 1.0,
+                comm: MPI.Comm | None = None) -> MechanicalSolver:
+    """The case's mechanical solver (loads at ``scale``, PETSc options, Newton settings,
+    partition) on ``comm`` (collective)."""
+    return MechanicalSolver(mesh, law, loads_from_config(fc.loading, fc.material.density, scale),
+                            comm=comm, petsc_options=fc.fom.petsc_options,
+                            prefix=fc.fom.petsc_prefix,
+                            newton=NewtonOptions(**vars(fc.fom.newton)),
+                            partition=fc.fom.partition)
+
+
 def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = False,
              progress: bool = True) -> Path:
     """Run every loading; write the snapshot store (and XDMF files); return the store path.
@@ -95,13 +106,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                                           "writer": "rom.fom"}) as store:
         store.set_mesh(path=str(case.mesh))
         for lc in fc.fom.loadings:
-            loads = loads_from_config(fc.loading, fc.material.density, lc.scale)
-            solver = MechanicalSolver(mesh, law, loads, comm=comm,
-                                      petsc_options=fc.fom.petsc_options,
-                                      prefix=fc.fom.petsc_prefix,
-                                      newton=NewtonOptions(**vars(fc.fom.newton)),
-                                      partition=fc.fom.partition)
-            solvers.append(solver)
+            solvers.append(make_solver(fc, mesh, law, lc.scale, comm))
         s0 = solvers[0]
         nq = s0.elements.n_qp_global
         fields = {"displacement": ("nodal", mesh.n_nodes, 3, "m"),

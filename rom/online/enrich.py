@@ -30,18 +30,13 @@ def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 
 def _solver(model, comm: MPI.Comm, scale: float):
     key = (id(comm), scale)
     if key not in model._solvers:
-        from ..fom.run import load_fom_case
-        from ..fom.setup import loads_from_config
-        from ..fom.solver import MechanicalSolver, NewtonOptions
+        from ..fom.run import load_fom_case, make_solver
         case_file = model.meta["case_file"]
         try:
             fc = load_fom_case(case_file)
         except Exception as exc:  # noqa: BLE001 - name the file in any case
             raise UserError(f"enrichment needs the case file {case_file}: {exc}") from None
-        model._solvers[key] = MechanicalSolver(
-            model.mesh, model.law, loads_from_config(fc.loading, fc.material.density, scale),
-            comm=comm, petsc_options=fc.fom.petsc_options, prefix=fc.fom.petsc_prefix,
-            newton=NewtonOptions(**vars(fc.fom.newton)), partition=fc.fom.partition)
+        model._solvers[key] = make_solver(fc, model.mesh, model.law, scale, comm)
     return model._solvers[key]
 
 

@@ -110,14 +110,9 @@ class _HF:
 
     def solver(self, scale: float):
         if scale not in self.solvers:
-            from ..fom.setup import loads_from_config
-            from ..fom.solver import MechanicalSolver, NewtonOptions
+            from ..fom.run import make_solver
             t0 = time.perf_counter()
-            fc = self.fc
-            self.solvers[scale] = MechanicalSolver(
-                self.mesh, self.law, loads_from_config(fc.loading, fc.material.density, scale),
-                comm=self.comm, petsc_options=fc.fom.petsc_options, prefix=fc.fom.petsc_prefix,
-                newton=NewtonOptions(**vars(fc.fom.newton)), partition=fc.fom.partition)
+            self.solvers[scale] = make_solver(self.fc, self.mesh, self.law, scale, self.comm)
             self.setup_seconds += time.perf_counter() - t0
         return self.solvers[scale]
 

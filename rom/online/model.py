@@ -74,6 +74,7 @@ class ReducedModel:
         self._mesh = None
         self._elements = None
         self._solvers: dict = {}
+        self._gappy = None      # (psi_p, points, GappyPOD) of the indicator
 
     def copy(self) -> ReducedModel:
         """An independent copy (enrichment of the copy leaves this model unchanged) that

@@ -228,3 +228,20 @@ def test_line_search_recovers_from_an_overshooting_direction(monkeypatch):
     with pytest.raises(ConvergenceError, match="Newton did not converge|material"):
         solver.step(s1, temp(1.0), 200.0, cuts=0)
     solver.destroy()
+
+
+def test_newton_settings_survive_construction_and_read_snes_options():
+    """Case-file Newton settings reach the solver; -snes_rtol / -snes_max_it /
+    -rom_line_search under the prefix override them."""
+    mesh = FEMesh.from_meshio(solid_block((1, 1, 1), cell="hexahedron"))
+    law, loads = ThermoElastic(1e9, 0.3), Loads([Dirichlet("xmin")])
+    s = MechanicalSolver(mesh, law, loads, comm=SELF,
+                         newton=NewtonOptions(rtol=1e-6, line_search=0, max_cuts=1))
+    assert (s.newton.rtol, s.newton.line_search, s.newton.max_cuts) == (1e-6, 0, 1)
+    s.destroy()
+    s = MechanicalSolver(mesh, law, loads, comm=SELF, prefix="t_",
+                         petsc_options={"snes_rtol": "1e-5", "snes_max_it": "7",
+                                        "rom_line_search": "3"},
+                         newton=NewtonOptions(rtol=1e-6, line_search=0))
+    assert (s.newton.rtol, s.newton.max_iter, s.newton.line_search) == (1e-5, 7, 3)
+    s.destroy()

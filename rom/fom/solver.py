@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from mpi4py import MPI
@@ -205,18 +205,23 @@ class MechanicalSolver:
 
     # ------------------------------------------------------------------ setup helpers
     def _newton_from_options(self, prefix: str) -> None:
-        """Inexact-Newton settings from the options database (case file or command line):
-        ``-<prefix>rom_ksp_forcing ew|fixed``, ``-<prefix>rom_eta_max``,
-        ``-<prefix>rom_pc_reuse``, ``-<prefix>rom_pc_rebuild_ratio``."""
+        """Newton settings from the options database (case file or command line), under the
+        prefix: the SNES convergence options PETSc users know, ``-snes_rtol``,
+        ``-snes_atol``, ``-snes_max_it`` (the global Newton is ours, not a SNES, and reads
+        only these three), and ``-rom_ksp_forcing ew|fixed``, ``-rom_eta_max``,
+        ``-rom_pc_reuse``, ``-rom_pc_rebuild_ratio``, ``-rom_max_cuts``,
+        ``-rom_line_search``."""
         opts = PETSc.Options(prefix)
         nw = self.newton
-        self.newton = NewtonOptions(
-            nw.rtol, nw.atol, nw.max_iter,
+        self.newton = replace(
+            nw, rtol=opts.getReal("snes_rtol", nw.rtol), atol=opts.getReal("snes_atol", nw.atol),
+            max_iter=opts.getInt("snes_max_it", nw.max_iter),
             forcing=opts.getString("rom_ksp_forcing", nw.forcing),
             eta_max=opts.getReal("rom_eta_max", nw.eta_max),
             pc_reuse=opts.getBool("rom_pc_reuse", nw.pc_reuse),
             pc_rebuild_ratio=opts.getReal("rom_pc_rebuild_ratio", nw.pc_rebuild_ratio),
-            max_cuts=opts.getInt("rom_max_cuts", nw.max_cuts))
+            max_cuts=opts.getInt("rom_max_cuts", nw.max_cuts),
+            line_search=opts.getInt("rom_line_search", nw.line_search))
 
     def _external_forces(self) -> PETSc.Vec:
         f = self.A.createVecRight()

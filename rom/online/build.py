@@ -12,7 +12,6 @@ round-off; tested at 1, 2 and 3 ranks).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from ..io.snapshots import SnapshotStore
 from ..linalg import pod
 from ..parallel import UserError, allreduce_sum, as_comm, even_split, rank0_print, row_offsets
 from .config import OnlineConfig
-from .model import FULL, REDUCED, SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json
+from .model import SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json, write_layout
 from .points import _locate, point_data
 
 __all__ = ["Partition", "build_from_arrays", "build_reduced_model", "external_forces",
@@ -45,8 +44,6 @@ TSQR_BELOW = 1e-5
 WRITE_BYTES = 1 << 27
 #: full-size arrays of the file that are distributed by rows during the build
 DISTRIBUTED = ("phi", "psi_p", "psi_z", "sigma", "f_unit", "weights_fe")
-#: units attributes of the datasets (as :meth:`ReducedModel.save` writes them)
-UNITS = {"full/phi": "m", "full/sigma": "Pa", "full/f_unit": "N", "reduced/weights": "m^3"}
 
 
 def pod_method(rtol: float) -> str:
@@ -374,25 +371,6 @@ def _write_rows(f, name: str, local: np.ndarray, comm: MPI.Comm) -> str | None:
             except Exception as exc:  # noqa: BLE001 - reported on every rank
                 error = f"writing {name}: {type(exc).__name__}: {exc}"
     return error
-
-
-def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,
-                 shapes: dict | None = None) -> None:
-    """The layout of :meth:`ReducedModel.save` in group ``g``; with ``shapes``, the
-    distributed arrays are only created (filled by :func:`_write_rows`)."""
-    gf = g.create_group("full")
-    for n in FULL:
-        if shapes is not None and n in DISTRIBUTED:
-            gf.create_dataset(n, shape=shapes[n], dtype=np.float64)
-        else:
-            gf.create_dataset(n, data=full[n])
-    gr = g.create_group("reduced")
-    for n in REDUCED:
-        gr.create_dataset(n, data=reduced[n])
-    g.attrs["meta"] = json.dumps(meta, sort_keys=True)
-    g.attrs["material"] = material_json
-    for name, unit in UNITS.items():
-        g[name].attrs["units"] = unit
 
 
 def write_built(f, name: str, built: Built, comm: MPI.Comm, *, what: str,

@@ -51,9 +51,9 @@ from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
 from . import model as _model
-from .build import Partition, _at_points, build_distributed, read_blocks, write_built, write_layout
+from .build import Partition, _at_points, build_distributed, read_blocks, write_built
 from .config import OnlineConfig
-from .model import ReducedModel
+from .model import ReducedModel, write_layout
 from .result import OnlineResult
 from .solve import (
     ReducedDivergence,

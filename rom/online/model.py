@@ -23,6 +23,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import h5py
+import numpy as np
 from mpi4py import MPI
 
 from ..fom.config import MaterialConfig, TableSpec
@@ -39,6 +40,30 @@ SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
 FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
         "weights_fe")
 REDUCED = ("points", "weights", "imposed", "eps", "nodes", "shape", "node_coords", "f_red")
+#: units attributes of the datasets
+UNITS = {"full/phi": "m", "full/sigma": "Pa", "full/f_unit": "N", "reduced/weights": "m^3"}
+
+
+def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,
+                 shapes: dict | None = None) -> None:
+    """The reduced-model layout in group ``g`` (a file or a group): ``full/<FULL>``,
+    ``reduced/<REDUCED>``, ``meta`` and ``material`` attributes, units. The arrays named in
+    ``shapes`` are only created with that shape (a distributed build fills them by rows,
+    :func:`rom.online.build.write_built`)."""
+    shapes = shapes or {}
+    gf = g.create_group("full")
+    for n in FULL:
+        if n in shapes:
+            gf.create_dataset(n, shape=shapes[n], dtype=np.float64)
+        else:
+            gf.create_dataset(n, data=full[n])
+    gr = g.create_group("reduced")
+    for n in REDUCED:
+        gr.create_dataset(n, data=reduced[n])
+    g.attrs["meta"] = json.dumps(meta, sort_keys=True)
+    g.attrs["material"] = material_json
+    for name, unit in UNITS.items():
+        g[name].attrs["units"] = unit
 
 
 def material_to_json(cfg: MaterialConfig) -> str:
@@ -124,16 +149,7 @@ class ReducedModel:
             if f is not None:
                 stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
                                  writer="rom.online")
-                for gname, data in (("full", self.full), ("reduced", self.reduced)):
-                    g = f.create_group(gname)
-                    for k, v in data.items():
-                        g.create_dataset(k, data=v)
-                f.attrs["meta"] = json.dumps(self.meta, sort_keys=True)
-                f.attrs["material"] = self.material_json
-                f["full/phi"].attrs["units"] = "m"
-                f["full/sigma"].attrs["units"] = "Pa"
-                f["full/f_unit"].attrs["units"] = "N"
-                f["reduced/weights"].attrs["units"] = "m^3"
+                write_layout(f, self.full, self.reduced, self.meta, self.material_json)
         return path
 
     @classmethod

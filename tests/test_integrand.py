@@ -175,6 +175,26 @@ def test_ecm_fields_warm_start_and_imposed():
     assert quadrature_error(integrand_matrix(eps, sig), w, idx, x) <= 1e-4
 
 
+def test_ecm_fields_retries_warm_started_and_returns_the_best_attempt(monkeypatch):
+    """When an attempt misses the tolerance the compression is redone tighter, the greedy
+    going on from the points found (zero weights may go); the smallest error wins."""
+    integrand_mod = importlib.import_module("rom.hyper.integrand")
+    eps, sig, w = fields(400)
+    errors, calls = iter([3e-3, 1e-3, 2e-3]), []
+
+    def fake_ecm(G, weights, *, tol, warm_start=None, keep_warm_start=True, **kw):
+        k = len(calls)
+        calls.append((None if warm_start is None else list(warm_start), keep_warm_start))
+        idx = np.array([10 * k, 10 * k + 1, 10 * k + 2])
+        return idx, np.array([1.0, 0.0, 2.0]), {"error": next(errors)}
+
+    monkeypatch.setattr(integrand_mod, "ecm", fake_ecm)
+    idx, x, info = ecm_fields(eps, sig, w, tol=1e-4, return_info=True, progress=None)
+    assert calls == [(None, True), ([0, 2], False), ([10, 12], False)]
+    assert idx.tolist() == [10, 11, 12] and info["error"] == 1e-3   # the second attempt
+    assert info["compress_tol"] == pytest.approx(1e-5)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda e, s, w: integrand_matrix(e, s[:, :-1]), "must share"),
     (lambda e, s, w: integrals(e, s, w[:-1]), "weights has 299 entries"),

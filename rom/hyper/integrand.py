@@ -465,7 +465,8 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     the maximum) and the true integrals: the result is the NNOMP of the full G (same
     points as the greedy on G, up to exact ties) and meets ``||G_S x - G w|| <= tol
     ||G w||``. If the compressed rows stop seeing the residual (too many candidates), the
-    compression is redone ten times tighter (at most twice).
+    compression is redone ten times tighter (at most twice), the greedy going on from the
+    points found so far; the attempt with the smallest error is returned.
 
     Parameters
     ----------
@@ -488,6 +489,7 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     def columns(J):
         return integrand_columns(strains, stresses, J, comm=comm)
 
+    best, start, keep = None, warm_start, ecm_kwargs.pop("keep_warm_start", True)
     for attempt in range(3):
         comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
                                   block_bytes=block_bytes, sample=sample,
@@ -497,12 +499,19 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
             warnings.simplefilter("always")
             true = TrueIntegrands(b, columns, comp.project, comp.tail, comp.lift,
                                   lambda u: integrand_rows(strains, stresses, u)[0])
-            idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
-                               imposed=imposed, exact=true, return_info=True, **ecm_kwargs)
+            idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=start,
+                               imposed=imposed, exact=true, return_info=True,
+                               keep_warm_start=keep, **ecm_kwargs)
+        if best is None or info["error"] < best[2]["error"]:
+            best = (idx, x, info, comp, caught, ctol)
         if info["error"] <= tol or attempt == 2:
-            for wrn in caught:
-                warnings.warn(wrn.message, wrn.category, stacklevel=2)
             break
         ctol /= 10
+        if warm_start is None:
+            # go on from the points found so far (those of zero weight may be dropped)
+            start, keep = idx[x > 0], False
+    idx, x, info, comp, caught, ctol = best     # the attempt with the smallest error
+    for wrn in caught:
+        warnings.warn(wrn.message, wrn.category, stacklevel=2)
     info.update(stress_rank=comp.stress_rank, rank=comp.rank, compress_tol=ctol)
     return (idx, x, info) if return_info else (idx, x)

@@ -11,7 +11,7 @@ import meshio
 import numpy as np
 from mpi4py import MPI
 
-from ..config import CaseError, _Ctx, _read_yaml, case_from_dict, load_case
+from ..config import CaseError, _Ctx, case_from_dict, load_case, read_case_mapping
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
 from ..materials import von_mises
@@ -52,7 +52,7 @@ def load_fom_case(path: str | Path) -> FOMCase:
     except CaseError as exc:
         if not any(f"{k}: unknown key" in str(exc) for k in ("fom", "material", "loading")):
             raise
-        data = _read_yaml(path, ())[0]
+        data = read_case_mapping(path)
         ctx = _Ctx(str(path), path.resolve().parent)
         sections = {k: data.pop(k, None) for k in ("fom", "material", "loading")}
         case = case_from_dict(data, source=path)
@@ -152,9 +152,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                 failure = ConvergenceError(f"loading {lc.name!r}: {exc}")
             bar.close()
             if solver.cuts:
-                rank0_print(comm, f"rom.fom: loading {lc.name!r}: {len(solver.cuts)} time "
-                                  "step(s) halved after a failed Newton, sub-steps ending at t = "
-                            + ", ".join(f"{t:g}" for t in solver.cuts) + " s")
+                rank0_print(comm, cuts_message(f"rom.fom: loading {lc.name!r}", solver.cuts))
             if fc.fom.write_xdmf and comm.rank == 0 and series:
                 _write_xdmf(out_dir / f"{case.name}.{lc.name}.xdmf", mesh, s0, series)
             if failure is not None:
@@ -165,6 +163,12 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         raise failure
     rank0_print(comm, f"rom.fom: wrote {store_path}")
     return store_path
+
+
+def cuts_message(who: str, cuts) -> str:
+    """One line for the full-order steps halved after a failed Newton (end times [s])."""
+    return (f"{who}: {len(cuts)} full-order time step(s) halved after a failed Newton, "
+            "sub-steps ending at t = " + ", ".join(f"{t:g}" for t in cuts) + " s")
 
 
 def _write_xdmf(path: Path, mesh: FEMesh, solver: MechanicalSolver, series) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from ..fom.run import FOMCase, load_fom_case
+from ..fom.run import FOMCase, cuts_message, load_fom_case
 from ..materials import von_mises
 from ..parallel import Progress, UserError, as_comm, rank0_print
 from .config import QuerySpec, StudyConfig
@@ -216,9 +216,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 res = None
             r.hf_cuts = cuts
             if cuts:
-                rank0_print(comm, f"rom.study: query {q.name!r}: {len(cuts)} full-order step(s) "
-                                  "halved after a failed Newton (sub-steps ending at t = "
-                            + ", ".join(f"{t:g}" for t in cuts) + " s)")
+                rank0_print(comm, cuts_message(f"rom.study: query {q.name!r}", cuts))
             if cfg.enrich if enrich is None else enrich:
                 model = base.copy()
                 t0 = time.perf_counter()

@@ -23,7 +23,7 @@ import yaml
 
 from .parallel import UserError
 
-__all__ = ["CaseError", "Case", "load_case", "case_from_dict"]
+__all__ = ["CaseError", "Case", "load_case", "case_from_dict", "read_case_mapping"]
 
 SCHEMA_VERSION = 1
 
@@ -160,6 +160,15 @@ def load_case(path: str | Path) -> Case:
     case = case_from_dict(data, source=path)
     _check_stages(case, path)
     return dataclasses.replace(case, source_file=path.resolve(), source_hash=digest.hexdigest())
+
+
+def read_case_mapping(path: str | Path) -> dict:
+    """The raw mapping of a case file with its ``extends:`` chain merged in (not validated:
+    for readers of sections :class:`Case` does not know, e.g. ``python -m rom.fom``)."""
+    data = _read_yaml(Path(path), chain=())[0]
+    if not isinstance(data, dict):
+        raise CaseError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def _read_yaml(path: Path, chain: tuple) -> tuple[Any, Any]:

@@ -56,7 +56,7 @@ def test_offline_builds_a_small_reduced_model(study):
 
 
 def test_inside_query_accurate_outside_flagged_and_repaired(study):
-    """With 3 training loadings (the full case has 17) the inside query is within a few
+    """With 3 training loadings (the full case has 41) the inside query is within a few
     percent; the hotter query is flagged and the enrichment brings both under target."""
     _, res = study
     by = {q.name: q for q in res.queries}

@@ -212,3 +212,43 @@ def test_cli_under_mpiexec_writes_the_serial_store(tmp_path):
             scale = max(np.abs(b).max(), 1e-300)
             assert np.abs(a - b).max() <= 1e-8 * scale, name
     assert (tmp_path / "out" / "bar.hot.xdmf").is_file()
+
+
+def test_resume_adds_only_the_missing_loadings(tmp_path):
+    """--resume: a store holding "cold" gets "hot" appended, identical to a fresh run's;
+    complete stores are left alone; other parameters or a cut-short loading are errors."""
+    from rom.parallel import UserError
+    case = _write_case(tmp_path)
+    full_text = case.read_text()
+    case.write_text(full_text.replace(
+        '    - {name: hot, temperature: {formula: "500 + 8000 * x"}, scale: 0.8}\n', ""))
+    store_path = run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == ["cold"]
+        cold = s.read_global("displacement")
+    case.write_text(full_text)
+    fc = load_fom_case(case)
+    with pytest.raises(UserError, match="exclude each other"):
+        run_case(fc, MPI.COMM_SELF, overwrite=True, resume=True, progress=False)
+    run_case(fc, MPI.COMM_SELF, resume=True, progress=False)
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "case.yaml").write_text(full_text.replace("mesh: bar.inp", f"mesh: {tmp_path}/bar.inp"))
+    ref_path = run_case(load_fom_case(ref / "case.yaml"), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s, \
+            SnapshotStore.open(ref_path, comm=MPI.COMM_SELF) as r:
+        assert [ld.name for ld in s.loadings] == ["cold", "hot"] and s.n_snapshots == 6
+        assert np.array_equal(s.read_global("displacement", loading="cold"), cold)
+        for name in r.fields:
+            a, b = s.read_global(name, loading="hot"), r.read_global(name, loading="hot")
+            assert np.abs(a - b).max() <= 1e-10 * max(np.abs(b).max(), 1e-300), name
+        assert s.loadings[1].parameters == r.loadings[1].parameters
+    mtime = store_path.stat().st_mtime_ns
+    run_case(fc, MPI.COMM_SELF, resume=True, progress=False)        # nothing to do
+    assert store_path.stat().st_mtime_ns == mtime
+    case.write_text(full_text.replace("uniform: 400", "uniform: 410"))
+    with pytest.raises(UserError, match="'cold' was stored with other parameters"):
+        run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+    case.write_text(full_text.replace("steps: 3", "steps: 4"))
+    with pytest.raises(UserError, match="'cold' has 3 of 4 time steps"):
+        run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)

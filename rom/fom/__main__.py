@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
                     "the snapshot store and XDMF files. Extra -options go to PETSc.")
     parser.add_argument("case", help="case file (YAML) with fom:, material: and loading:")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    parser.add_argument("--resume", action="store_true",
+                        help="add to an existing store only the loadings it lacks")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parse_and_init_petsc(parser, argv)
     from ..parallel import abort_on_error, world
@@ -26,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     comm = world()
     with abort_on_error(comm, prog="rom.fom"):
         fc = load_fom_case(args.case)
-        run_case(fc, comm, overwrite=args.overwrite, progress=not args.quiet)
+        run_case(fc, comm, overwrite=args.overwrite, resume=args.resume,
+                 progress=not args.quiet)
     return 0
 
 

@@ -83,12 +83,17 @@ def make_solver(fc: FOMCase, mesh: FEMesh, law, scale: float = 1.0,
 
 
 def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = False,
-             progress: bool = True) -> Path:
+             resume: bool = False, progress: bool = True) -> Path:
     """Run every loading; write the snapshot store (and XDMF files); return the store path.
 
     A solver failure is raised after the steps already computed have been stored.
+    ``resume``: add to an existing store only the loadings it does not hold yet (a loading
+    it holds must have every time step and the same parameters, else a
+    :class:`UserError`); without a store it is a normal run.
     """
     comm = as_comm(comm)
+    if resume and overwrite:
+        raise UserError("rom.fom: --resume and --overwrite exclude each other")
     case = fc.case
     mio = read_mesh(case.mesh)
     mesh = FEMesh.from_meshio(mio, source=str(case.mesh))
@@ -101,11 +106,21 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     out_dir = Path(case.output.directory)
     failure = None
     solvers = []
-    with SnapshotStore.create(store_path, comm=comm, overwrite=overwrite,
-                              provenance={"case_hash": getattr(case, "source_hash", ""),
-                                          "writer": "rom.fom"}) as store:
-        store.set_mesh(path=str(case.mesh))
-        for lc in fc.fom.loadings:
+    todo = list(fc.fom.loadings)
+    if resume and comm.bcast(store_path.is_file() if comm.rank == 0 else None, root=0):
+        with SnapshotStore.open(store_path, comm=comm) as held:
+            todo = _loadings_to_run(held, fc, times.size - 1)
+        if not todo:
+            return store_path
+        opened = SnapshotStore.update(store_path, comm=comm)
+    else:
+        opened = SnapshotStore.create(store_path, comm=comm, overwrite=overwrite,
+                                      provenance={"case_hash": getattr(case, "source_hash", ""),
+                                                  "writer": "rom.fom"})
+    with opened as store:
+        if not store.loadings:
+            store.set_mesh(path=str(case.mesh))
+        for lc in todo:
             solvers.append(make_solver(fc, mesh, law, lc.scale, comm))
         s0 = solvers[0]
         nq = s0.elements.n_qp_global
@@ -115,13 +130,20 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         for name, (sl, unit) in law.state_names.items():
             fields[name] = ("quadrature", nq, sl.stop - sl.start, unit)
         for name, (kind, n, k, unit) in fields.items():
-            store.add_field(name, kind=kind, n_entities=n, n_components=k, units=unit)
+            if name not in store.fields:
+                store.add_field(name, kind=kind, n_entities=n, n_components=k, units=unit)
+            elif (store.fields[name].kind, store.fields[name].n_entities,
+                  store.fields[name].n_components) != (kind, n, k):
+                raise UserError(f"{store_path}: field {name!r} was stored for another mesh or "
+                                "law; run with --overwrite")
         own = np.flatnonzero(s0.part.node_part == comm.rank)
         qp = s0.elements.qp
         rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
-        for i, (lc, solver) in enumerate(zip(fc.fom.loadings, solvers)):
+        index = {id(lc): i for i, lc in enumerate(fc.fom.loadings)}
+        for lc, solver in zip(todo, solvers):
+            i = index[id(lc)]
             try:
                 temp = temperature_history(lc.temperature, mesh, fc, comm=comm,
                                            where=f"fom.loadings[{i}].temperature",
@@ -163,6 +185,39 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         raise failure
     rank0_print(comm, f"rom.fom: wrote {store_path}")
     return store_path
+
+
+def _plain_json(value):
+    """Parameters as plain values (arrays -> lists, numpy scalars -> Python) to compare."""
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return _plain_json(value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _loadings_to_run(store: SnapshotStore, fc: FOMCase, n_steps: int) -> list:
+    """The case's loadings an existing store lacks; a loading present must be complete and
+    have the same parameters."""
+    held = {ld.name: ld for ld in store.loadings}
+    todo = []
+    for lc in fc.fom.loadings:  # loop over the case's loadings
+        ld = held.get(lc.name)
+        if ld is None:
+            todo.append(lc)
+            continue
+        n = len(store.columns_of(lc.name))
+        if n != n_steps:
+            raise UserError(f"{store.path}: loading {lc.name!r} has {n} of {n_steps} time "
+                            "steps (an interrupted run?); run with --overwrite")
+        if _plain_json(ld.parameters) != _plain_json(loading_parameters(lc, fc)):
+            raise UserError(f"{store.path}: loading {lc.name!r} was stored with other "
+                            "parameters than the case's; rename it or run with --overwrite")
+    rank0_print(store.comm, f"rom.fom: resuming {store.path}: {len(fc.fom.loadings) - len(todo)} "
+                            f"loading(s) already stored, {len(todo)} to run")
+    return todo
 
 
 def cuts_message(who: str, cuts) -> str:

@@ -105,3 +105,28 @@ def test_study_needs_online_and_fom(tmp_path):
     (tmp_path / "m.vtu").write_text("")
     with pytest.raises(CaseError, match="study: needs 'online'"):
         load_case(tmp_path / "c.yaml")
+
+
+def test_detection_counts_and_separating_tolerance():
+    """Missed detections, false alarms, and the interval of tolerances that would have
+    flagged exactly the queries above target, on hand-made per-step histories."""
+    from types import SimpleNamespace
+
+    from rom.study.report import detection
+    from rom.study.run import QueryResult
+
+    def q(name, eu, ep, eta):
+        one = np.ones(3)
+        return QueryResult(name, "inside", eu * one, ep * one, eta * one, one, one)
+
+    study = SimpleNamespace(error_tol=(0.01, 0.02), tol=1e-3, queries=[
+        q("good", 1e-3, 5e-3, 2e-3),        # within targets, flagged: false alarm
+        q("fine", 1e-4, 1e-3, 5e-4),        # within targets, not flagged
+        q("bad_p", 1e-3, 3e-2, 8e-3),       # above the p target, flagged
+        q("bad_u", 2e-2, 1e-2, 9e-4)])      # above the u target, not flagged: missed
+    det = detection(study)
+    assert det["exceeds"].tolist() == [False, False, True, True]
+    assert det["missed"] == ["bad_u"] and det["false_alarms"] == ["good"]
+    assert det["separating"] == (2e-3, 9e-4)             # no tolerance separates them
+    study.queries.pop()
+    assert detection(study)["separating"] == (2e-3, 8e-3)

@@ -16,7 +16,10 @@ def detection(study) -> dict:
     ``exceeds``: queries whose error exceeds the target (displacement or p);
     ``flagged``: queries whose indicator exceeds the tolerance at some step;
     ``missed``: exceeding but not flagged; ``spearman``: rank correlation of the largest
-    indicator with the largest error (relative to its target) over the queries.
+    indicator with the largest error (relative to its target) over the queries;
+    ``separating``: (largest indicator of a query within its targets, smallest of a query
+    above them), NaN when a side is empty: any tolerance between the two would have
+    flagged exactly the queries above target.
     """
     tu, tp = study.error_tol
     err = np.array([max(q.max_err[0] / tu, q.max_err[1] / tp) for q in study.queries])
@@ -28,7 +31,11 @@ def detection(study) -> dict:
     if len(err) > 2 and np.all(np.isfinite(err)) and np.ptp(err) > 0 and np.ptp(eta) > 0:
         from scipy.stats import spearmanr
         rho = float(spearmanr(err, eta).statistic)
+    ok, bad = eta[~exceeds & np.isfinite(eta)], eta[exceeds & np.isfinite(eta)]
+    separating = (float(ok.max()) if ok.size else float("nan"),
+                  float(bad.min()) if bad.size else float("nan"))
     return {"err": err, "eta": eta, "exceeds": exceeds, "flagged": flagged,
+            "separating": separating,
             "missed": [n for n, e, f in zip(names, exceeds, flagged) if e and not f],
             "false_alarms": [n for n, e, f in zip(names, exceeds, flagged) if f and not e],
             "spearman": rho}
@@ -86,7 +93,15 @@ def write_report(study, directory: str | Path) -> Path:
           f"Queries above an error target: {int(det['exceeds'].sum())}, flagged by the "
           f"indicator: {int(det['flagged'].sum())}; missed detections: "
           f"{', '.join(det['missed']) or 'none'}; false alarms: "
-          f"{', '.join(det['false_alarms']) or 'none'}.", ""]
+          f"{', '.join(det['false_alarms']) or 'none'}."]
+    lo, hi = det["separating"]
+    if np.isfinite(lo) and np.isfinite(hi):
+        L += ["", f"Largest indicator of a query within its targets: {lo:.3g}; smallest of a "
+                  f"query above them: {hi:.3g}. "
+              + (f"Any tolerance in between would have flagged exactly the queries above "
+                 f"target (read off these results; the tolerance used is {study.tol:g})."
+                 if lo < hi else "No tolerance separates them on these queries.")]
+    L += [""]
     L += ["## Queries", "",
           "| query | family | max e_u | max e_p | max indicator | flagged | HF steps | "
           "enriched e_u | enriched e_p | HF ms/step | ROM ms/step | speed-up |",

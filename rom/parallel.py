@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from typing import Any, Iterator
 
 import numpy as np
 from mpi4py import MPI
+
+#: seconds between the error message and ``Abort`` (lets mpiexec forward the message)
+ABORT_GRACE = 1.0
 
 __all__ = [
     "as_comm", "world", "rank0_print", "Progress", "abort_on_error",
@@ -121,6 +125,9 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "rom") -> Iterat
             traceback.print_exc(file=sys.stderr)
         sys.stderr.flush()
         if comm.size > 1:
+            # give the launcher's I/O forwarding time to pass the message on: an immediate
+            # Abort can kill the forwarding proxy first (seen under load: empty stderr)
+            time.sleep(ABORT_GRACE)
             comm.Abort(2 if user else 1)
         raise SystemExit(2 if user else 1) from None
 

@@ -83,6 +83,34 @@ def test_report_and_paraview_files(study):
     assert np.linalg.norm(vm_rom - vm_hf) < 0.05 * np.linalg.norm(vm_hf)
 
 
+def test_a_study_stopped_midway_keeps_its_report(study, monkeypatch):
+    """The report is rewritten after every query: a failure at the second query leaves
+    the first one's report, marked partial."""
+    from mpi4py import MPI
+
+    from rom.study import run as run_mod
+    case_file, full = study
+    calls = []
+    original = run_mod._HF.run
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("full-order solver lost")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod._HF, "run", failing)
+    report = Path(full.report)
+    before = report.read_text()
+    report.unlink()
+    with pytest.raises(RuntimeError, match="solver lost"):
+        run_study(case_file, MPI.COMM_SELF, progress=False, limit=3)
+    text = report.read_text()
+    report.write_text(before)                 # the module's study keeps its report
+    assert "**partial**: 1 of 3 queries answered" in text
+    assert f"| {full.queries[0].name} |" in text and f"| {full.queries[1].name} |" not in text
+
+
 def test_sampled_queries_are_deterministic_and_named():
     from rom.config import _Ctx
     ctx = _Ctx("<test>", Path.cwd())

@@ -65,6 +65,9 @@ def write_report(study, directory: str | Path) -> Path:
           f"{study.hf_setup_seconds:.2f} s, not counted); reduced model on one process",
           "- errors per step relative to the largest norm of the full-order field over the "
           "history (docs/study.md)"]
+    if len(qs) < study.n_planned:
+        L += [f"- **partial**: {len(qs)} of {study.n_planned} queries answered (the report is "
+              "rewritten after every query; the study stopped or is still running)"]
     cut = [f"{q.name} ({len(q.hf_cuts)})" for q in qs if q.hf_cuts]
     L += ["- full-order time steps halved after a failed Newton (its time discretization then "
           "differs from the reduced model's): " + (", ".join(cut) if cut else "none"), ""]

@@ -72,6 +72,7 @@ class StudyResult:
     point_imposed: np.ndarray | None = None                # (q,) bool: Q-DEIM (weight 0)
     mesh_points: np.ndarray | None = None                  # (n_nodes, 3) [m]
     hf_setup_seconds: float = 0.0
+    n_planned: int = 0                                     # queries asked for
 
 
 def expand_queries(cfg: StudyConfig) -> list[QuerySpec]:
@@ -195,6 +196,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.point_coords = np.einsum("qa,qak->qk", red["shape"], red["node_coords"])
     out.point_imposed = red["weights"] == 0
     out.mesh_points = mesh.points
+    out.n_planned = len(queries)
     hf = _HF(fc, mesh, law, comm)
     fields_dir = Path(case.output.directory) / cfg.report
     written: dict[str, int] = {}
@@ -231,14 +233,15 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                     r.files.append(_write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf",
                                                      model, res, T, us, ps, vms))
             out.queries.append(r)
+            out.hf_setup_seconds = hf.setup_seconds
+            if report and comm.rank == 0:
+                # rewritten after every query: a study stopped midway keeps its report
+                from .report import write_report
+                out.report = write_report(out, fields_dir)
             bar.update()
     finally:
         bar.close()
-        out.hf_setup_seconds = hf.setup_seconds
         hf.destroy()
-    if report and comm.rank == 0:
-        from .report import write_report
-        out.report = write_report(out, fields_dir)
     out.report = comm.bcast(out.report)
     rank0_print(comm, f"rom.study: report {out.report}" if out.report else "rom.study: done")
     return out

@@ -4,6 +4,7 @@ Called by ``python -m rom.fom case.yaml``; usable from Python with any communica
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     out_dir = Path(case.output.directory)
     failure = None
     solvers = []
-    todo = list(fc.fom.loadings)
+    todo = list(enumerate(fc.fom.loadings))
     if resume and comm.bcast(store_path.is_file() if comm.rank == 0 else None, root=0):
         with SnapshotStore.open(store_path, comm=comm) as held:
             todo = _loadings_to_run(held, fc, times.size - 1)
@@ -120,7 +121,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     with opened as store:
         if not store.loadings:
             store.set_mesh(path=str(case.mesh))
-        for lc in todo:
+        for _, lc in todo:
             solvers.append(make_solver(fc, mesh, law, lc.scale, comm))
         s0 = solvers[0]
         nq = s0.elements.n_qp_global
@@ -141,9 +142,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
-        index = {id(lc): i for i, lc in enumerate(fc.fom.loadings)}
-        for lc, solver in zip(todo, solvers):
-            i = index[id(lc)]
+        for (i, lc), solver in zip(todo, solvers):
             try:
                 temp = temperature_history(lc.temperature, mesh, fc, comm=comm,
                                            where=f"fom.loadings[{i}].temperature",
@@ -187,32 +186,27 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     return store_path
 
 
-def _plain_json(value):
-    """Parameters as plain values (arrays -> lists, numpy scalars -> Python) to compare."""
-    if isinstance(value, dict):
-        return {str(k): _plain_json(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return _plain_json(value.tolist())
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
+def _as_json(value):
+    """Parameters as JSON sees them (tuples -> lists, arrays and numpy scalars -> Python),
+    so that a case's loading parameters compare equal to the stored ones."""
+    return json.loads(json.dumps(value, sort_keys=True, default=lambda v: v.tolist()))
 
 
 def _loadings_to_run(store: SnapshotStore, fc: FOMCase, n_steps: int) -> list:
-    """The case's loadings an existing store lacks; a loading present must be complete and
-    have the same parameters."""
+    """(index, loading) of the case's loadings an existing store lacks; a loading present
+    must be complete and have the same parameters."""
     held = {ld.name: ld for ld in store.loadings}
     todo = []
-    for lc in fc.fom.loadings:  # loop over the case's loadings
+    for i, lc in enumerate(fc.fom.loadings):  # loop over the case's loadings
         ld = held.get(lc.name)
         if ld is None:
-            todo.append(lc)
+            todo.append((i, lc))
             continue
         n = len(store.columns_of(lc.name))
         if n != n_steps:
             raise UserError(f"{store.path}: loading {lc.name!r} has {n} of {n_steps} time "
                             "steps (an interrupted run?); run with --overwrite")
-        if _plain_json(ld.parameters) != _plain_json(loading_parameters(lc, fc)):
+        if _as_json(ld.parameters) != _as_json(loading_parameters(lc, fc)):
             raise UserError(f"{store.path}: loading {lc.name!r} was stored with other "
                             "parameters than the case's; rename it or run with --overwrite")
     rank0_print(store.comm, f"rom.fom: resuming {store.path}: {len(fc.fom.loadings) - len(todo)} "

@@ -104,11 +104,67 @@ def test_a_study_stopped_midway_keeps_its_report(study, monkeypatch):
     before = report.read_text()
     report.unlink()
     with pytest.raises(RuntimeError, match="solver lost"):
-        run_study(case_file, MPI.COMM_SELF, progress=False, limit=3)
+        run_study(case_file, MPI.COMM_SELF, progress=False, limit=3, recompute=True)
     text = report.read_text()
     report.write_text(before)                 # the module's study keeps its report
     assert "**partial**: 1 of 3 queries answered" in text
     assert f"| {full.queries[0].name} |" in text and f"| {full.queries[1].name} |" not in text
+
+
+def test_full_order_answers_are_stored_and_reused(study, monkeypatch, capsys):
+    """A second study reuses the stored full-order answers (no full-order step) and gets
+    the same errors; a stored answer whose key differs is recomputed; the key follows the
+    material and the query."""
+    import dataclasses
+
+    import h5py
+    from mpi4py import MPI
+
+    from rom.fom.run import load_fom_case
+    from rom.study import run as run_mod
+    from rom.study.references import reference_key
+    case_file, full = study
+    report = Path(full.report)
+    before = report.read_text()
+    calls = []
+    original = run_mod._HF.run
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_mod._HF, "run", counting)
+    again = run_study(case_file, MPI.COMM_SELF, progress=False, limit=2, enrich=False)
+    assert calls == []
+    for a, b in zip(again.queries, full.queries[:2]):
+        assert a.hf_reused and not b.hf_reused
+        np.testing.assert_allclose(a.err_u, b.err_u, rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(a.err_p, b.err_p, rtol=1e-10, atol=1e-15)
+    path = report.parent / "references" / f"{again.case_name}.{full.queries[0].name}.h5"
+    with h5py.File(path, "r") as f:                  # the timings are those stored
+        np.testing.assert_array_equal(again.queries[0].hf_seconds, f["seconds"][...])
+    assert "full-order answers of 2 of 2 queries reused" in report.read_text()
+    # a stored answer for other settings is recomputed, with a message naming it
+    with h5py.File(path, "r+") as f:
+        f.attrs["key"] = f.attrs["key"].replace('"scale": 1.0', '"scale": 2.0')
+    capsys.readouterr()
+    third = run_study(case_file, MPI.COMM_SELF, progress=False, limit=1, enrich=False)
+    report.write_text(before)
+    assert calls == [1] and not third.queries[0].hf_reused
+    assert "stored for other settings; recomputed" in capsys.readouterr().out
+    np.testing.assert_allclose(third.queries[0].err_p, full.queries[0].err_p, rtol=1e-6)
+    # the key follows what the answer depends on
+    fc = load_fom_case(case_file)
+    q = expand_queries(fc.case.study)[0]
+    times = full.times
+    k = reference_key(fc, q, times, "m")
+    assert k == reference_key(load_fom_case(case_file), q, times, "m")
+    hot = dataclasses.replace(q, scale=1.5)
+    assert reference_key(fc, hot, times, "m") != k
+    assert reference_key(fc, q, times, "other mesh") != k
+    assert reference_key(fc, q, times[:-1], "m") != k
+    warm = dataclasses.replace(fc, material=dataclasses.replace(fc.material, T_ref=fc.material.T_ref + 10.0))
+    assert reference_key(warm, q, times, "m") != k
 
 
 def test_sampled_queries_are_deterministic_and_named():

@@ -23,13 +23,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-enrich", action="store_true",
                         help="skip the enriched solves (study.enrich: false)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="run the full-order solver for every query even where a stored "
+                             "answer matches (and replace it)")
     args = parse_and_init_petsc(parser, argv)
     from ..parallel import abort_on_error, world
     from .run import run_study
     comm = world()
     with abort_on_error(comm, prog="rom.study"):
         run_study(args.case, comm, progress=not args.quiet, limit=args.limit,
-                  enrich=False if args.no_enrich else None)
+                  enrich=False if args.no_enrich else None, recompute=args.recompute)
     return 0
 
 

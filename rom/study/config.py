@@ -56,3 +56,8 @@ class StudyConfig:
     fields: int = _f(1, doc="queries per family written for ParaView (ROM and HF side by "
                             "side)", range=(0, None, False, False))
     report: str = _f("report", doc="report directory name under output.directory")
+    keep_references: bool = _f(True, doc="store the full-order answer of every query under "
+                                         "<report>/references/ and reuse it while the query, "
+                                         "mesh, material, loading and fom settings are "
+                                         "unchanged (a rebuilt reduced model or a stopped "
+                                         "study then costs no full-order run)")

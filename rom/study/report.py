@@ -65,6 +65,16 @@ def write_report(study, directory: str | Path) -> Path:
           f"{study.hf_setup_seconds:.2f} s, not counted); reduced model on one process",
           "- errors per step relative to the largest norm of the full-order field over the "
           "history (docs/study.md)"]
+    reused = [q for q in qs if q.hf_reused]
+    if reused:
+        when = sorted({q.hf_reused[:10] for q in reused})
+        L += [f"- full-order answers of {len(reused)} of {len(qs)} queries reused from "
+              f"`references/` (stored by an earlier study on {', '.join(when)}; their "
+              "per-step timings are those of that run)"]
+    other = sorted({q.hf_ranks for q in qs} - {study.ranks})
+    if other:
+        L += [f"- **note**: some full-order answers were computed on "
+              f"{', '.join(map(str, other))} rank(s), not {study.ranks}; see HF ranks per query"]
     if len(qs) < study.n_planned:
         L += [f"- **partial**: {len(qs)} of {study.n_planned} queries answered (the report is "
               "rewritten after every query; the study stopped or is still running)"]
@@ -107,8 +117,8 @@ def write_report(study, directory: str | Path) -> Path:
     L += [""]
     L += ["## Queries", "",
           "| query | family | max e_u | max e_p | max indicator | flagged | HF steps | "
-          "enriched e_u | enriched e_p | HF ms/step | ROM ms/step | speed-up |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "enriched e_u | enriched e_p | HF ms/step | HF ranks | ROM ms/step | speed-up |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for q, f in zip(qs, det["flagged"]):
         enr = q.err_u_enriched is not None
         L.append(f"| {q.name} | {q.family} | {_fmt(q.max_err[0])} | {_fmt(q.max_err[1])} | "
@@ -117,6 +127,7 @@ def write_report(study, directory: str | Path) -> Path:
                  f"{_fmt(q.err_u_enriched.max()) if enr else '-'} | "
                  f"{_fmt(q.err_p_enriched.max()) if enr else '-'} | "
                  f"{1e3 * np.median(q.hf_seconds):.1f} | "
+                 f"{q.hf_ranks}{' (stored)' if q.hf_reused else ''} | "
                  f"{1e3 * np.nanmedian(q.rom_seconds):.2f} | {q.speedup:.0f}x |")
     ev = [(q.name, e) for q in qs for e in q.enrichments]
     if ev:

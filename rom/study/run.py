@@ -20,6 +20,7 @@ from ..fom.run import FOMCase, cuts_message, load_fom_case
 from ..materials import von_mises
 from ..parallel import Progress, UserError, as_comm, rank0_print
 from .config import QuerySpec, StudyConfig
+from .references import Reference, ReferenceStore, mesh_digest, reference_key
 
 __all__ = ["QueryResult", "StudyResult", "expand_queries", "run_study"]
 
@@ -43,6 +44,8 @@ class QueryResult:
     enriched_seconds: float = float("nan")
     files: list = field(default_factory=list)
     hf_cuts: list = field(default_factory=list)   # end times of halved full-order steps [s]
+    hf_ranks: int = 1                  # ranks the full-order solve ran on
+    hf_reused: str = ""                # UTC time of a stored full-order solve reused, or ''
 
     @property
     def max_err(self) -> tuple[float, float]:
@@ -117,8 +120,8 @@ class _HF:
             self.setup_seconds += time.perf_counter() - t0
         return self.solvers[scale]
 
-    def run(self, T: np.ndarray, times: np.ndarray, scale: float):
-        """(u list, p list, von Mises list, seconds per step): fields on every rank."""
+    def run(self, T: np.ndarray, times: np.ndarray, scale: float) -> Reference:
+        """The full-order answer, fields on every rank."""
         s = self.solver(scale)
         us, ps, vms, secs = [], [], [], []
         n_cuts = len(s.cuts)
@@ -134,7 +137,7 @@ class _HF:
             vms.append(s.gather_points(von_mises(state.stress)))
         secs = np.array(secs)
         self.comm.Allreduce(MPI.IN_PLACE, secs, op=MPI.MAX)     # the slowest rank
-        return us, ps, vms, secs, list(s.cuts[n_cuts:])
+        return Reference(us, ps, vms, secs, list(s.cuts[n_cuts:]), self.comm.size)
 
     def destroy(self):
         for s in self.solvers.values():
@@ -152,7 +155,7 @@ def _errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
 
 def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
               limit: int | None = None, report: bool = True,
-              enrich: bool | None = None) -> StudyResult:
+              enrich: bool | None = None, recompute: bool = False) -> StudyResult:
     """Answer every query of the case's ``study:`` section with the reduced model and the
     full-order solver; write the report (rank 0). Collective on ``comm``.
 
@@ -199,12 +202,25 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.n_planned = len(queries)
     hf = _HF(fc, mesh, law, comm)
     fields_dir = Path(case.output.directory) / cfg.report
+    store = ReferenceStore(fields_dir / "references", case.name, comm)
+    mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)
     try:
         for q in queries:  # loop over queries
             T = temperature_history(fc, q.temperature, mesh, times, comm)
-            us, ps, vms, hf_s, cuts = hf.run(T, times, q.scale)
+            ref = None
+            if cfg.keep_references:
+                key = reference_key(fc, q, times, mesh_sha)
+                if not recompute:
+                    ref, why = store.load(q.name, key)
+                    if why:
+                        rank0_print(comm, f"rom.study: {why}")
+            if ref is None:
+                ref = hf.run(T, times, q.scale)
+                if cfg.keep_references:
+                    store.save(q.name, key, ref)
+            us, ps, vms, hf_s, cuts = ref.u, ref.p, ref.von_mises, ref.seconds, ref.cuts
             model = base.copy()
             try:
                 res = model.solve(T, times, scale=q.scale)
@@ -217,6 +233,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                                 np.full(n, np.inf), hf_s, np.full(n, np.nan), diverged=True)
                 res = None
             r.hf_cuts = cuts
+            r.hf_ranks, r.hf_reused = ref.ranks, ref.created if ref.reused else ""
             if cuts:
                 rank0_print(comm, cuts_message(f"rom.study: query {q.name!r}", cuts))
             if cfg.enrich if enrich is None else enrich:

@@ -99,6 +99,10 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
     if case.online is not None and case.online.local and case.clustering is None:
         raise UserError(f"{case.source_file}: online.local: needs a 'clustering:' section "
                         "(one local reduced model per cluster)")
+    if (case.online is not None and case.online.indicator_factor is not None
+            and not (case.online.check_training and case.fom is not None)):
+        raise UserError(f"{case.source_file}: online.indicator_factor: needs "
+                        "online.check_training and a fom: section (the training loadings)")
     if comm.rank == 0:
         case.output.directory.mkdir(parents=True, exist_ok=True)
         if case.snapshots is not None:
@@ -113,6 +117,14 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
             result.online = build_reduced_model(case, comm)
         result.outputs.append(result.online)
         result.lines.append(f"  reduced model (ECM + error indicator): {result.online}")
+        if case.online.check_training and case.fom is not None:
+            from .online.training import check_and_calibrate
+            with timer("training check"):
+                chk = check_and_calibrate(case, result.online, comm)
+            result.lines.append(
+                f"  training check ({len(chk.names)} loadings): max e_u "
+                f"{chk.err_u.max():.2e}, max e_p {chk.err_p.max():.2e}, largest indicator "
+                f"{chk.indicator.max():.2e}")
         if case.online.local:
             from .online import build_local_models
             with timer("local reduced models"):

@@ -27,6 +27,14 @@ class OnlineConfig:
                         range=(0.0, 1.0, True, True))
     indicator_tol: float = _f(1e-3, doc="enrichment threshold on the error indicator",
                               range=(0.0, None, True, False))
+    check_training: bool = _f(True, doc="after the build, solve the reduced model on every "
+                                        "training loading of fom.loadings and store its "
+                                        "errors and indicator in the model (needs fom:)")
+    indicator_factor: float | None = _f(None, doc="if given, indicator_tol becomes this "
+                                                  "factor times the largest indicator over "
+                                                  "the training loadings (needs "
+                                                  "check_training)",
+                                        range=(1.0, None, False, False))
     newton_rtol: float = _f(1e-9, doc="relative tolerance of the reduced Newton",
                             range=(0.0, 1.0, True, True))
     newton_max_iter: int = _f(20, doc="reduced Newton iterations per step",

@@ -59,8 +59,8 @@ def write_report(study, directory: str | Path) -> Path:
           f"- reduced model `{study.model_path.name}`: {study.n_modes} displacement modes, "
           f"{study.n_points} reduced integration points "
           f"({int(np.sum(study.point_imposed))} imposed by the indicator)",
-          f"- indicator tolerance {study.tol:g}; error targets {tu:g} (displacement), "
-          f"{tp:g} (p)",
+          f"- indicator tolerance {study.tol:.3g} ({study.tol_source or 'given'}); error "
+          f"targets {tu:g} (displacement), {tp:g} (p)",
           f"- full-order solver on {study.ranks} MPI rank(s) (setup "
           f"{study.hf_setup_seconds:.2f} s, not counted); reduced model on one process",
           "- errors per step relative to the largest norm of the full-order field over the "
@@ -75,6 +75,11 @@ def write_report(study, directory: str | Path) -> Path:
     if other:
         L += [f"- **note**: some full-order answers were computed on "
               f"{', '.join(map(str, other))} rank(s), not {study.ranks}; see HF ranks per query"]
+    tr = study.training
+    if tr:
+        L += [f"- the reduced model on its {len(tr['names'])} training loadings (docs/online.md, "
+              f"training check): max e_u {_fmt(max(tr['err_u']))}, max e_p "
+              f"{_fmt(max(tr['err_p']))}, largest indicator {_fmt(max(tr['indicator']))}"]
     if len(qs) < study.n_planned:
         L += [f"- **partial**: {len(qs)} of {study.n_planned} queries answered (the report is "
               "rewritten after every query; the study stopped or is still running)"]

@@ -19,6 +19,7 @@ from mpi4py import MPI
 from ..fom.run import FOMCase, cuts_message, load_fom_case
 from ..materials import von_mises
 from ..parallel import Progress, UserError, as_comm, rank0_print
+from ..online.training import history_errors
 from .config import QuerySpec, StudyConfig
 from .references import Reference, ReferenceStore, mesh_digest, reference_key
 
@@ -76,6 +77,8 @@ class StudyResult:
     mesh_points: np.ndarray | None = None                  # (n_nodes, 3) [m]
     hf_setup_seconds: float = 0.0
     n_planned: int = 0                                     # queries asked for
+    tol_source: str = ""                                   # where the tolerance comes from
+    training: dict | None = None                           # the model's training check
 
 
 def expand_queries(cfg: StudyConfig) -> list[QuerySpec]:
@@ -144,15 +147,6 @@ class _HF:
             s.destroy()
 
 
-def _errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
-    nu = max(float(np.linalg.norm(u)) for u in us) or 1.0
-    npp = max(float(np.linalg.norm(p)) for p in ps) or 1.0
-    eu = np.array([np.linalg.norm(res.displacement(i) - u) / nu
-                   for i, u in enumerate(us, start=1)])
-    ep = np.array([np.linalg.norm(res.p(i) - p) / npp for i, p in enumerate(ps, start=1)])
-    return eu, ep
-
-
 def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
               limit: int | None = None, report: bool = True,
               enrich: bool | None = None, recompute: bool = False) -> StudyResult:
@@ -184,13 +178,17 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     queries = expand_queries(cfg)[:limit]
     if not queries:
         raise UserError(f"{case_file}: study: no queries (give study.queries or study.sample)")
-    tol = cfg.indicator_tol if cfg.indicator_tol is not None else case.online.indicator_tol
     mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
     law = material_from_config(fc.material)
     grid = fc.loading.times
     times = np.linspace(grid.start, grid.stop, grid.steps + 1)
     base = load(model_path)
     base._mesh = mesh
+    if cfg.indicator_tol is not None:
+        tol, tol_source = cfg.indicator_tol, "study.indicator_tol"
+    else:
+        tol = float(base.meta["indicator_tol"])
+        tol_source = base.meta.get("indicator_tol_source", "online.indicator_tol")
     out = StudyResult(case.name, model_path, times, comm.size, tol,
                       (cfg.error_tol_displacement, cfg.error_tol_p), 3 * mesh.n_nodes,
                       base.n_modes, base.n_points, int(base.meta["n_qp"]))
@@ -200,6 +198,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.point_imposed = red["weights"] == 0
     out.mesh_points = mesh.points
     out.n_planned = len(queries)
+    out.tol_source, out.training = tol_source, base.meta.get("training_check")
     hf = _HF(fc, mesh, law, comm)
     fields_dir = Path(case.output.directory) / cfg.report
     store = ReferenceStore(fields_dir / "references", case.name, comm)
@@ -224,7 +223,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
             model = base.copy()
             try:
                 res = model.solve(T, times, scale=q.scale)
-                eu, ep = _errors(res, us, ps)
+                eu, ep = history_errors(res, us, ps)
                 r = QueryResult(q.name, q.family, eu, ep, res.indicator[1:].copy(), hf_s,
                                 res.step_seconds[1:].copy())
             except ReducedDivergence:
@@ -241,7 +240,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 t0 = time.perf_counter()
                 enr = model.solve(T, times, scale=q.scale, enrich=True, tol=tol, comm=comm)
                 r.enriched_seconds = time.perf_counter() - t0
-                r.err_u_enriched, r.err_p_enriched = _errors(enr, us, ps)
+                r.err_u_enriched, r.err_p_enriched = history_errors(enr, us, ps)
                 r.indicator_enriched = enr.indicator[1:].copy()
                 r.enrichments = [{k: v for k, v in e.items()} for e in enr.enrichments]
             if written.get(q.family, 0) < cfg.fields and res is not None:

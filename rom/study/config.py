@@ -46,8 +46,8 @@ class StudyConfig:
     sample: list[SampleSpec] = _f(doc="sampled queries", factory=list)
     enrich: bool = _f(True, doc="also solve every query with enrichment on (a fresh copy of "
                                 "the model per query)")
-    indicator_tol: float | None = _f(None, doc="indicator tolerance (default "
-                                               "online.indicator_tol)",
+    indicator_tol: float | None = _f(None, doc="indicator tolerance (default: the "
+                                               "model's, online.indicator_tol or calibrated)",
                                      range=(0.0, None, True, False))
     error_tol_displacement: float = _f(0.01, doc="target relative error of the displacement",
                                        range=(0.0, None, True, False))

@@ -54,7 +54,7 @@ def test_training_errors_match_a_direct_solve(built):
 
 
 def test_calibrated_tolerance_is_stored_and_used(built):
-    case_file, path, text = built
+    _, path, text = built
     model = load(path)
     eta = max(model.meta["training_check"]["indicator"])
     assert model.meta["indicator_tol"] == pytest.approx(2.0 * eta, rel=1e-12)

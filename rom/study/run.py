@@ -18,8 +18,8 @@ from mpi4py import MPI
 
 from ..fom.run import FOMCase, cuts_message, load_fom_case
 from ..materials import von_mises
-from ..parallel import Progress, UserError, as_comm, rank0_print
 from ..online.training import history_errors
+from ..parallel import Progress, UserError, as_comm, rank0_print
 from .config import QuerySpec, StudyConfig
 from .references import Reference, ReferenceStore, mesh_digest, reference_key
 

@@ -166,28 +166,6 @@ def test_integrand_rows_and_augmented_ecm_fields(monkeypatch, rng):
     np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
 
 
-def test_ecm_fields_goes_on_when_the_compressed_rows_are_blind(monkeypatch):
-    """No exact row may be added and only a few candidates may be checked: the greedy goes
-    on with the best true correlation among the candidates of largest bound (inexact
-    steps) and still meets the true tolerance at the first compression (it used to stop
-    there with "the compressed rows no longer see the residual")."""
-    import warnings
-
-    import rom.hyper._scan as scan_mod
-    ecm_mod = importlib.import_module("rom.hyper.ecm")   # the module, not the function
-    eps, sig, w = fields(1500, n_snap=20, n_modes=6)
-    G = integrand_matrix(eps, sig)
-    monkeypatch.setattr(ecm_mod, "MAX_AUGMENT", 0)
-    monkeypatch.setattr(scan_mod, "MAX_CANDIDATES", 64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")                   # no "stopped at ... > tol"
-        idx, x, info = ecm_fields(eps, sig, w, tol=1e-6, compress_tol=1e-1,
-                                  return_info=True)
-    assert info["inexact"] > 0 and info["compress_tol"] == 1e-1
-    assert quadrature_error(G, w, idx, x) <= 1e-6
-    assert np.count_nonzero(x) <= 2 * np.count_nonzero(ecm(G, w, tol=1e-6)[1])
-
-
 def test_ecm_fields_warm_start_and_imposed():
     eps, sig, w = fields(1000)
     idx0, _ = ecm_fields(eps, sig[:6], w, tol=1e-4)

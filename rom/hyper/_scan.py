@@ -15,10 +15,7 @@ runs at memory bandwidth on the smallest matrix that represents the points:
   on the full G. Measured: one or two candidates per step;
 - when many points need that check (the residual has moved out of the compressed rows),
   the caller adds the missing direction u as an exact extra row ``u^T G`` (:meth:`add_row`),
-  which makes the invisible part zero for the current residual; when it cannot add more,
-  ``top=True`` evaluates the candidates in chunks, largest bound first, until the best
-  true correlation is provably the maximum or a budget of chunks is spent, and takes the
-  best found: a greedy step that is no longer provably NNOMP's (the caller counts them).
+  which makes the invisible part zero for the current residual.
 """
 from __future__ import annotations
 
@@ -33,9 +30,6 @@ _EPS = float(np.finfo(np.float64).eps)
 #: more candidates than this (over all ranks) are not evaluated: the caller augments the
 #: compressed rows, or falls back to the full matrix (or recompresses)
 MAX_CANDIDATES = 4096
-#: with ``top``, at most this many chunks of :data:`MAX_CANDIDATES` candidates are evaluated
-#: once a positive correlation is found
-MAX_CHUNKS = 4
 
 
 class Scanner:
@@ -78,8 +72,8 @@ class Scanner:
         self.tail2 = np.maximum(self.tail2 - row**2 * (1 - 1e-8), 0.0)
 
     def argmax(self, r: np.ndarray, taken: np.ndarray, tie_rtol: float, slack: float = 0.0,
-               exact: Callable[[np.ndarray], np.ndarray] | None = None,
-               top: bool = False) -> tuple[float, int, int]:
+               exact: Callable[[np.ndarray], np.ndarray] | None = None
+               ) -> tuple[float, int, int]:
         """(max correlation, global index) over the non-taken points of all ranks.
 
         Parameters
@@ -89,17 +83,11 @@ class Scanner:
         tie_rtol : values within ``tie_rtol * |max|`` are ties -> smallest global index
         slack : ``||(I - P^T P) r_true||`` (compressed A only)
         exact : collective ``J -> (G^T r_true)[J]`` for sorted global indices J (compressed A)
-        top : when more than :data:`MAX_CANDIDATES` points would need an exact evaluation,
-            evaluate them in chunks of :data:`MAX_CANDIDATES`, largest upper bound
-            ``c_g + t_g s`` first, until no remaining bound exceeds the best true
-            correlation found (then it is the argmax) or :data:`MAX_CHUNKS` chunks have
-            given a positive one (then it is the best found, not provably the argmax),
-            instead of returning index -2
 
         Returns
         -------
         ``(value, index, n_candidates)``; index -1 when every point is taken, -2 when more
-        than :data:`MAX_CANDIDATES` points would need an exact evaluation (and not ``top``).
+        than :data:`MAX_CANDIDATES` points would need an exact evaluation.
         """
         comm = self.comm
         r, re = r[:self.k], r[self.k:]
@@ -122,28 +110,15 @@ class Scanner:
         cand = np.flatnonzero(c + err >= low - 2 * tie_rtol * abs(low))
         if self.tail2 is None:
             return (*_argmax(self.AT[cand] @ r, cand, self.lo, comm, tie_rtol), cand.size)
-        n_cand = cand.size if comm.size == 1 else comm.allreduce(cand.size)
-        if n_cand > MAX_CANDIDATES and not top:
-            return -np.inf, -2, n_cand
-        J, ub = self.lo + cand, (c + err)[cand]
+        J = self.lo + cand
         if comm.size > 1:
-            J, ub = np.concatenate(comm.allgather(J)), np.concatenate(comm.allgather(ub))
-        order = np.lexsort((J, -ub))                 # largest bound first, ties by index
-        J, ub = J[order], ub[order]
-        best, jbest = -np.inf, -1
-        for k0 in range(0, J.size, MAX_CANDIDATES):  # chunks of candidates, best bounds first
-            chunk = np.sort(J[k0:k0 + MAX_CANDIDATES])
-            vals = exact(chunk)
-            vmax = float(vals.max())
-            if vmax > best:
-                best, jbest = vmax, int(chunk[np.flatnonzero(
-                    vals >= vmax - tie_rtol * abs(vmax))[0]])
-            rest = ub[k0 + MAX_CANDIDATES] if k0 + MAX_CANDIDATES < J.size else -np.inf
-            if best >= rest + 2 * tie_rtol * abs(best):
-                break                                 # no bound left above: exact argmax
-            if k0 + MAX_CANDIDATES >= MAX_CHUNKS * MAX_CANDIDATES and best > 0:
-                break                                 # budget spent: best so far (inexact)
-        return best, jbest, n_cand
+            J = np.concatenate(comm.allgather(J))
+        if J.size > MAX_CANDIDATES:
+            return -np.inf, -2, J.size
+        J = np.sort(J)
+        vals = exact(J)
+        vmax = float(vals.max())
+        return vmax, int(J[np.flatnonzero(vals >= vmax - tie_rtol * abs(vmax))[0]]), J.size
 
 
 def _argmax(values: np.ndarray, local_idx: np.ndarray, lo: int, comm: MPI.Comm,

@@ -21,10 +21,7 @@ docs/hyper.md for the measurements):
   always use the *true* columns of the selected points (m-long, cheap), and the few
   points whose correlation could be the maximum given the known truncation bound are
   re-evaluated on their true columns: the greedy is exactly NNOMP on G. If the
-  compressed rows stop seeing the residual, the scan continues on the full ``G``; with
-  ``exact=`` (no full G), the missing direction is added as an exact row (at most
-  ``MAX_AUGMENT`` times), then the candidates are evaluated on their true columns in
-  chunks, largest bound first, within a budget (``info["inexact"]`` counts these steps);
+  compressed rows stop seeing the residual, the scan continues on the full ``G``;
 - the scan reads a float32 copy and refines the candidates in float64
   (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax.
 
@@ -211,9 +208,6 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
     return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
         matrix, ``iterations``, ``history`` of errors, ``order`` of selection, ``fallback``,
-        ``inexact`` = greedy steps where the compressed rows no longer resolved the argmax
-        and the candidates were evaluated in chunks (the best found, see
-        :meth:`rom.hyper._scan.Scanner.argmax` ``top``),
         ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
 
     Returns
@@ -313,7 +307,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     n_iter, max_iter = 0, 4 * (max(b.size, 1) + ws.size) + 100
     stalls, last_err = 0, np.inf
     U = np.zeros((b.size, 0))                       # directions added to the compressed rows
-    augmented, inexact = False, 0
+    augmented = False
     while True:
         r = sel.residual(b)                         # true residual
         err = float(np.linalg.norm(r)) / nb
@@ -347,14 +341,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
                 if j == -2:
                     augmented = True
                     continue
-        if j == -2 and not (compress is not None and not fallback):
-            # the compressed rows no longer see the residual and no row can be added: true
-            # correlations of the candidates in chunks, best bounds first (the best found
-            # within a budget; the NNLS and the stopping test stay on the true columns)
-            cmax, j, n_cand = scan.argmax(rs, taken, tie_rtol, slack,
-                                          exact=lambda J, r=r: scanned(J, r), top=True)
-            inexact += 1
-        # exhausted: no candidate, no column correlates above round-off, or no progress
+        # exhausted: no candidate (or too many: the compressed rows no longer see the
+        # residual), no column correlates above round-off, or no progress
         if j < 0 or stalls >= 3 or cmax <= 1e-12 * nr * scan.colmax:
             if compress is not None and not fallback:
                 # go on with the full G
@@ -391,7 +379,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     perm = np.argsort(idx, kind="stable")
     if not return_info:
         return idx[perm], x[perm]
-    info = {"error": err, "rank": AT.shape[1], "augmented": U.shape[1], "inexact": inexact,
+    info = {"error": err, "rank": AT.shape[1], "augmented": U.shape[1],
             "iterations": n_iter, "history": history,
             "order": order, "fallback": fallback, "eliminated": eliminated.tolist(),
             "elimination_time": t_elim, "time": time.perf_counter() - t0,

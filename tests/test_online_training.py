@@ -77,3 +77,11 @@ def test_factor_needs_the_training_loadings(tmp_path):
     from rom.offline import run
     with pytest.raises(UserError, match="indicator_factor: needs online.check_training"):
         run(load_case(case_file), MPI.COMM_SELF, progress=False, out=io.StringIO())
+
+
+def test_worst_training_loadings_relative_to_the_targets():
+    from rom.online.training import TrainingCheck
+    chk = TrainingCheck(["a", "b", "c"], np.array([0.02, 0.001, 0.005]),
+                        np.array([0.01, 0.03, 0.001]), np.array([1e-3, 2e-3, 3e-4]))
+    np.testing.assert_allclose(chk.score(), [2.0, 1.5, 0.5])
+    assert chk.worst(2).startswith("a (e_u 2.0e-02") and ", b (" in chk.worst(2)

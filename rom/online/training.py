@@ -25,6 +25,9 @@ from ..parallel import UserError, as_comm, rank0_print
 
 __all__ = ["TrainingCheck", "history_errors", "training_check"]
 
+#: errors above which a training loading is reported as not reproduced (those of rom.study)
+TARGET_U, TARGET_P = 0.01, 0.02
+
 
 def history_errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
     """Errors per step 1.. of a reduced solution against full-order fields ``us``, ``ps``
@@ -46,6 +49,17 @@ class TrainingCheck:
     err_u: np.ndarray
     err_p: np.ndarray
     indicator: np.ndarray
+
+    def score(self) -> np.ndarray:
+        """Largest error relative to its target (:data:`TARGET_U`, :data:`TARGET_P`)."""
+        return np.maximum(self.err_u / TARGET_U, self.err_p / TARGET_P)
+
+    def worst(self, n: int = 3) -> str:
+        """The ``n`` loadings of largest error relative to the targets."""
+        score = self.score()
+        return ", ".join(f"{self.names[i]} (e_u {self.err_u[i]:.1e}, e_p {self.err_p[i]:.1e}, "
+                         f"indicator {self.indicator[i]:.1e})"
+                         for i in np.argsort(-score, kind="stable")[:n])
 
     def as_meta(self) -> dict:
         return {"names": list(self.names), "err_u": self.err_u.tolist(),
@@ -117,7 +131,16 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
     finite = np.isfinite(chk.indicator)
     rank0_print(comm, f"rom.online: training check on {len(chk.names)} loading(s): max e_u "
                       f"{np.max(chk.err_u):.2e}, max e_p {np.max(chk.err_p):.2e}, indicator "
-                      f"{np.min(chk.indicator):.2e} .. {np.max(chk.indicator):.2e}")
+                      f"{np.min(chk.indicator):.2e} .. {np.max(chk.indicator):.2e}; largest "
+                      "errors: " + chk.worst())
+    above = [n for n, x in zip(chk.names, chk.score()) if x > 1.0]
+    if above:
+        rank0_print(comm, f"rom.online: WARNING: the reduced model misses {TARGET_U:.0%} on u "
+                          f"or {TARGET_P:.0%} on p on {len(above)} of its own training "
+                          f"loadings ({', '.join(above[:6])}{', ...' if len(above) > 6 else ''}):"
+                          " the bases or the reduced quadrature are too coarse (ecm_tol, "
+                          "displacement_rtol); a tolerance calibrated on these loadings "
+                          "assumes they are reproduced")
     if cfg.indicator_factor is not None:
         if not finite.all():
             bad = [n for n, ok in zip(chk.names, finite) if not ok]

@@ -92,21 +92,17 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None) -
             hist = temperature_history(lc.temperature, model.mesh, fc, comm=comm,
                                        where=f"fom.loadings[{ld.name}].temperature",
                                        heat_cache=heat_cache)
-            T = np.array([hist(float(t)) for t in times])
             us = list(store.read_global("displacement", columns=cols).T)
             ps = list(store.read_global("p", columns=cols).T)
             try:
-                res = model.copy().solve(T, times, scale=lc.scale)
+                res = model.copy().solve(hist.array(times), times, scale=lc.scale)
                 e_u, e_p = history_errors(res, us, ps)
-                names.append(ld.name)
-                eu.append(e_u.max())
-                ep.append(e_p.max())
-                eta.append(float(np.max(res.indicator[1:])))
+                row = (e_u.max(), e_p.max(), float(np.max(res.indicator[1:])))
             except ReducedDivergence:
-                names.append(ld.name)
-                eu.append(np.inf)
-                ep.append(np.inf)
-                eta.append(np.inf)
+                row = (np.inf, np.inf, np.inf)
+            names.append(ld.name)
+            for values, v in zip((eu, ep, eta), row):
+                values.append(v)
     if not names:
         raise UserError(f"{case_file}: training check: none of the store's loadings is "
                         "described in fom.loadings")

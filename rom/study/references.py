@@ -87,8 +87,7 @@ class ReferenceStore:
                         why = f"{path}: stored for other settings; recomputed"
             except (OSError, KeyError, UserError) as exc:
                 why = f"{path}: unreadable ({exc}); recomputed"
-        why = self.comm.bcast(why)
-        found = self.comm.bcast(path.is_file() if self.comm.rank == 0 else None)
+        why, found = self.comm.bcast((why, path.is_file()) if self.comm.rank == 0 else None)
         if why or not found:
             return None, why
         with h5py.File(path, "r") as f:     # every rank: the fields are needed everywhere

@@ -103,8 +103,7 @@ def temperature_history(fc: FOMCase, spec, mesh, times: np.ndarray, comm) -> np.
     """Nodal temperatures (n_times, n_nodes) [K] of a loading spec, exactly as
     ``python -m rom.fom`` computes them."""
     from ..fom.setup import temperature_history as history
-    fun = history(spec, mesh, fc, comm=comm)
-    return np.array([fun(float(t)) for t in times])
+    return history(spec, mesh, fc, comm=comm).array(times)
 
 
 class _HF:

@@ -170,7 +170,7 @@ def run_ecm() -> dict:
     res["ecm_fields"] = {"time": float(np.median(times)), "times": times, "points": len(idx),
                          "error": info["error"], "compressed_rank": info["rank"],
                          "stress_rank": info["stress_rank"], "iterations": info["iterations"],
-                         "augmented_rows": info["augmented"]}
+                         "exact_candidates_median": float(np.median(info["candidates"] or [0]))}
     t, (ridx, _, rinfo) = timed(lambda: ecm_fields(eps, sig, w, tol=args.tol, comm=comm,
                                                    return_info=True, progress=None, reduce=True))
     res["ecm_fields_reduce"] = {"time": t, "points": len(ridx), "error": rinfo["error"],

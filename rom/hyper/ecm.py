@@ -20,8 +20,9 @@ docs/hyper.md for the measurements):
   (k x P, k << m) with the projected residual ``Q^T r``. The NNLS and the stopping test
   always use the *true* columns of the selected points (m-long, cheap), and the few
   points whose correlation could be the maximum given the known truncation bound are
-  re-evaluated on their true columns: the greedy is exactly NNOMP on G. If the
-  compressed rows stop seeing the residual, the scan continues on the full ``G``;
+  re-evaluated exactly (their true correlations, computed where they live): the greedy
+  is exactly NNOMP on G. When the residual leaves the compressed rows the candidates
+  grow towards all points and a step costs up to one uncompressed scan, never more;
 - the scan reads a float32 copy and refines the candidates in float64
   (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax.
 
@@ -75,25 +76,15 @@ class TrueIntegrands:
     columns : collective ``columns(J) -> (m, len(J))``: true columns at global points J
     project : ``project(r) -> P r``: (m,) -> (k,)
     tail : (n_local,) ``||(I - P^T P) g_g||`` of this rank's points (an upper bound is fine)
-    lift : optional ``lift(v) -> P^T v``: (k,) -> (m,)
-    rows : optional ``rows(u) -> u^T G_local`` (n_local,) for a unit vector u (m,) (local,
-        not collective). With ``lift``, lets ecm add the part of the residual the
-        compressed rows miss as an exact extra row when it grows (one pass over the data).
+    correlations : local ``correlations(r, I) -> (G^T r)[I]`` for a residual r (m,) and
+        increasing local point indices I (not collective; any number of points, up to all)
     """
 
     integrals: np.ndarray
     columns: Callable[[np.ndarray], np.ndarray]
     project: Callable[[np.ndarray], np.ndarray]
     tail: np.ndarray
-    lift: Callable[[np.ndarray], np.ndarray] | None = None
-    rows: Callable[[np.ndarray], np.ndarray] | None = None
-
-
-#: candidates (points to re-evaluate on true columns) above which the compressed rows are
-#: augmented with the missing residual direction
-AUGMENT_ABOVE = 1024
-#: at most this many augmentations
-MAX_AUGMENT = 64
+    correlations: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def compress_rows(G: np.ndarray, tol: float, comm: MPI.Comm | None = None
@@ -185,8 +176,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     compress : relative energy tolerance of a POD of the rows of G done first (see
         :func:`compress_rows`), e.g. ``1e-6``; ``None``: no compression. Pays off when m
         is large and G has a low numerical rank. The points and weights are those of the
-        greedy on the full G (same NNOMP, see the module doc); if the compressed rows stop
-        seeing the residual the scan goes on with the full G.
+        greedy on the full G (same NNOMP, see the module doc).
     exact : :class:`TrueIntegrands`, when ``G`` is itself a row-compressed integrand
         matrix ``P G_true`` (e.g. from :func:`rom.hyper.integrand.compress_integrand`): the
         result is then the NNOMP of the true integrands (NNLS, stopping test and argmax
@@ -207,8 +197,9 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         Default: on when (rows of the greedy matrix) x (points) >= 2**22.
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
     return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
-        matrix, ``iterations``, ``history`` of errors, ``order`` of selection, ``fallback``,
-        ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
+        matrix, ``iterations``, ``history`` of errors, ``order`` of selection,
+        ``candidates`` = exact correlation evaluations per step on rank 0 (compressed
+        scans), ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
 
     Returns
     -------
@@ -237,10 +228,10 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     both = np.intersect1d(ws, imp)
     if both.size:
         raise ValueError(f"point {both[0]} is both in warm_start and in imposed")
-    tail, lift, rows = None, None, None
+    tail, correlations = None, None
     if exact is not None:
-        lift, rows = exact.lift, exact.rows
         b, columns, project = np.asarray(exact.integrals, dtype=float), exact.columns, exact.project
+        correlations = exact.correlations
         tail = np.asarray(exact.tail, dtype=float)
         if tail.shape != (G.shape[1],) or b.ndim != 1:
             raise ValueError(f"exact.tail must have one entry per local point ({G.shape[1]}), "
@@ -267,11 +258,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         def project(r):
             return Q.T @ r
 
-        def lift(v):
-            return Q @ v
-
-        def rows(u):
-            return u @ G
+        def correlations(r, J):
+            return r @ G[:, J] if 8 * J.size < G.shape[1] else (r @ G)[J]
     max_points = n_glob if max_points is None else int(max_points)
     if float32_scan is None:
         float32_scan = AT.shape[1] * n_glob >= 2**22
@@ -281,18 +269,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     taken[imp[(imp >= lo) & (imp < hi)] - lo] = True
     sel = Selection(b.size)
 
-    last = {"J": np.zeros(0, dtype=np.int64), "C": np.zeros((b.size, 0))}
-
-    def scanned(J, r):
-        """True correlations of the scan's candidates J (sorted); their columns are kept,
-        the chosen point is one of them (collective)."""
-        last["J"], last["C"] = J, columns(J)
-        return last["C"].T @ r
-
     def add(J, kept):
-        pos = np.searchsorted(last["J"], J)
-        hit = J.size == 1 and pos[0] < last["J"].size and last["J"][pos[0]] == J[0]
-        pos = sel.append(J, last["C"][:, pos] if hit else columns(J), kept)
+        pos = sel.append(J, columns(J), kept)
         taken[J[(J >= lo) & (J < hi)] - lo] = True
         return pos
 
@@ -302,17 +280,14 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         dropped = sel.prune()
         taken[dropped[(dropped >= lo) & (dropped < hi)] - lo] = False
 
-    history, order, fallback = [], [], False
+    history, order, n_cands = [], [], []
     last_report = time.perf_counter()
     n_iter, max_iter = 0, 4 * (max(b.size, 1) + ws.size) + 100
     stalls, last_err = 0, np.inf
-    U = np.zeros((b.size, 0))                       # directions added to the compressed rows
-    augmented = False
     while True:
         r = sel.residual(b)                         # true residual
         err = float(np.linalg.norm(r)) / nb
-        if not augmented:
-            history.append(err)
+        history.append(err)
         if err <= tol:
             break
         if np.count_nonzero(sel.x > 0) >= max_points or n_iter >= max_iter:
@@ -320,42 +295,19 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
             warnings.warn(f"ecm stopped at {sel.idx.size} points ({why}) with relative error "
                           f"{err:.3e} > tol {tol:.1e}", RuntimeWarning, stacklevel=2)
             break
-        if not augmented:
-            stalls = stalls + 1 if err >= last_err * (1 - 1e-13) else 0
-        last_err, augmented = err, False
-        rs = np.concatenate([project(r), U.T @ r])  # the residual seen by the scan
+        stalls = stalls + 1 if err >= last_err * (1 - 1e-13) else 0
+        last_err = err
+        rs = project(r)                             # the residual seen by the scan
         nr = float(np.linalg.norm(r))
         slack = np.sqrt(max(nr**2 - float(rs @ rs), 0.0) + 4 * np.finfo(float).eps * nr**2)
         cmax, j, n_cand = scan.argmax(rs, taken, tie_rtol, slack,
-                                      exact=lambda J, r=r: scanned(J, r))
-        if (n_cand > AUGMENT_ABOVE and scan.tail2 is not None and rows is not None
-                and lift is not None and U.shape[1] < MAX_AUGMENT):
-            # the residual left the compressed rows: add its missing direction as a row
-            u = r - lift(rs[:scan.k]) - U @ rs[scan.k:]
-            for _ in range(2):
-                u -= lift(project(u)) + U @ (U.T @ u)
-            nu = float(np.linalg.norm(u))
-            if nu > 1e-8 * nr:
-                U = np.column_stack([U, u / nu])
-                scan.add_row(rows(u / nu))
-                if j == -2:
-                    augmented = True
-                    continue
-        # exhausted: no candidate (or too many: the compressed rows no longer see the
-        # residual), no column correlates above round-off, or no progress
+                                      exact=lambda J, r=r: correlations(r, J))
+        n_cands.append(n_cand)
+        # exhausted: no candidate, no column correlates above round-off, or no progress
         if j < 0 or stalls >= 3 or cmax <= 1e-12 * nr * scan.colmax:
-            if compress is not None and not fallback:
-                # go on with the full G
-                fallback, AT, stalls, last_err = True, G.T, 0, np.inf
-                scan, U = Scanner(AT, lo, comm, float32_scan), np.zeros((b.size, 0))
-
-                def project(r):
-                    return r
-                continue
-            why = ("the compressed rows no longer see the residual (lower the compression "
-                   "tolerance)" if j == -2 else "no point can reduce the error further")
-            warnings.warn(f"ecm: {why}; stopped at {sel.idx.size} points with relative error "
-                          f"{err:.3e} > tol {tol:.1e}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"ecm: no point can reduce the error further; stopped at "
+                          f"{sel.idx.size} points with relative error {err:.3e} > tol "
+                          f"{tol:.1e}", RuntimeWarning, stacklevel=2)
             break
         pos = add(np.array([j]), False)
         sel.solve(b, add=pos)
@@ -366,7 +318,9 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         if progress and time.perf_counter() - last_report > progress:
             last_report = time.perf_counter()
             rank0_print(comm, f"ecm: {sel.idx.size} points, relative error {err:.3e} "
-                        f"(tol {tol:.1e}), {last_report - t0:.1f} s", file=sys.stderr)
+                        f"(tol {tol:.1e}), {n_iter} steps, {last_report - t0:.1f} s"
+                        + (f"; last step evaluated {n_cand} point(s) exactly on rank 0"
+                           if tail is not None else ""), file=sys.stderr)
 
     eliminated, t_elim = np.zeros(0, dtype=np.int64), time.perf_counter()
     if reduce and err <= tol:
@@ -379,9 +333,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     perm = np.argsort(idx, kind="stable")
     if not return_info:
         return idx[perm], x[perm]
-    info = {"error": err, "rank": AT.shape[1], "augmented": U.shape[1],
-            "iterations": n_iter, "history": history,
-            "order": order, "fallback": fallback, "eliminated": eliminated.tolist(),
+    info = {"error": err, "rank": AT.shape[1], "iterations": n_iter, "history": history,
+            "order": order, "candidates": n_cands, "eliminated": eliminated.tolist(),
             "elimination_time": t_elim, "time": time.perf_counter() - t0,
             "n_points": int(np.count_nonzero(x > 0))}
     return idx[perm], x[perm], info

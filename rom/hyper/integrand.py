@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +54,7 @@ __all__ = [
     "ecm_fields",
     "integrals",
     "integrand_columns",
+    "integrand_correlations",
     "integrand_matrix",
     "integrand_rows",
     "point_dofs",
@@ -292,6 +292,28 @@ def integrand_rows(strains: np.ndarray, stresses: Any, U: np.ndarray, *,
     return out
 
 
+def integrand_correlations(strains: np.ndarray, stresses: Any, r: np.ndarray,
+                           idx: np.ndarray, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """``(G^T r)[idx]`` at some of this rank's points, without forming G (local).
+
+    Parameters
+    ----------
+    strains, stresses : see :func:`integrand_matrix`
+    r : (n_snapshots * n_modes,) a combination of the rows of G (e.g. the ECM residual)
+    idx : increasing local point indices
+
+    Returns
+    -------
+    (len(idx),) values. Few points: their fields are gathered; many (more than 1/8 of the
+    points): one streaming pass over all points (:func:`integrand_rows`), then picked.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    if 8 * idx.size >= strains.shape[1]:
+        return integrand_rows(strains, stresses, r, block_bytes=block_bytes)[0, idx]
+    sig = np.asarray(stresses[:, idx, :], dtype=np.float64)
+    return integrand_rows(strains[:, idx], sig, r, block_bytes=block_bytes)[0]
+
+
 @dataclass(frozen=True)
 class CompressedIntegrand:
     """A POD-compressed integrand matrix: ``||G v|| ≈ ||matrix v||`` for every v.
@@ -460,13 +482,13 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
 
     G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
-    the NNLS, the stopping test and the final choice of each point use the **true**
-    columns (:func:`integrand_columns`, for the few points whose correlation bound reaches
-    the maximum) and the true integrals: the result is the NNOMP of the full G (same
-    points as the greedy on G, up to exact ties) and meets ``||G_S x - G w|| <= tol
-    ||G w||``. If the compressed rows stop seeing the residual (too many candidates), the
-    compression is redone ten times tighter (at most twice), the greedy going on from the
-    points found so far; the attempt with the smallest error is returned.
+    the points whose correlation bound reaches the maximum get their **true** correlation,
+    the NNLS and the stopping test use the true columns of the selected points
+    (:func:`integrand_columns`) and the true integrals: the result is the NNOMP of the
+    full G (same points as the greedy on G, up to exact ties) and meets
+    ``||G_S x - G w|| <= tol ||G w||``. The compression only speeds up the scan: when the residual leaves the
+    compressed rows, more points get their true correlation (:func:`integrand_correlations`,
+    local), up to all of them (the cost of one uncompressed scan per step).
 
     Parameters
     ----------
@@ -485,33 +507,18 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     comm = as_comm(comm)
     tol = check_tol(tol, "tol")
     ctol = tol if compress_tol is None else check_tol(compress_tol, "compress_tol")
+    comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
+                              block_bytes=block_bytes, sample=sample,
+                              progress=ecm_kwargs.get("progress", 10.0))
 
     def columns(J):
         return integrand_columns(strains, stresses, J, comm=comm)
 
-    best, start, keep = None, warm_start, ecm_kwargs.pop("keep_warm_start", True)
-    for attempt in range(3):
-        comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
-                                  block_bytes=block_bytes, sample=sample,
-                                  progress=ecm_kwargs.get("progress", 10.0))
-        b = comp.integrals
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            true = TrueIntegrands(b, columns, comp.project, comp.tail, comp.lift,
-                                  lambda u: integrand_rows(strains, stresses, u)[0])
-            idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=start,
-                               imposed=imposed, exact=true, return_info=True,
-                               keep_warm_start=keep, **ecm_kwargs)
-        if best is None or info["error"] < best[2]["error"]:
-            best = (idx, x, info, comp, caught, ctol)
-        if info["error"] <= tol or attempt == 2:
-            break
-        ctol /= 10
-        if warm_start is None:
-            # go on from the points found so far (those of zero weight may be dropped)
-            start, keep = idx[x > 0], False
-    idx, x, info, comp, caught, ctol = best     # the attempt with the smallest error
-    for wrn in caught:
-        warnings.warn(wrn.message, wrn.category, stacklevel=2)
+    def correlations(r, idx):
+        return integrand_correlations(strains, stresses, r, idx, block_bytes=block_bytes)
+
+    true = TrueIntegrands(comp.integrals, columns, comp.project, comp.tail, correlations)
+    idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
+                       imposed=imposed, exact=true, return_info=True, **ecm_kwargs)
     info.update(stress_rank=comp.stress_rank, rank=comp.rank, compress_tol=ctol)
     return (idx, x, info) if return_info else (idx, x)

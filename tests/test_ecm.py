@@ -224,6 +224,11 @@ def test_compression_keeps_the_true_tolerance():
     for ctol in (1e-9, 1e-3, 0.3):              # 0.3: far too coarse
         idx, x = ecm(G, w, tol=1e-8, compress=ctol)
         assert quadrature_error(G, w, idx, x) <= 1e-8
+    ref_idx, ref_x = ecm(G, w, tol=1e-8)            # compression does not change the greedy
+    for ctol in (1e-9, 1e-4):
+        idx, x = ecm(G, w, tol=1e-8, compress=ctol)
+        assert idx.tolist() == ref_idx.tolist()
+        np.testing.assert_allclose(x, ref_x, rtol=1e-9, atol=1e-12 * ref_x.max())
     Q, s = compress_rows(G, 1e-9)
     np.testing.assert_allclose(Q.T @ Q, np.eye(Q.shape[1]), atol=1e-12)
     assert s[0] == pytest.approx(np.linalg.norm(G, 2), rel=1e-10)

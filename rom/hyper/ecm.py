@@ -198,8 +198,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
     return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
         matrix, ``iterations``, ``history`` of errors, ``order`` of selection,
-        ``candidates`` = exact correlation evaluations per step on rank 0 (compressed
-        scans), ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
+        ``candidates`` = points of this rank whose correlation was evaluated exactly, per
+        step, ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
 
     Returns
     -------

@@ -486,9 +486,10 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     the NNLS and the stopping test use the true columns of the selected points
     (:func:`integrand_columns`) and the true integrals: the result is the NNOMP of the
     full G (same points as the greedy on G, up to exact ties) and meets
-    ``||G_S x - G w|| <= tol ||G w||``. The compression only speeds up the scan: when the residual leaves the
-    compressed rows, more points get their true correlation (:func:`integrand_correlations`,
-    local), up to all of them (the cost of one uncompressed scan per step).
+    ``||G_S x - G w|| <= tol ||G w||``. The compression only speeds up the scan: when the
+    residual leaves the compressed rows, more points get their true correlation
+    (:func:`integrand_correlations`, local), up to all of them (the cost of one
+    uncompressed scan per step).
 
     Parameters
     ----------

@@ -251,6 +251,53 @@ def test_compression_does_not_change_the_greedy(ctol):
         assert np.median(cand) <= 4
 
 
+@pytest.mark.parametrize("batch, fewer", [(8, 1.0), (128, 0.5)])
+def test_batch_meets_the_tolerance_in_fewer_scans(batch, fewer):
+    """Several points per scan (generalized OMP): the tolerance is met in fewer scans, only
+    points the NNLS took are kept, and no more points than NNOMP's (up to a few)."""
+    G, w = smooth_integrands(60, 2000, seed=6)
+    G *= np.exp(-np.arange(60) / 6)[:, None]
+    tol = 1e-9
+    ref_idx, _, ref = ecm(G, w, tol=tol, return_info=True)
+    for reduce in (False, True):
+        idx, x, info = ecm(G, w, tol=tol, batch=batch, reduce=reduce, return_info=True)
+        assert info["error"] <= tol and quadrature_error(G, w, idx, x) <= tol
+        assert np.all(x > 0) and idx.size <= ref_idx.size + 2
+        assert info["iterations"] <= fewer * ref["iterations"]
+        assert info["order"][0] == ref["order"][0]      # the largest correlation first
+
+
+@pytest.mark.parametrize("ctol", [1e-9, 1e-2, 0.5])
+def test_batch_with_compression_takes_the_true_top_correlations(ctol):
+    """The batch of a compressed scan is the batch of the scan on G (rigorous bounds on the
+    count-th correlation): same points and weights at any compression."""
+    G, w = smooth_integrands(60, 2000, seed=6)
+    G *= np.exp(-np.arange(60) / 6)[:, None]
+    ref_idx, ref_x = ecm(G, w, tol=1e-9, batch=8)
+    idx, x = ecm(G, w, tol=1e-9, batch=8, compress=ctol)
+    assert idx.tolist() == ref_idx.tolist()
+    np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
+
+
+def test_scanner_top_is_the_sorted_top():
+    from mpi4py import MPI
+
+    from rom.hyper._scan import Scanner
+    rng = np.random.default_rng(1)
+    AT = rng.standard_normal((500, 7))
+    r = rng.standard_normal(7)
+    taken = np.zeros(500, dtype=bool)
+    taken[rng.choice(500, 50, replace=False)] = True
+    c = AT @ r
+    c[taken] = -np.inf
+    for f32 in (False, True):
+        vals, idx, _ = Scanner(AT, 0, MPI.COMM_SELF, f32).top(r, taken, 1e-13, 10)
+        assert idx.tolist() == np.argsort(-c)[:10].tolist()
+        np.testing.assert_allclose(vals, np.sort(c)[::-1][:10], rtol=1e-12)
+    vals, idx, _ = Scanner(AT, 0, MPI.COMM_SELF, False).top(r, np.ones(500, bool), 1e-13, 3)
+    assert idx.size == 0
+
+
 def test_max_points_and_unreachable_tolerance_warn():
     G, w = smooth_integrands(30, 1000, seed=4)
     with pytest.warns(RuntimeWarning, match="max_points"):
@@ -314,6 +361,8 @@ def test_input_errors(mutate, match):
     ({"tol": 1.5}, r"tol must be in \(0, 1\)"),
     ({"tol": "x"}, "tol must be a number"),
     ({"tol": 1e-6, "compress": 2.0}, r"compress must be in \(0, 1\)"),
+    ({"tol": 1e-6, "batch": 0}, "batch must be an integer >= 1, got 0"),
+    ({"tol": 1e-6, "batch": 2.5}, "batch must be an integer >= 1"),
     ({"tol": 1e-6, "warm_start": [3, 25]}, r"warm_start\[1\] = 25 is out of range \[0, 20\)"),
     ({"tol": 1e-6, "warm_start": [-1]}, r"warm_start\[0\] = -1 is out of range"),
     ({"tol": 1e-6, "imposed": [4, 4]}, "imposed contains the index 4 more than once"),
@@ -332,6 +381,8 @@ def test_argument_errors(kwargs, match):
     {},
     {"float32_scan": True},
     {"compress": 1e-7},
+    {"batch": 8},
+    {"batch": 8, "compress": 1e-2, "reduce": True},
     {"warm_start": np.array([5, 900, 1999]), "imposed": np.array([0, 1000])},
     {"warm_start": np.arange(3, 2000, 40), "keep_warm_start": False,   # compacts the selection
      "imposed": np.array([0, 1000])},

@@ -218,11 +218,11 @@ class _Buffer:
         self.buf[:self.rows, self.cols:self.cols + X.shape[1]] = X
         self.cols += X.shape[1]
 
-    def add_row(self) -> None:
-        """Append a zero row."""
-        self._reserve(self.rows + 1, self.cols)
-        self.buf[self.rows, :self.cols] = 0.0
-        self.rows += 1
+    def add_rows(self, n: int) -> None:
+        """Append n zero rows."""
+        self._reserve(self.rows + n, self.cols)
+        self.buf[self.rows:self.rows + n, :self.cols] = 0.0
+        self.rows += n
 
     def keep_columns(self, mask: np.ndarray) -> None:
         if mask.all():
@@ -254,6 +254,7 @@ class Selection:
         self._G, self._Q, self._R = _Buffer(m), _Buffer(m), _Buffer(0)
         self._b, self._Qb = None, np.zeros(0)
         self._fac = PassiveQR()                 # of the passive columns (buffer positions)
+        self._generation = 0                    # bumped when the basis is rebuilt
 
     idx = property(lambda self: self._idx[self._live], doc="global indices of the live points")
     x = property(lambda self: self._x[self._live], doc="weights of the live points")
@@ -262,42 +263,101 @@ class Selection:
         """``b - G_S x`` (m,)."""
         return b - self._G.v @ self._x
 
-    def _extend_basis(self, A: np.ndarray) -> None:
-        for a in A.T:
+    def prepare(self, A: np.ndarray) -> tuple:
+        """Project columns out of the current basis, for a later :meth:`append` of some of
+        them (``prepared=``): the basis is read for all of them at once (matrix products),
+        not per column; again for the columns that cancelled (DGKS: a pass that removes more
+        than 1 - 1/sqrt(2) of the norm is repeated). Valid until the buffers are compacted
+        (:meth:`prune`)."""
+        Q = self._Q.v
+        C = Q.T @ A
+        V = A - Q @ C
+        na = np.linalg.norm(A, axis=0)
+        prev, nv = na, np.linalg.norm(V, axis=0)
+        for _ in range(2):
+            again = np.flatnonzero((nv < 0.7071 * prev) & (nv > 0))
+            if again.size == 0 or Q.shape[1] == 0:
+                break
+            C2 = Q.T @ V[:, again]
+            V[:, again] -= Q @ C2
+            C[:, again] += C2
+            prev = np.zeros_like(nv)
+            prev[again] = nv[again]
+            nv[again] = np.linalg.norm(V[:, again], axis=0)
+        return self._generation, Q.shape[1], C, V, na
+
+    def _commit(self, q0: int, C: np.ndarray, V: np.ndarray, na: np.ndarray) -> None:
+        """Add prepared columns (projected out of the first q0 basis vectors): Gram–Schmidt
+        against the basis vectors added since, one column at a time (DGKS), and once more
+        against the whole basis when that removed nearly all of the column (its rounding
+        would otherwise show in the new direction)."""
+        for j in range(V.shape[1]):
             Q = self._Q.v
-            r = Q.T @ a
-            v = a - Q @ r
-            na, nv = float(np.linalg.norm(a)), float(np.linalg.norm(v))
-            if nv < 0.7071 * na:            # cancellation: orthogonalize again (DGKS)
-                r2 = Q.T @ v
-                v -= Q @ r2
-                r += r2
-                nv = float(np.linalg.norm(v))
-            self._R.add_columns(r[:, None])
-            if nv > 1e-13 * na:
-                self._Q.add_columns((v / nv)[:, None])
-                self._R.add_row()
-                self._R.buf[self._R.rows - 1, self._R.cols - 1] = nv
+            col = np.zeros(Q.shape[1])
+            col[:q0] = C[:, j]
+            v = V[:, j].copy()
+            n = float(np.linalg.norm(v))
+            W = Q[:, q0:]
+            for _ in range(3):
+                if W.shape[1] == 0 or n == 0.0:
+                    break
+                d = W.T @ v
+                v -= W @ d
+                col[q0:] += d
+                prev, n = n, float(np.linalg.norm(v))
+                if n >= 0.7071 * prev:
+                    break
+            prev = float(np.linalg.norm(V[:, j]))
+            for _ in range(2):
+                if not 0.0 < n < 1e-3 * prev:
+                    break
+                d = Q.T @ v
+                v -= Q @ d
+                col += d
+                prev, n = n, float(np.linalg.norm(v))
+            if n > 1e-13 * na[j]:
+                self._Q.add_columns((v / n)[:, None])
+                self._R.add_rows(1)
+                col = np.append(col, n)
+            self._R.add_columns(col[:, None])
 
-    def append(self, idx: np.ndarray, G: np.ndarray, kept: bool) -> int:
-        """Add points (global indices) with their columns, weights 0.
+    def _extend_basis(self, A: np.ndarray, chunk: int = 32) -> None:
+        for s in range(0, A.shape[1], chunk):
+            self._commit(*self.prepare(A[:, s:s + chunk])[1:])
 
-        Returns the position of the last new point among the live points.
+    def append(self, idx: np.ndarray, G: np.ndarray, kept: bool, prepared: tuple | None = None,
+               ) -> int:
+        """Add points (global indices, not live) with their columns, weights 0.
+
+        A dropped point selected again is revived (its column, and R's, are still there).
+        ``prepared``: :meth:`prepare` of a set of columns, restricted to those of ``idx``
+        (``(generation, q0, C, V, norms)`` with the columns of G); ignored if stale.
+        Returns the position of the first of ``idx`` among the live points.
         """
-        n = len(idx)
-        if n == 1:
-            dead = np.flatnonzero((self._idx == idx[0]) & ~self._live)
-            if dead.size:                       # a dropped point comes back: its column,
-                j = int(dead[0])                # and R's, are still there
+        idx = np.asarray(idx, dtype=np.int64)
+        dead = np.flatnonzero(~self._live)
+        back = np.zeros(idx.size, dtype=bool)
+        if dead.size:
+            hit = np.isin(self._idx[dead], idx)
+            if hit.any():
+                j = dead[hit]
                 self._live[j], self._x[j], self._kept[j] = True, 0.0, kept
-                return int(np.count_nonzero(self._live[:j]))
-        self._idx = np.concatenate([self._idx, idx])
-        self._G.add_columns(G)
-        self._x = np.concatenate([self._x, np.zeros(n)])
-        self._kept = np.concatenate([self._kept, np.full(n, kept)])
-        self._live = np.concatenate([self._live, np.ones(n, dtype=bool)])
-        self._extend_basis(G)
-        return int(np.count_nonzero(self._live)) - 1
+                back = np.isin(idx, self._idx[j])
+        new = ~back
+        n = int(np.count_nonzero(new))
+        if n:
+            self._idx = np.concatenate([self._idx, idx[new]])
+            self._G.add_columns(G[:, new])
+            self._x = np.concatenate([self._x, np.zeros(n)])
+            self._kept = np.concatenate([self._kept, np.full(n, kept)])
+            self._live = np.concatenate([self._live, np.ones(n, dtype=bool)])
+            if prepared is not None and prepared[0] == self._generation:
+                _, q0, C, V, na = prepared
+                self._commit(q0, C[:, new], V[:, new], na[new])
+            else:
+                self._extend_basis(G[:, new])
+        first = int(np.flatnonzero(self._live & (self._idx == idx[0]))[0])
+        return int(np.count_nonzero(self._live[:first]))
 
     def _qtb(self, b: np.ndarray) -> np.ndarray:
         """``Q^T b``, extended by the new basis vectors only when b is the same as before."""
@@ -388,5 +448,6 @@ class Selection:
         self._fac.cols = new_pos[self._fac.cols].tolist()
         if self._Q.cols > 2 * self._live.size + 64:      # the basis of dropped columns grew
             self._Q, self._R = _Buffer(self._G.rows), _Buffer(0)
+            self._generation += 1
             self._b, self._fac = None, PassiveQR()
             self._extend_basis(self._G.v)

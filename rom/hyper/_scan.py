@@ -58,23 +58,25 @@ class Scanner:
             self.AT32 = np.empty_like(AT, dtype=np.float32, order="K")
             np.multiply(AT, 1.0 / self.scale, out=self.AT32, casting="same_kind")
 
-    def argmax(self, r: np.ndarray, taken: np.ndarray, tie_rtol: float, slack: float = 0.0,
-               exact: Callable[[np.ndarray], np.ndarray] | None = None
-               ) -> tuple[float, int, int]:
-        """(max correlation, global index) over the non-taken points of all ranks.
+    def top(self, r: np.ndarray, taken: np.ndarray, tie_rtol: float, count: int = 1,
+            slack: float = 0.0, exact: Callable[[np.ndarray], np.ndarray] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The ``count`` largest correlations over the non-taken points of all ranks.
 
         Parameters
         ----------
         r : (k,) the residual as seen by A (``P r_true`` when compressed)
         taken : (n_local,) points that are not candidates
         tie_rtol : values within ``tie_rtol * |max|`` are ties -> smallest global index
+        count : how many points (the largest first); 1 is the NNOMP step
         slack : ``||(I - P^T P) r_true||`` (compressed A only)
         exact : local ``I -> (G^T r_true)[I]`` for increasing local indices I (compressed A;
             not collective)
 
         Returns
         -------
-        ``(value, index, n_candidates)``; index -1 when every point is taken;
+        ``(values, indices, n_candidates)``: up to ``count`` correlations, largest first, and
+        their global indices, identical on every rank (empty when every point is taken);
         ``n_candidates`` = points evaluated exactly on this rank.
         """
         comm = self.comm
@@ -88,22 +90,49 @@ class Scanner:
         if self.tail is not None:
             err = err + self.tail * slack
         c[taken] = -np.inf
-        low = float(np.max(c - err, initial=-np.inf))
-        low = low if comm.size == 1 else comm.allreduce(low, op=MPI.MAX)
+        # the count-th largest lower bound over all ranks: any point above it may be chosen
+        low = _kth_largest(c - err, count, comm)
         if not np.isfinite(low):
-            return -np.inf, -1, 0
+            return np.zeros(0), np.zeros(0, dtype=np.int64), 0
         cand = np.flatnonzero(c + err >= low - 2 * tie_rtol * abs(low))
         vals = self.AT[cand] @ r if self.tail is None else exact(cand)
-        return (*_argmax(vals, cand, self.lo, comm, tie_rtol), cand.size)
+        return (*_top(vals, cand, self.lo, comm, tie_rtol, count), cand.size)
 
 
-def _argmax(values: np.ndarray, local_idx: np.ndarray, lo: int, comm: MPI.Comm,
-            tie_rtol: float) -> tuple[float, int]:
-    """Global max of values given at some local points; ties -> smallest global index."""
-    local = float(values.max()) if values.size else -np.inf
-    vmax = local if comm.size == 1 else comm.allreduce(local, op=MPI.MAX)
-    if not np.isfinite(vmax):
-        return -np.inf, -1
-    hits = local_idx[values >= vmax - tie_rtol * abs(vmax)]
-    mine = int(lo + hits.min()) if hits.size else np.iinfo(np.int64).max
-    return vmax, (mine if comm.size == 1 else comm.allreduce(mine, op=MPI.MIN))
+def _kth_largest(values: np.ndarray, k: int, comm: MPI.Comm) -> float:
+    """The k-th largest finite value over all ranks (the smallest finite one if fewer)."""
+    v = values[np.isfinite(values)]
+    local = np.partition(v, v.size - k)[v.size - k:] if v.size > k else v
+    if comm.size > 1:
+        local = np.concatenate(comm.allgather(local))
+    if local.size == 0:
+        return -np.inf
+    return float(-np.sort(-local)[min(k, local.size) - 1])
+
+
+def _top(values: np.ndarray, local_idx: np.ndarray, lo: int, comm: MPI.Comm, tie_rtol: float,
+         count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The count largest of values given at some local points, over all ranks.
+
+    Chosen one at a time: the largest remaining value, ties within ``tie_rtol * |max|``
+    going to the smallest global index (so the result does not depend on the rank count).
+    """
+    order = np.argsort(-values, kind="stable")
+    if order.size > count:             # this rank's contenders: its top count, and their ties
+        edge = values[order[count - 1]]
+        order = order[values[order] >= edge - 2 * tie_rtol * abs(edge)]
+    v, g = values[order], (lo + local_idx[order]).astype(np.int64)
+    if comm.size > 1:
+        v, g = np.concatenate(comm.allgather(v)), np.concatenate(comm.allgather(g))
+    out_v, out_g = [], []
+    alive = np.isfinite(v)
+    for _ in range(count):
+        if not alive.any():
+            break
+        vmax = float(v[alive].max())
+        hits = np.flatnonzero(alive & (v >= vmax - tie_rtol * abs(vmax)))
+        i = int(hits[np.argmin(g[hits])])
+        out_v.append(v[i])
+        out_g.append(g[i])
+        alive[i] = False
+    return np.asarray(out_v, dtype=float), np.asarray(out_g, dtype=np.int64)

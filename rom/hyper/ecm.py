@@ -154,7 +154,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         compress: float | None = None,
         exact: TrueIntegrands | None = None,
         max_points: int | None = None, keep_warm_start: bool = True, reduce: bool = False,
-        tie_rtol: float = TIE_RTOL, float32_scan: bool | None = None,
+        batch: int = 1, tie_rtol: float = TIE_RTOL, float32_scan: bool | None = None,
         progress: float | None = 10.0, return_info: bool = False):
     """Empirical cubature by nonnegative orthogonal matching pursuit (collective).
 
@@ -189,6 +189,10 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         points, never above ``tol``; warm-start points kept by ``keep_warm_start`` stay.
         Works on the replicated selected columns only (no pass over G, same at any rank
         count); costs a few small NNLS per point (see docs/hyper.md for what it gains).
+    batch : points added per correlation scan: the ``batch`` largest positive correlations
+        (generalized OMP; 1 is NNOMP). The NNLS, warm-started, takes them in as its duals
+        say, so points it does not need keep weight 0 and are dropped. Fewer scans (the
+        cost of a large greedy), a few more points: use it with ``reduce=True``.
     tie_rtol : correlations within ``tie_rtol * max`` of the maximum are ties, broken by
         the smallest global index (keeps the result independent of the rank count)
     float32_scan : screen the correlations with a float32 copy of the greedy matrix
@@ -261,6 +265,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         def correlations(r, J):
             return r @ G[:, J] if 8 * J.size < G.shape[1] else (r @ G)[J]
     max_points = n_glob if max_points is None else int(max_points)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     if float32_scan is None:
         float32_scan = AT.shape[1] * n_glob >= 2**22
     scan = Scanner(AT, lo, comm, float32_scan, tail)
@@ -269,8 +275,8 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
     taken[imp[(imp >= lo) & (imp < hi)] - lo] = True
     sel = Selection(b.size)
 
-    def add(J, kept):
-        pos = sel.append(J, columns(J), kept)
+    def add(J, kept, cols=None, prepared=None):
+        pos = sel.append(J, columns(J) if cols is None else cols, kept, prepared)
         taken[J[(J >= lo) & (J < hi)] - lo] = True
         return pos
 
@@ -300,21 +306,23 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         rs = project(r)                             # the residual seen by the scan
         nr = float(np.linalg.norm(r))
         slack = np.sqrt(max(nr**2 - float(rs @ rs), 0.0) + 4 * np.finfo(float).eps * nr**2)
-        cmax, j, n_cand = scan.argmax(rs, taken, tie_rtol, slack,
-                                      exact=lambda J, r=r: correlations(r, J))
+        room = max_points - np.count_nonzero(sel.x > 0)
+        vals, J, n_cand = scan.top(rs, taken, tie_rtol, min(batch, room), slack,
+                                   exact=lambda I, r=r: correlations(r, I))
         n_cands.append(n_cand)
         # exhausted: no candidate, no column correlates above round-off, or no progress
-        if j < 0 or stalls >= 3 or cmax <= 1e-12 * nr * scan.colmax:
+        if J.size == 0 or stalls >= 3 or vals[0] <= 1e-12 * nr * scan.colmax:
             warnings.warn(f"ecm: no point can reduce the error further; stopped at "
                           f"{sel.idx.size} points with relative error {err:.3e} > tol "
                           f"{tol:.1e}", RuntimeWarning, stacklevel=2)
             break
-        pos = add(np.array([j]), False)
-        sel.solve(b, add=pos)
+        J = J[vals > 1e-12 * nr * scan.colmax]      # (the first one always)
+        GJ = columns(J)
+        entered = _enter(sel, b, J, GJ, add, 1e-12 * scan.colmax, tol * nb)
         dropped = sel.prune()
         taken[dropped[(dropped >= lo) & (dropped < hi)] - lo] = False
         n_iter += 1
-        order.append(j)
+        order.extend(entered)
         if progress and time.perf_counter() - last_report > progress:
             last_report = time.perf_counter()
             rank0_print(comm, f"ecm: {sel.idx.size} points, relative error {err:.3e} "
@@ -338,3 +346,34 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
             "elimination_time": t_elim, "time": time.perf_counter() - t0,
             "n_points": int(np.count_nonzero(x > 0))}
     return idx[perm], x[perm], info
+
+
+def _enter(sel: Selection, b: np.ndarray, J: np.ndarray, GJ: np.ndarray, add, rtol: float,
+           target: float) -> list[int]:
+    """Let the points J (largest correlation first, true columns GJ) into the NNLS.
+
+    The first enters; then, as in Lawson–Hanson, the one with the largest positive dual
+    ``g_j^T r`` on the new residual, one at a time, until no dual exceeds
+    ``rtol ||r||`` or ``||r|| <= target``. Points that never enter are not added (their
+    columns never reach the orthogonal basis) and stay candidates of the next scan.
+    Returns the global indices that entered, in order.
+    """
+    pending = np.ones(J.size, dtype=bool)
+    pre = sel.prepare(GJ) if J.size > 1 else None      # the basis read once for the batch
+    i, entered = 0, []
+    while True:
+        pending[i] = False
+        one = None if pre is None else (*pre[:2], pre[2][:, i:i + 1], pre[3][:, i:i + 1],
+                                        pre[4][i:i + 1])
+        sel.solve(b, add=add(J[i:i + 1], False, GJ[:, i:i + 1], one))
+        entered.append(int(J[i]))
+        if not pending.any():
+            return entered
+        r = sel.residual(b)
+        nr = float(np.linalg.norm(r))
+        if nr <= target:
+            return entered
+        dual = np.where(pending, GJ.T @ r, -np.inf)
+        i = int(np.argmax(dual))                  # (ties -> first, i.e. larger correlation)
+        if dual[i] <= rtol * nr:
+            return entered

@@ -263,7 +263,8 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     sig, sig_sv = _pod(S.reshape(m, -1).T, cfg.stress_rtol, "stress", comm)
     imposed = np.sort(qdeim(psi_p, comm=comm))
     eps_loc = _mode_strains(es, phi, part, comm)
-    pts, wts = ecm_fields(eps_loc, S, w_fe, tol=cfg.ecm_tol, imposed=imposed, comm=comm)
+    pts, wts = ecm_fields(eps_loc, S, w_fe, tol=cfg.ecm_tol, imposed=imposed, comm=comm,
+                          batch=cfg.ecm_batch, reduce=True)
     n0, n1 = part.node_range
     node_part = np.repeat(np.arange(comm.size), np.diff(part.nodes))
     f_glob = _local_forces(mesh, loading, material.density, es, node_part, comm.rank)
@@ -286,7 +287,8 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
             "amplitude": None if amp is None else [list(amp.temperatures or [0.0]),
                                                    list(amp.values)],
             "period": getattr(loading, "period", None),
-            "ecm_tol": cfg.ecm_tol, "indicator_tol": cfg.indicator_tol,
+            "ecm_tol": cfg.ecm_tol, "ecm_batch": cfg.ecm_batch,
+            "indicator_tol": cfg.indicator_tol,
             "newton_rtol": cfg.newton_rtol, "newton_max_iter": cfg.newton_max_iter,
             "dual_floor": 1e-3 * float(np.max(np.linalg.norm(pM, axis=1))),
             "n_enrichments": 0, "n_training_snapshots": m}

@@ -25,6 +25,10 @@ class OnlineConfig:
                                       "ECM updates", range=(0.0, 1.0, True, True))
     ecm_tol: float = _f(1e-4, doc="relative tolerance of the reduced quadrature (ECM)",
                         range=(0.0, 1.0, True, True))
+    ecm_batch: int = _f(64, doc="ECM points tried per correlation scan (generalized OMP, "
+                                "then point elimination); 1 is plain NNOMP. Larger: fewer "
+                                "passes over the points (docs/hyper.md)",
+                        range=(1, None, False, False))
     indicator_tol: float = _f(1e-3, doc="enrichment threshold on the error indicator",
                               range=(0.0, None, True, False))
     check_training: bool = _f(True, doc="after the build, solve the reduced model on every "

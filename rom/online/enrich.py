@@ -64,7 +64,8 @@ def _update(model, u, eps_g, sig_g, z_g):
         warnings.simplefilter("ignore", RuntimeWarning)   # achieved error is reported
         pts, wts, info = ecm_fields(mode_strains_all(es, phi), stresses, full["weights_fe"],
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
-                                    keep_warm_start=False, return_info=True)
+                                    keep_warm_start=False, return_info=True,
+                                    batch=int(meta.get("ecm_batch", 1)), reduce=True)
     return (phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed,
             float(info["error"]))
 

@@ -24,7 +24,10 @@ docs/hyper.md for the measurements):
   is exactly NNOMP on G. When the residual leaves the compressed rows the candidates
   grow towards all points and a step costs up to one uncompressed scan, never more;
 - the scan reads a float32 copy and refines the candidates in float64
-  (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax.
+  (:mod:`rom.hyper._scan`): half the memory traffic, the same argmax;
+- optionally (``batch=``) one scan proposes several points, the largest correlations,
+  which enter the NNLS one at a time as long as their duals on the updated residual are
+  positive (generalized OMP): fewer scans, the cost of a large greedy.
 
 Distribution: columns (points) are split over the ranks; the NNLS data (selected
 columns, the target) are replicated identically on every rank, the argmax is
@@ -201,7 +204,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         Default: on when (rows of the greedy matrix) x (points) >= 2**22.
     progress : seconds between progress lines on rank 0 (stderr); ``None`` silences
     return_info : also return a dict (achieved ``error``, ``rank`` = rows of the scanned
-        matrix, ``iterations``, ``history`` of errors, ``order`` of selection,
+        matrix, ``iterations`` (scans), ``history`` of errors (per scan), ``order`` of selection,
         ``candidates`` = points of this rank whose correlation was evaluated exactly, per
         step, ``eliminated`` = points removed by ``reduce``, ``elimination_time`` in s)
 

@@ -10,7 +10,7 @@ from mpi4py import MPI
 
 from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
-from ..parallel import UserError, as_comm
+from ..parallel import UserError, as_comm, even_split
 from .build import restrict
 from .points import mode_strains_all
 from .solve import StepState
@@ -48,26 +48,37 @@ def _one_blas_thread():
     return threadpool_limits(1)
 
 
-def _update(model, u, eps_g, sig_g, z_g):
+def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
+    """New bases and quadrature from a high-fidelity snapshot, identical on every rank
+    (collective): the bases on rank 0 (broadcast), the ECM on every rank's share of the
+    points (its result does not depend on the split)."""
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
-    phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
-    psi_p, psi_p_sv = extend_basis(full["psi_p"], full["psi_p_sv"], z_g[:, meta["p_column"]])
-    psi_z, psi_z_sv = extend_basis(full["psi_z"], full["psi_z_sv"], z_g.ravel())
-    sig = np.column_stack([full["sigma"], sig_g.ravel()])
     warm = red["points"][red["weights"] > 0]
-    imposed = np.setdiff1d(qdeim(psi_p), warm)
+    if comm.rank == 0:
+        phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
+        psi_p, psi_p_sv = extend_basis(full["psi_p"], full["psi_p_sv"],
+                                       z_g[:, meta["p_column"]])
+        psi_z, psi_z_sv = extend_basis(full["psi_z"], full["psi_z_sv"], z_g.ravel())
+        bases = (phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv,
+                 np.setdiff1d(qdeim(psi_p), warm))
+    else:
+        bases = None
+    bases = comm.bcast(bases)
+    phi, imposed = bases[0], bases[-1]
+    sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
     stresses = sig.T.reshape(sig.shape[1], -1, 6)
+    lo, hi = even_split(stresses.shape[1], comm.size)[comm.rank:comm.rank + 2]
     # the history at every new point comes from the HF step, so warm-start points may
     # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", RuntimeWarning)   # achieved error is reported
-        pts, wts, info = ecm_fields(mode_strains_all(es, phi), stresses, full["weights_fe"],
+        pts, wts, info = ecm_fields(mode_strains_all(es, phi)[:, lo:hi], stresses[:, lo:hi],
+                                    full["weights_fe"][lo:hi], comm=comm,
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True)
-    return (phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed,
-            float(info["error"]))
+    return (*bases[:-1], sig, pts, wts, imposed, float(info["error"]))
 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
@@ -94,9 +105,9 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     sig_g = solver.gather_points(hf.stress)
     z_g = solver.gather_points(hf.internal)
     # 3.-4. bases (incremental SVD) and ECM warm-started from the current quadrature
-    # points: computed on rank 0 and broadcast, so every rank holds the same model
-    upd = _update(model, hf.u, eps_g, sig_g, z_g) if comm.rank == 0 else None
-    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = comm.bcast(upd)
+    # points: the same model on every rank
+    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = _update(
+        model, hf.u, eps_g, sig_g, z_g, comm)
     model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
                   "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
     model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)

@@ -403,8 +403,8 @@ def _enrich_other(A: ReducedModel, B: ReducedModel, st: StepState, T_nodes: np.n
     hf = solver.step(solver.state_from_global(st.time, u_prev, es.strains(u_prev), z_all),
                      T_nodes, t_new)
     eps_g, sig_g, z_g = (solver.gather_points(v) for v in (hf.strain, hf.stress, hf.internal))
-    upd = _update(B, hf.u, eps_g, sig_g, z_g) if comm.rank == 0 else None
-    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = comm.bcast(upd)
+    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = _update(
+        B, hf.u, eps_g, sig_g, z_g, comm)
     B.full = {**B.full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
               "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
     B.reduced = restrict(B.mesh, phi, B.full["f_unit"], pts, wts, imposed)

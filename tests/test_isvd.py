@@ -94,3 +94,22 @@ def test_errors():
         isvd.add(bad)
     with pytest.raises(ValueError, match="tol"):
         IncrementalSVD(tol=-1.0)
+
+
+def test_from_factors_then_add_is_one_update_of_the_same_svd():
+    """Starting from a thin SVD and adding a column gives the SVD of [U S, x] (what
+    enrichment does with a POD basis), without re-adding the r old columns."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((300, 12)) @ np.diag(0.5 ** np.arange(12))
+    U, S, _ = np.linalg.svd(X, full_matrices=False)
+    x = rng.standard_normal(300)
+    inc = IncrementalSVD.from_factors(U, S)
+    assert inc.n_columns == 12
+    inc.add(x)
+    ref = np.linalg.svd(np.column_stack([U * S, x]), compute_uv=False)
+    np.testing.assert_allclose(inc.singular_values, ref, rtol=1e-12)
+    np.testing.assert_allclose(inc.modes.T @ inc.modes, np.eye(13), atol=1e-13)
+    recon = inc.modes @ np.diag(inc.singular_values) @ inc.right_vectors.T
+    np.testing.assert_allclose(recon, np.column_stack([U * S, x]), atol=1e-12)
+    with pytest.raises(ValueError, match="do not match"):
+        IncrementalSVD.from_factors(U, S[:3])

@@ -58,6 +58,23 @@ class IncrementalSVD:
         self.n_columns = 0
         self.skipped: list[int] = []                  # columns that added no direction
 
+    @classmethod
+    def from_factors(cls, modes: np.ndarray, singular_values: np.ndarray,
+                     comm: MPI.Comm | None = None, **kwargs) -> IncrementalSVD:
+        """Start from a thin SVD ``modes diag(s)`` (modes M-orthonormal, local rows), as if
+        its r columns ``modes[:, i] s_i`` had been added (right vectors: the identity).
+        Adding one more column then costs one update, O(n_local r^2), not r of them."""
+        self = cls(comm, **kwargs)
+        U = np.array(modes, dtype=np.float64, ndmin=2)
+        S = np.asarray(singular_values, dtype=np.float64).reshape(-1)
+        if U.ndim != 2 or U.shape[1] != S.size:
+            raise ValueError(f"IncrementalSVD.from_factors: modes {U.shape} and "
+                             f"{S.size} singular values do not match")
+        self._M = as_product(self._product, U.shape[0], self.comm)
+        self._set(U, S, np.eye(S.size))
+        self.n_columns = S.size
+        return self
+
     # ---------------------------------------------------------------- properties
     @property
     def rank(self) -> int:

@@ -21,8 +21,7 @@ __all__ = ["enrich_step", "extend_basis"]
 def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
     """Add column ``x`` to the POD (modes (N, n), singular values (n,)) by Brand's
     incremental SVD; returns the new (modes, singular values)."""
-    isvd = IncrementalSVD(None, tol=tol)
-    isvd.add_many(modes * sv)
+    isvd = IncrementalSVD.from_factors(modes, sv, tol=tol)
     isvd.add(np.asarray(x, float).ravel())
     return np.ascontiguousarray(isvd.modes), np.asarray(isvd.singular_values)
 

@@ -20,7 +20,7 @@ ABORT_GRACE = 1.0
 
 __all__ = [
     "as_comm", "world", "rank0_print", "Progress", "abort_on_error",
-    "row_offsets", "even_split", "allreduce_sum", "UserError",
+    "row_offsets", "even_split", "allreduce_sum", "bcast_arrays", "UserError",
 ]
 
 
@@ -155,4 +155,26 @@ def allreduce_sum(a: np.ndarray, comm: MPI.Comm | None) -> np.ndarray:
         return a
     out = np.empty_like(a)
     comm.Allreduce(a, out, op=MPI.SUM)
+    return out
+
+
+def bcast_arrays(arrays: tuple | None, comm: MPI.Comm | None, root: int = 0) -> tuple:
+    """Broadcast a tuple of numpy arrays from ``root`` without pickling their data.
+
+    Shapes and dtypes go first (small), then each array as one buffer: every rank holds one
+    copy, where ``comm.bcast`` of large arrays would hold the pickle as well (twice the
+    memory of a multi-GB basis). Non-root ranks pass anything (ignored).
+    """
+    comm = as_comm(comm)
+    if comm.size == 1:
+        return tuple(arrays)
+    if comm.rank == root:
+        arrays = tuple(np.ascontiguousarray(a) for a in arrays)
+        meta = [(a.shape, a.dtype.str) for a in arrays]
+    else:
+        meta = None
+    meta = comm.bcast(meta, root=root)
+    out = arrays if comm.rank == root else tuple(np.empty(sh, dtype=dt) for sh, dt in meta)
+    for a in out:
+        comm.Bcast(a, root=root)
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rom.parallel import Progress, even_split, row_offsets
+from rom.parallel import Progress, bcast_arrays, even_split, row_offsets
 
 MPIEXEC = Path(sys.executable).with_name("mpiexec")
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +26,15 @@ def test_row_offsets(comm):
     off = row_offsets(comm.rank + 1, comm)
     n = comm.size
     assert off.tolist() == [0] + np.cumsum(np.arange(1, n + 1)).tolist()
+
+
+@pytest.mark.mpi
+def test_bcast_arrays(comm):
+    src = (np.arange(12.0).reshape(3, 4).T, np.array([3, 1], dtype=np.int64), np.zeros((0, 2)))
+    got = bcast_arrays(src if comm.rank == 0 else None, comm)
+    assert len(got) == 3
+    for a, b in zip(got, src):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b)
 
 
 def test_progress_prints_on_rank0_only(capsys):

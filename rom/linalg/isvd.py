@@ -65,7 +65,7 @@ class IncrementalSVD:
         its r columns ``modes[:, i] s_i`` had been added (right vectors: the identity).
         Adding one more column then costs one update, O(n_local r^2), not r of them."""
         self = cls(comm, **kwargs)
-        U = np.array(modes, dtype=np.float64, ndmin=2)
+        U = np.asarray(modes, dtype=np.float64)
         S = np.asarray(singular_values, dtype=np.float64).reshape(-1)
         if U.ndim != 2 or U.shape[1] != S.size:
             raise ValueError(f"IncrementalSVD.from_factors: modes {U.shape} and "
@@ -118,7 +118,9 @@ class IncrementalSVD:
         M, U, r = self._M, self._U, self.rank
         # one Allreduce: U^T M a and ||a||^2 together
         Ma = M.apply(a)
-        c = gram(np.column_stack([U, a]), Ma[:, None], self.comm)[:, 0]
+        c = np.append(U.T @ Ma, a @ Ma)                         # (no copy of U)
+        if self.comm.size > 1:
+            self.comm.Allreduce(MPI.IN_PLACE, c, op=MPI.SUM)
         m, anorm = c[:r], np.sqrt(max(c[r], 0.0))
         p = a - U @ m
         m2 = gram(U, M.apply(p)[:, None], self.comm)[:, 0]      # re-orthogonalize (twice)
@@ -142,7 +144,9 @@ class IncrementalSVD:
         V[:-1, :r] = self._V
         V[-1, r] = 1.0
         if grow:
-            U = np.column_stack([U, p / rho]) @ Uk
+            q, U = p / rho, U @ Uk[:r]                         # [U, q] Uk without a copy
+            for i in range(0, U.shape[0], 1 << 15):               # of U (blocks of rows)
+                U[i:i + (1 << 15)] += np.outer(q[i:i + (1 << 15)], Uk[r])
         else:
             U = U @ Uk
             self.skipped.append(self.n_columns)
@@ -179,4 +183,7 @@ class IncrementalSVD:
         keep = S.size if self.max_rank is None else min(S.size, self.max_rank)
         U, S, V = U[:, :keep], S[:keep], V[:, :keep]
         signs = _canonical_signs(V.T)
-        self._U, self._S, self._V = U * signs, S, V * signs
+        if np.all(signs > 0):                       # (U can be large: no copy)
+            self._U, self._S, self._V = U, S, V
+        else:
+            self._U, self._S, self._V = U * signs, S, V * signs

@@ -10,7 +10,7 @@ from mpi4py import MPI
 
 from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
-from ..parallel import UserError, as_comm, even_split
+from ..parallel import UserError, as_comm, bcast_arrays, even_split
 from .build import restrict
 from .points import mode_strains_all
 from .solve import StepState
@@ -63,7 +63,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
                  np.setdiff1d(qdeim(psi_p), warm))
     else:
         bases = None
-    bases = comm.bcast(bases)
+    bases = bcast_arrays(bases, comm)
     phi, imposed = bases[0], bases[-1]
     sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
     stresses = sig.T.reshape(sig.shape[1], -1, 6)

@@ -60,6 +60,13 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path):
     if first == 1:                 # an HF step from the exact (virgin) state is exact
         assert eu1[0] < 1e-8
     assert model.meta["n_enrichments"] == len(enriched.enrichments)
+    # the result keeps the width of the stress basis per step (a prefix of the model's:
+    # enrichment appends columns), not every generation of it
+    ks = [e[1] for e in enriched._stress if e is not None]
+    assert ks == sorted(ks) and ks[0] < ks[-1] == model.full["sigma"].shape[1]
+    assert all(e is None or e[0] is model for e in enriched._stress)
+    s_last = enriched.stress(TIMES.size - 1)
+    assert s_last.shape == (model.meta["n_qp"], 6) and np.all(np.isfinite(s_last))
     # the enriched model saves and reloads bit-identically
     path = model.save(tmp_path / "enriched.rom.h5")
     again = load(path)

@@ -192,10 +192,11 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
         points, never above ``tol``; warm-start points kept by ``keep_warm_start`` stay.
         Works on the replicated selected columns only (no pass over G, same at any rank
         count); costs a few small NNLS per point (see docs/hyper.md for what it gains).
-    batch : points added per correlation scan: the ``batch`` largest positive correlations
-        (generalized OMP; 1 is NNOMP). The NNLS, warm-started, takes them in as its duals
-        say, so points it does not need keep weight 0 and are dropped. Fewer scans (the
-        cost of a large greedy), a few more points: use it with ``reduce=True``.
+    batch : points proposed per correlation scan: the ``batch`` largest positive
+        correlations (generalized OMP; 1 is NNOMP). They enter the NNLS one at a time, the
+        largest first, then while some has a positive dual on the updated residual; the
+        others are not added and stay candidates. Fewer scans (the cost of a large
+        greedy), sometimes more points: use it with ``reduce=True``.
     tie_rtol : correlations within ``tie_rtol * max`` of the maximum are ties, broken by
         the smallest global index (keeps the result independent of the rank count)
     float32_scan : screen the correlations with a float32 copy of the greedy matrix

@@ -48,9 +48,10 @@ def _one_blas_thread():
 
 
 def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
-    """New bases and quadrature from a high-fidelity snapshot, identical on every rank
-    (collective): the bases on rank 0 (broadcast), the ECM on every rank's share of the
-    points (its result does not depend on the split)."""
+    """Update ``model`` in place from a high-fidelity snapshot: bases, stress snapshots,
+    reduced points; identical on every rank (collective): the bases on rank 0 (broadcast),
+    the ECM on every rank's share of the points (its result does not depend on the split).
+    Returns the new displacement basis and reduced points."""
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
     warm = red["points"][red["weights"] > 0]
@@ -77,7 +78,13 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True)
-    return (*bases[:-1], sig, pts, wts, imposed, float(info["error"]))
+    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv = bases[:-1]
+    model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
+                  "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
+    model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)
+    meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
+    meta["last_ecm_error"] = float(info["error"])
+    return phi, pts
 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
@@ -105,12 +112,6 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     z_g = solver.gather_points(hf.internal)
     # 3.-4. bases (incremental SVD) and ECM warm-started from the current quadrature
     # points: the same model on every rank
-    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = _update(
-        model, hf.u, eps_g, sig_g, z_g, comm)
-    model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
-                  "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
-    model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)
-    meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
-    meta["last_ecm_error"] = err
+    phi, pts = _update(model, hf.u, eps_g, sig_g, z_g, comm)
     return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts],
                      {"stress": sig_g[pts]})

@@ -390,7 +390,6 @@ def _enrich_other(A: ReducedModel, B: ReducedModel, st: StepState, T_nodes: np.n
     """:func:`rom.online.enrich.enrich_step` across models: the previous state is
     reconstructed with A's bases (where it was computed), the high-fidelity snapshot
     enriches B (bases, warm-started ECM); returns B's state at ``t_new``. O(N), collective."""
-    from .build import restrict
     from .enrich import _solver, _update
     es = A.elements
     ns = A.meta["n_state"]
@@ -403,13 +402,7 @@ def _enrich_other(A: ReducedModel, B: ReducedModel, st: StepState, T_nodes: np.n
     hf = solver.step(solver.state_from_global(st.time, u_prev, es.strains(u_prev), z_all),
                      T_nodes, t_new)
     eps_g, sig_g, z_g = (solver.gather_points(v) for v in (hf.strain, hf.stress, hf.internal))
-    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv, sig, pts, wts, imposed, err = _update(
-        B, hf.u, eps_g, sig_g, z_g, comm)
-    B.full = {**B.full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
-              "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
-    B.reduced = restrict(B.mesh, phi, B.full["f_unit"], pts, wts, imposed)
-    B.meta["n_enrichments"] = int(B.meta["n_enrichments"]) + 1
-    B.meta["last_ecm_error"] = err
+    phi, pts = _update(B, hf.u, eps_g, sig_g, z_g, comm)
     return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts], {"stress": sig_g[pts]})
 
 

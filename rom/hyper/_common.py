@@ -127,6 +127,12 @@ def global_argmax(values: np.ndarray, offset: int, comm: MPI.Comm,
     return vmax, gidx
 
 
+def few_points(n_picked: int, n_points: int) -> bool:
+    """True when evaluating ``n_picked`` of ``n_points`` local points one by one (gathering
+    their data) beats one streaming pass over all of them: fewer than 1/8 of them."""
+    return 8 * n_picked < n_points
+
+
 def gather_columns(A: np.ndarray, gidx: np.ndarray, offsets: np.ndarray,
                    comm: MPI.Comm) -> np.ndarray:
     """Columns ``gidx`` (global) of a column-distributed ``A`` (k, n_local), on every rank.

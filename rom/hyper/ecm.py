@@ -52,6 +52,7 @@ from ._common import (
     check_indices,
     check_tol,
     eig_desc,
+    few_points,
     float_array,
     gather_columns,
     nonfinite_message,
@@ -267,7 +268,7 @@ def ecm(G: np.ndarray, weights: np.ndarray, *, tol: float, comm: MPI.Comm | None
             return Q.T @ r
 
         def correlations(r, J):
-            return r @ G[:, J] if 8 * J.size < G.shape[1] else (r @ G)[J]
+            return r @ G[:, J] if few_points(J.size, G.shape[1]) else (r @ G)[J]
     max_points = n_glob if max_points is None else int(max_points)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")

@@ -40,6 +40,7 @@ from ._common import (
     check_indices,
     check_tol,
     eig_desc,
+    few_points,
     float_array,
     nonfinite_message,
     offsets_of,
@@ -308,7 +309,7 @@ def integrand_correlations(strains: np.ndarray, stresses: Any, r: np.ndarray,
     points): one streaming pass over all points (:func:`integrand_rows`), then picked.
     """
     idx = np.asarray(idx, dtype=np.int64)
-    if 8 * idx.size >= strains.shape[1]:
+    if not few_points(idx.size, strains.shape[1]):
         return integrand_rows(strains, stresses, r, block_bytes=block_bytes)[0, idx]
     sig = np.asarray(stresses[:, idx, :], dtype=np.float64)
     return integrand_rows(strains[:, idx], sig, r, block_bytes=block_bytes)[0]

@@ -169,6 +169,22 @@ def test_integrand_rows_correlations_and_coarse_ecm_fields(rng):
     np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
 
 
+@pytest.mark.parametrize("batch", [1, 8])
+def test_ecm_fields_without_compression_is_the_same_greedy(batch):
+    """compress=False: every scan is one exact pass; same points and weights as the
+    greedy on the formed G, cold and warm-started."""
+    eps, sig, w = fields(1500, n_snap=20, n_modes=6)
+    G = integrand_matrix(eps, sig)
+    warm, _ = ecm_fields(eps, sig[:8], w, tol=1e-4)
+    for ws in (None, warm):
+        ref_idx, ref_x = ecm(G, w, tol=1e-6, batch=batch, warm_start=ws)
+        idx, x, info = ecm_fields(eps, sig, w, tol=1e-6, batch=batch, warm_start=ws,
+                                  compress=False, return_info=True, block_bytes=60_000)
+        assert info["rank"] == 0 and info["error"] <= 1e-6
+        assert idx.tolist() == ref_idx.tolist()
+        np.testing.assert_allclose(x, ref_x, rtol=1e-8, atol=1e-12 * ref_x.max())
+
+
 def test_ecm_fields_warm_start_and_imposed():
     eps, sig, w = fields(1000)
     idx0, _ = ecm_fields(eps, sig[:6], w, tol=1e-4)
@@ -228,6 +244,10 @@ def test_distributed_ecm_fields_equals_serial(comm):
         idx, x = ecm_fields(*local(split, comm.rank, eps, sig, w), tol=1e-6, comm=comm,
                             sample=300)
         assert idx.tolist() == ref_idx.tolist()
+        idx2, x2 = ecm_fields(*local(split, comm.rank, eps, sig, w), tol=1e-6, comm=comm,
+                              compress=False)
+        assert idx2.tolist() == ref_idx.tolist()
+        np.testing.assert_allclose(x2, ref_x, rtol=1e-10, atol=1e-10 * ref_x.max())
         # the weights solve a NNLS on the true columns: determined to cond(G_S) * eps (~1e-11
         # here), the integrals being sums whose rounding depends on the split
         np.testing.assert_allclose(x, ref_x, rtol=1e-10, atol=1e-10 * ref_x.max())

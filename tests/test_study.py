@@ -69,6 +69,14 @@ def test_report_and_paraview_files(study):
     assert "Summary by family" in text and "Spearman" in text
     for q in res.queries:
         assert f"| {q.name} |" in text
+    # whole-query timing with enrichment: full-order steps and model updates included
+    outside = next(q for q in res.queries if q.family == "outside")
+    assert outside.enrichments
+    assert outside.enriched_seconds > sum(e["seconds"] for e in outside.enrichments)
+    assert outside.speedup_enriched == pytest.approx(np.sum(outside.hf_seconds)
+                                                     / outside.enriched_seconds)
+    assert outside.speedup_enriched < outside.speedup
+    assert "speed-up with enrichment" in text
     files = [f for q in res.queries for f in q.files]
     assert files
     m = meshio.xdmf.TimeSeriesReader(str(files[0]))

@@ -415,26 +415,9 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
     stride = 1 if sample is None else max(1, int(offsets[-1]) // max(1, int(sample)))
     in_sample = (off + np.arange(n_pts)) % stride == 0      # global stride: rank-independent
     bar = _Ticker(comm, 3 * len(blocks), "compress_integrand", progress)
-    msg, C, b = None, np.zeros((n_s, n_s)), np.zeros((n_s, n_modes))
-    norms2 = np.empty(n_pts)                       # ||g_g||^2 = sum_kl S_g[k,l] E_g[k,l]
-    scale2 = np.empty(n_pts)                       # sum_kl |S_g[k,l] E_g[k,l]| (rounding scale)
-    try:
-        for g0, g1 in blocks:
-            bar.update()
-            blk = _stress_block(stresses, g0, g1, True, off)
-            S = np.einsum("sgk,sgl->gkl", blk, blk, optimize=True)
-            E = np.einsum("igk,igl->gkl", strains[:, g0:g1], strains[:, g0:g1], optimize=True)
-            norms2[g0:g1] = np.einsum("gkl,gkl->g", S, E)
-            scale2[g0:g1] = np.einsum("gkl,gkl->g", np.abs(S), np.abs(E))
-            sig = (blk if stride == 1 else blk[:, in_sample[g0:g1]]).reshape(n_s, -1)
-            C += sig @ sig.T
-            if w is not None:
-                b += blk.reshape(n_s, -1) @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(
-                    n_modes, -1).T
-    except ValueError as exc:
-        msg = str(exc)
-    raise_collective(msg, comm)
-    lam_s, V = eig_desc(allreduce_sum(C, comm))
+    C, norms2, scale2, b = _first_pass(strains, stresses, w, blocks, off, comm, bar,
+                                       None if stride == 1 else in_sample)
+    lam_s, V = eig_desc(C)
     V = np.ascontiguousarray(V[:, :truncation_rank(lam_s, stress_tol)])
     r = V.shape[1]
 
@@ -469,17 +452,48 @@ def compress_integrand(strains: np.ndarray, stresses: Any, *, tol: float,
             bar.update()
             out[:, g0:g1] = Q.T @ H(slice(g0, g1))
 
-    integ = None if w is None else allreduce_sum(b.ravel(), comm)
     kept2 = np.einsum("kg,kg->g", out, out)
     tail = np.sqrt(np.maximum(norms2 - kept2, 0.0) + 1e-13 * scale2)   # + rounding margin
-    return CompressedIntegrand(out, V, Q, np.sqrt(lam_s), np.sqrt(lam), integ, tail)
+    return CompressedIntegrand(out, V, Q, np.sqrt(lam_s), np.sqrt(lam), b, tail)
+
+
+def _first_pass(strains, stresses, w, blocks, off: int, comm: MPI.Comm, bar,
+                in_sample: np.ndarray | None = None, gram: bool = True):
+    """One pass over the stresses: the stress Gram (on the points ``in_sample``, all when
+    ``None``; only with ``gram``), the squared true column norms ``||g_g||^2``, their
+    rounding scale, and with weights ``w`` the integrals ``G w``. Collective (the Gram and
+    the integrals are summed over ranks; ``None`` where not computed)."""
+    n_modes, n_pts, _ = strains.shape
+    n_s = stresses.shape[0]
+    msg, C, b = None, np.zeros((n_s, n_s)), np.zeros((n_s, n_modes))
+    norms2 = np.empty(n_pts)                       # ||g_g||^2 = sum_kl S_g[k,l] E_g[k,l]
+    scale2 = np.empty(n_pts)                       # sum_kl |S_g[k,l] E_g[k,l]| (rounding scale)
+    try:
+        for g0, g1 in blocks:
+            bar.update()
+            blk = _stress_block(stresses, g0, g1, True, off)
+            S = np.einsum("sgk,sgl->gkl", blk, blk, optimize=True)
+            E = np.einsum("igk,igl->gkl", strains[:, g0:g1], strains[:, g0:g1], optimize=True)
+            norms2[g0:g1] = np.einsum("gkl,gkl->g", S, E)
+            scale2[g0:g1] = np.einsum("gkl,gkl->g", np.abs(S), np.abs(E))
+            if gram:
+                sig = (blk if in_sample is None else blk[:, in_sample[g0:g1]]).reshape(n_s, -1)
+                C += sig @ sig.T
+            if w is not None:
+                b += blk.reshape(n_s, -1) @ (strains[:, g0:g1] * w[g0:g1, None]).reshape(
+                    n_modes, -1).T
+    except ValueError as exc:
+        msg = str(exc)
+    raise_collective(msg, comm)
+    return (allreduce_sum(C, comm) if gram else None, norms2, scale2,
+            None if w is None else allreduce_sum(b.ravel(), comm))
 
 
 def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: float,
                comm: MPI.Comm | None = None, compress_tol: float | None = None,
                warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
                return_info: bool = False, block_bytes: int = BLOCK_BYTES,
-               sample: int | None = 20_000, **ecm_kwargs):
+               sample: int | None = 20_000, compress: bool = True, **ecm_kwargs):
     """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
 
     G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
@@ -499,6 +513,11 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     tol : relative tolerance of the reduced quadrature on the true integrands
     compress_tol : energy tolerance of both PODs, default ``tol``
     sample : points used for the POD Gram matrices (see :func:`compress_integrand`)
+    compress : ``False``: no compression, every scan is one exact streaming pass over the
+        points (same points and weights). Cheaper when the greedy takes few scans, or when
+        its residual lies below what the compressed rows resolve (``sqrt(compress_tol)``
+        relative): then the compressed scan evaluates nearly every point exactly anyway.
+        An update warm-started from an earlier quadrature is such a case.
     warm_start, imposed, ecm_kwargs : passed to :func:`rom.hyper.ecm`
 
     Returns
@@ -508,10 +527,29 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     """
     comm = as_comm(comm)
     tol = check_tol(tol, "tol")
-    ctol = tol if compress_tol is None else check_tol(compress_tol, "compress_tol")
-    comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
-                              block_bytes=block_bytes, sample=sample,
-                              progress=ecm_kwargs.get("progress", 10.0))
+    if compress:
+        ctol = tol if compress_tol is None else check_tol(compress_tol, "compress_tol")
+        comp = compress_integrand(strains, stresses, tol=ctol, comm=comm, weights=weights,
+                                  block_bytes=block_bytes, sample=sample,
+                                  progress=ecm_kwargs.get("progress", 10.0))
+        matrix, project, tail, b = comp.matrix, comp.project, comp.tail, comp.integrals
+        ranks = {"stress_rank": comp.stress_rank, "rank": comp.rank, "compress_tol": ctol}
+    else:                 # nothing seen by a compressed scan: every scan is exact
+        strains, stresses = _check_fields(strains, stresses)
+        n_pts = strains.shape[1]
+        w = _check_weights(weights, n_pts)
+        blocks = _block_ranges(n_pts, 8 * (2 * stresses.shape[0] * strains.shape[2]
+                                           + 3 * stresses.shape[0] * strains.shape[0]),
+                               block_bytes)
+        _, norms2, scale2, b = _first_pass(strains, stresses, w, blocks,
+                                           int(offsets_of(n_pts, comm)[comm.rank]), comm,
+                                           _Ticker(comm, len(blocks), "ecm_fields", None),
+                                           gram=False)
+        matrix, tail = np.zeros((0, n_pts)), np.sqrt(norms2 + 1e-13 * scale2)
+        ranks = {"stress_rank": 0, "rank": 0, "compress_tol": None}
+
+        def project(r):
+            return np.zeros(0)
 
     def columns(J):
         return integrand_columns(strains, stresses, J, comm=comm)
@@ -519,8 +557,8 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
     def correlations(r, idx):
         return integrand_correlations(strains, stresses, r, idx, block_bytes=block_bytes)
 
-    true = TrueIntegrands(comp.integrals, columns, comp.project, comp.tail, correlations)
-    idx, x, info = ecm(comp.matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
+    true = TrueIntegrands(b, columns, project, tail, correlations)
+    idx, x, info = ecm(matrix, weights, tol=tol, comm=comm, warm_start=warm_start,
                        imposed=imposed, exact=true, return_info=True, **ecm_kwargs)
-    info.update(stress_rank=comp.stress_rank, rank=comp.rank, compress_tol=ctol)
+    info.update(ranks)
     return (idx, x, info) if return_info else (idx, x)

@@ -70,14 +70,17 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
     stresses = sig.T.reshape(sig.shape[1], -1, 6)
     lo, hi = even_split(stresses.shape[1], comm.size)[comm.rank:comm.rank + 2]
     # the history at every new point comes from the HF step, so warm-start points may
-    # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread
+    # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread.
+    # No compression: warm-started, the residual starts below what compressed rows
+    # resolve, and every scan would evaluate (nearly) all points exactly anyway
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", RuntimeWarning)   # achieved error is reported
         pts, wts, info = ecm_fields(mode_strains_all(es, phi)[:, lo:hi], stresses[:, lo:hi],
                                     full["weights_fe"][lo:hi], comm=comm,
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
                                     keep_warm_start=False, return_info=True,
-                                    batch=int(meta.get("ecm_batch", 1)), reduce=True)
+                                    batch=int(meta.get("ecm_batch", 1)), reduce=True,
+                                    compress=False)
     phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv = bases[:-1]
     model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
                   "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}

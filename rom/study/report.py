@@ -45,6 +45,11 @@ def _fmt(x: float, spec: str = ".2e") -> str:
     return "diverged" if not np.isfinite(x) else format(x, spec)
 
 
+def _x(v: float) -> str:
+    """A speed-up factor: one decimal below 10 (an enriched query may be slower)."""
+    return "-" if not np.isfinite(v) else f"{v:.1f}x" if v < 10 else f"{v:.0f}x"
+
+
 def write_report(study, directory: str | Path) -> Path:
     """Write ``report.md`` and its plots into ``directory``; return the Markdown path."""
     d = Path(directory)
@@ -88,8 +93,9 @@ def write_report(study, directory: str | Path) -> Path:
           "differs from the reduced model's): " + (", ".join(cut) if cut else "none"), ""]
     L += ["## Summary by family", "",
           "| family | queries | max e_u | max e_p | above target | flagged | missed | "
-          "enriched max e_u | enriched max e_p | HF steps (mean) | median speed-up |",
-          "|---|---|---|---|---|---|---|---|---|---|---|"]
+          "enriched max e_u | enriched max e_p | HF steps (mean) | median speed-up | "
+          "median speed-up with enrichment |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for fam in ("inside", "outside", "random"):
         sel = [i for i, q in enumerate(qs) if q.family == fam]
         if not sel:
@@ -104,7 +110,8 @@ def write_report(study, directory: str | Path) -> Path:
             + (f"{_fmt(max(q.err_u_enriched.max() for q in enr))} | "
                f"{_fmt(max(q.err_p_enriched.max() for q in enr))} | "
                f"{np.mean([len(q.enrichments) for q in enr]):.1f} | " if enr else "- | - | - | ")
-            + f"{np.nanmedian([q.speedup for q in g]):.0f}x |")
+            + f"{np.nanmedian([q.speedup for q in g]):.0f}x | "
+            + (f"{_x(np.nanmedian([q.speedup_enriched for q in enr]))} |" if enr else "- |"))
     L += ["", "## Error indicator", "",
           f"Spearman rank correlation of the largest indicator with the largest error "
           f"(relative to its target) over {len(qs)} queries: **{det['spearman']:.2f}**. "
@@ -122,8 +129,9 @@ def write_report(study, directory: str | Path) -> Path:
     L += [""]
     L += ["## Queries", "",
           "| query | family | max e_u | max e_p | max indicator | flagged | HF steps | "
-          "enriched e_u | enriched e_p | HF ms/step | HF ranks | ROM ms/step | speed-up |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "enriched e_u | enriched e_p | HF ms/step | HF ranks | ROM ms/step | speed-up | "
+          "HF s (query) | enriched s (query) | speed-up with enrichment |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for q, f in zip(qs, det["flagged"]):
         enr = q.err_u_enriched is not None
         L.append(f"| {q.name} | {q.family} | {_fmt(q.max_err[0])} | {_fmt(q.max_err[1])} | "
@@ -133,7 +141,10 @@ def write_report(study, directory: str | Path) -> Path:
                  f"{_fmt(q.err_p_enriched.max()) if enr else '-'} | "
                  f"{1e3 * np.median(q.hf_seconds):.1f} | "
                  f"{q.hf_ranks}{' (stored)' if q.hf_reused else ''} | "
-                 f"{1e3 * np.nanmedian(q.rom_seconds):.2f} | {q.speedup:.0f}x |")
+                 f"{1e3 * np.nanmedian(q.rom_seconds):.2f} | {q.speedup:.0f}x | "
+                 f"{np.sum(q.hf_seconds):.1f} | "
+                 + (f"{q.enriched_seconds:.1f} | {_x(q.speedup_enriched)} |" if enr
+                    else "- | - |"))
     ev = [(q.name, e) for q in qs for e in q.enrichments]
     if ev:
         L += ["", "## Enrichment events", "",

@@ -54,7 +54,14 @@ class QueryResult:
 
     @property
     def speedup(self) -> float:
+        """Full-order over reduced wall time per step (medians; enrichment not counted)."""
         return float(np.median(self.hf_seconds) / np.median(self.rom_seconds))
+
+    @property
+    def speedup_enriched(self) -> float:
+        """Whole query: full-order wall time over that of the solve with enrichment on
+        (its full-order steps and model updates included); nan without that solve."""
+        return float(np.sum(self.hf_seconds) / self.enriched_seconds)
 
 
 @dataclass

@@ -60,6 +60,10 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path):
     if first == 1:                 # an HF step from the exact (virgin) state is exact
         assert eu1[0] < 1e-8
     assert model.meta["n_enrichments"] == len(enriched.enrichments)
+    for e in enriched.enrichments:    # the split of an enrichment's time adds up
+        parts = e["full_order_step_seconds"] + e["bases_seconds"] + e["ecm_seconds"]
+        assert 0 < parts <= e["seconds"] and min(e["full_order_step_seconds"],
+                                                 e["bases_seconds"], e["ecm_seconds"]) > 0
     # the result keeps the width of the stress basis per step (a prefix of the model's:
     # enrichment appends columns), not every generation of it
     ks = [e[1] for e in enriched._stress if e is not None]

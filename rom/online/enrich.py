@@ -3,6 +3,7 @@ basis update, warm-started ECM (docs/online.md, DESIGN.md section 3)."""
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
 
 import numpy as np
@@ -55,6 +56,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
     warm = red["points"][red["weights"] > 0]
+    t0 = time.perf_counter()
     if comm.rank == 0:
         phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
         psi_p, psi_p_sv = extend_basis(full["psi_p"], full["psi_p_sv"],
@@ -68,6 +70,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
     phi, imposed = bases[0], bases[-1]
     sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
     stresses = sig.T.reshape(sig.shape[1], -1, 6)
+    t1 = time.perf_counter()
     lo, hi = even_split(stresses.shape[1], comm.size)[comm.rank:comm.rank + 2]
     # the history at every new point comes from the HF step, so warm-start points may
     # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread.
@@ -87,6 +90,8 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
     model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)
     meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
     meta["last_ecm_error"] = float(info["error"])
+    t2 = time.perf_counter()
+    meta["last_enrichment_seconds"] = {"bases": t1 - t0, "ecm": t2 - t1}
     return phi, pts
 
 
@@ -107,6 +112,7 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     z_all = (full["psi_z"] @ c).reshape(-1, ns)
     z_all[red["points"]] = st.z          # exact where the reduced model knows it
     # 2. one high-fidelity step
+    t0 = time.perf_counter()
     solver = _solver(model, comm, scale)
     hf = solver.step(solver.state_from_global(st.time, u_prev, strain, z_all), T_nodes, t_new,
                      temperature_old=T_old)
@@ -115,6 +121,8 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     z_g = solver.gather_points(hf.internal)
     # 3.-4. bases (incremental SVD) and ECM warm-started from the current quadrature
     # points: the same model on every rank
+    t_hf = time.perf_counter() - t0
     phi, pts = _update(model, hf.u, eps_g, sig_g, z_g, comm)
+    meta["last_enrichment_seconds"]["full_order_step"] = t_hf
     return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts],
                      {"stress": sig_g[pts]})

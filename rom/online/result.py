@@ -21,7 +21,9 @@ class OnlineResult:
     newton_iterations : (n_times,) reduced Newton iterations (-1: diverged, repaired)
     step_seconds : (n_times,) wall time of the reduced step (temperature, Newton, indicator)
     enrichments : list of dicts (``step``, ``indicator_before``, ``seconds``, ``n_modes``,
-        ``n_points``), one per high-fidelity step
+        ``n_points``, ``ecm_error``, and the split of ``seconds``:
+        ``full_order_step_seconds``, ``bases_seconds``, ``ecm_seconds``), one per
+        high-fidelity step
     """
 
     def __init__(self, model, times: np.ndarray):

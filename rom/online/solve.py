@@ -227,7 +227,9 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
             res.enrichments.append({"step": i, "indicator_before": eta_before,
                                     "seconds": time.perf_counter() - t1,
                                     "n_modes": model.n_modes, "n_points": model.n_points,
-                                    "ecm_error": model.meta["last_ecm_error"]})
+                                    "ecm_error": model.meta["last_ecm_error"],
+                                    **{f"{k}_seconds": v for k, v in
+                                       model.meta["last_enrichment_seconds"].items()}})
         res.record(new, its, eta, c, i, dt_red)
         st = new
         # after an enrichment the reduced points changed: the temperature there

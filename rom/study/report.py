@@ -148,10 +148,14 @@ def write_report(study, directory: str | Path) -> Path:
     ev = [(q.name, e) for q in qs for e in q.enrichments]
     if ev:
         L += ["", "## Enrichment events", "",
-              "| query | step | indicator before | seconds | modes after | points after |",
-              "|---|---|---|---|---|---|"]
+              "| query | step | indicator before | seconds | of which full-order step | "
+              "bases | ECM | modes after | points after |",
+              "|---|---|---|---|---|---|---|---|---|"]
         L += [f"| {n} | {e['step']} | {_fmt(float(e['indicator_before']))} | "
-              f"{e['seconds']:.2f} | {e['n_modes']} | {e['n_points']} |" for n, e in ev]
+              f"{e['seconds']:.2f} | "
+              + " | ".join(f"{e[k]:.2f}" if k in e else "-" for k in (
+                  "full_order_step_seconds", "bases_seconds", "ecm_seconds"))
+              + f" | {e['n_modes']} | {e['n_points']} |" for n, e in ev]
     if plots:
         L += ["", "## Plots", ""] + [f"![{t}]({p.name})" for t, p in plots]
     files = [f for q in qs for f in q.files]

@@ -494,7 +494,8 @@ def ecm_fields(strains: np.ndarray, stresses: Any, weights: np.ndarray, *, tol: 
                warm_start: np.ndarray | None = None, imposed: np.ndarray | None = None,
                return_info: bool = False, block_bytes: int = BLOCK_BYTES,
                sample: int | None = 20_000, compress: bool = True, **ecm_kwargs):
-    """ECM from mechanical fields: compress in blocks, then NNOMP with an exact stop (collective).
+    """ECM from mechanical fields: compress in blocks (unless ``compress=False``), then NNOMP
+    with an exact stop (collective).
 
     G is never formed. The correlation scan runs on :func:`compress_integrand`'s matrix;
     the points whose correlation bound reaches the maximum get their **true** correlation,

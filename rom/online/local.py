@@ -300,7 +300,9 @@ class LocalReducedModels:
         res.enrichments.append({"step": i, "model": b, "from": a,
                                 "indicator_before": eta_before,
                                 "seconds": time.perf_counter() - t1, "n_modes": B.n_modes,
-                                "n_points": B.n_points, "ecm_error": B.meta["last_ecm_error"]})
+                                "n_points": B.n_points, "ecm_error": B.meta["last_ecm_error"],
+                                **{f"{k}_seconds": v for k, v in
+                                   B.meta["last_enrichment_seconds"].items()}})
         return new, -1, eta, c
 
     # ---------------------------------------------------------------- I/O
@@ -398,11 +400,14 @@ def _enrich_other(A: ReducedModel, B: ReducedModel, st: StepState, T_nodes: np.n
     c = np.linalg.lstsq(A.full["psi_z"][rows], st.z.ravel(), rcond=None)[0]
     z_all = (A.full["psi_z"] @ c).reshape(-1, ns)
     z_all[A.reduced["points"]] = st.z
+    t0 = time.perf_counter()
     solver = _solver(B, comm, scale)
     hf = solver.step(solver.state_from_global(st.time, u_prev, es.strains(u_prev), z_all),
                      T_nodes, t_new)
     eps_g, sig_g, z_g = (solver.gather_points(v) for v in (hf.strain, hf.stress, hf.internal))
+    t_hf = time.perf_counter() - t0
     phi, pts = _update(B, hf.u, eps_g, sig_g, z_g, comm)
+    B.meta["last_enrichment_seconds"]["full_order_step"] = t_hf
     return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts], {"stress": sig_g[pts]})
 
 

@@ -150,7 +150,7 @@ class IncrementalSVD:
         else:
             U = U @ Uk
             self.skipped.append(self.n_columns)
-        self._set(U, Sk, V @ Vk)
+        self._set(U, Sk, V @ Vk, owned=True)
         self.n_columns += 1
         if self.n_columns % self.check_every == 0:
             self.check_orthogonality()
@@ -175,15 +175,22 @@ class IncrementalSVD:
             Q = cholqr(self._U, product=self._M, comm=self.comm)
             R = self._M.gram(Q, self._U)
             Ur, Sr, Vrt = sla.svd(R * self._S, full_matrices=False, check_finite=False)
-            self._set(Q @ Ur, Sr, self._V @ Vrt.T)
+            self._set(Q @ Ur, Sr, self._V @ Vrt.T, owned=True)
         return err
 
-    def _set(self, U: np.ndarray, S: np.ndarray, V: np.ndarray) -> None:
-        """Store the factors, truncated to ``max_rank``, with the pod sign convention."""
+    def _set(self, U: np.ndarray, S: np.ndarray, V: np.ndarray, owned: bool = False) -> None:
+        """Store the factors, truncated to ``max_rank``, with the pod sign convention.
+
+        ``owned``: U is a temporary of this object, so the signs are applied in place (U
+        can be large: 1.7 GB for the internal-variable basis of a 10^5-dof blade)."""
         keep = S.size if self.max_rank is None else min(S.size, self.max_rank)
         U, S, V = U[:, :keep], S[:keep], V[:, :keep]
         signs = _canonical_signs(V.T)
-        if np.all(signs > 0):                       # (U can be large: no copy)
+        if np.all(signs > 0):
             self._U, self._S, self._V = U, S, V
+        elif owned:
+            for i in range(0, U.shape[0], 1 << 15):               # blocks of rows
+                U[i:i + (1 << 15)] *= signs
+            self._U, self._S, self._V = U, S, V * signs
         else:
             self._U, self._S, self._V = U * signs, S, V * signs

@@ -45,7 +45,7 @@ def test_inside_family_below_one_percent_and_cost_independent_of_mesh(built):
     assert model._mesh is None          # the online solve never read the mesh (O(N) data)
 
 
-def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path):
+def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, capsys):
     model = load(built[0])
     plain = model.solve(OUTSIDE, TIMES)
     eu0, ep0 = errors(plain, built[1]["outside"])
@@ -60,6 +60,9 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path):
     if first == 1:                 # an HF step from the exact (virgin) state is exact
         assert eu1[0] < 1e-8
     assert model.meta["n_enrichments"] == len(enriched.enrichments)
+    log = capsys.readouterr().err        # one line per enrichment, with its split
+    assert log.count("rom.online: step ") == len(enriched.enrichments)
+    assert f"enrichment {len(enriched.enrichments)} in " in log and "ECM " in log
     for e in enriched.enrichments:    # the split of an enrichment's time adds up
         parts = e["full_order_step_seconds"] + e["bases_seconds"] + e["ecm_seconds"]
         assert 0 < parts <= e["seconds"] and min(e["full_order_step_seconds"],

@@ -2,6 +2,7 @@
 enrichment on demand (docs/online.md)."""
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ from mpi4py import MPI
 from ..fom.setup import _SAFE
 from ..hyper import GappyPOD
 from ..materials.base import MaterialError
-from ..parallel import UserError, as_comm
+from ..parallel import UserError, as_comm, rank0_print
 from .result import OnlineResult
 
 __all__ = ["ReducedDivergence", "StepState", "solve"]
@@ -164,7 +165,7 @@ def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
 
 def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False,
           tol: float | None = None, comm: MPI.Comm | None = None,
-          max_enrichments: int = 20) -> OnlineResult:
+          max_enrichments: int = 20, verbose: bool = True) -> OnlineResult:
     """Reduced solve over ``times`` (``times[0]``: virgin initial state).
 
     Parameters
@@ -182,6 +183,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     tol : indicator tolerance (default: the model's ``indicator_tol``)
     comm : communicator of the high-fidelity steps (``None``: serial)
     max_enrichments : safety limit of high-fidelity steps per solve
+    verbose : one line per enrichment on rank 0 of ``comm`` (stderr): why, how long, the
+        split of its time, the new sizes (an enrichment takes seconds to minutes)
 
     Returns
     -------
@@ -224,12 +227,22 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
                               scale, hf_comm, T_old=temperature_at_nodes(
                                   model, temperature, float(times[i - 1]), i - 1))
             eta, c = indicator(model, new.z)
-            res.enrichments.append({"step": i, "indicator_before": eta_before,
-                                    "seconds": time.perf_counter() - t1,
-                                    "n_modes": model.n_modes, "n_points": model.n_points,
-                                    "ecm_error": model.meta["last_ecm_error"],
-                                    **{f"{k}_seconds": v for k, v in
-                                       model.meta["last_enrichment_seconds"].items()}})
+            ev = {"step": i, "indicator_before": eta_before,
+                  "seconds": time.perf_counter() - t1,
+                  "n_modes": model.n_modes, "n_points": model.n_points,
+                  "ecm_error": model.meta["last_ecm_error"],
+                  **{f"{k}_seconds": v for k, v in
+                     model.meta["last_enrichment_seconds"].items()}}
+            res.enrichments.append(ev)
+            if verbose:
+                why = ("reduced Newton failed" if failed
+                       else f"indicator {eta_before:.3g} > {tol:.3g}")
+                rank0_print(hf_comm, f"rom.online: step {i}/{times.size - 1}, {why}: enrichment "
+                            f"{len(res.enrichments)} in {ev['seconds']:.1f} s (full-order step "
+                            f"{ev['full_order_step_seconds']:.1f} s, bases "
+                            f"{ev['bases_seconds']:.1f} s, ECM {ev['ecm_seconds']:.1f} s); "
+                            f"{ev['n_modes']} modes, {ev['n_points']} points, indicator now "
+                            f"{eta:.3g}", file=sys.stderr)
         res.record(new, its, eta, c, i, dt_red)
         st = new
         # after an enrichment the reduced points changed: the temperature there

@@ -89,6 +89,19 @@ def test_report_and_paraview_files(study):
     vm_rom, vm_hf = cd["von_mises_rom"][0], cd["von_mises_hf"][0]
     # the Gappy-POD stress of an inside query is close to the full-order one
     assert np.linalg.norm(vm_rom - vm_hf) < 0.05 * np.linalg.norm(vm_hf)
+    # the enriched answer is written beside them; for the outside query it is closer
+    out_file = next(f for q in res.queries if q.family == "outside" for f in q.files)
+    m = meshio.xdmf.TimeSeriesReader(str(out_file))
+    m.read_points_cells()
+    _, pd, cd = m.read_data(m.num_steps - 1)
+    pd = {k.split(" [")[0]: v for k, v in pd.items()}
+    cd = {k.split(" [")[0]: v for k, v in cd.items()}
+    assert {"u_enriched", "u_enriched_error"} <= set(pd)
+    assert {"p_enriched", "von_mises_enriched"} <= set(cd)
+    np.testing.assert_allclose(pd["u_enriched_error"], pd["u_enriched"] - pd["u_hf"],
+                               atol=1e-15)
+    assert (np.linalg.norm(pd["u_enriched_error"]) < 0.5 * np.linalg.norm(pd["u_error"]))
+    assert "u_enriched" in text
 
 
 def test_a_study_stopped_midway_keeps_its_report(study, monkeypatch):

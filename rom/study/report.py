@@ -161,8 +161,12 @@ def write_report(study, directory: str | Path) -> Path:
     files = [f for q in qs for f in q.files]
     if files:
         L += ["", "## ParaView files (ROM and full-order fields side by side)", ""]
-        L += [f"- `{Path(f).name}`: u_rom, u_hf, u_error, temperature; cell fields p_rom, "
-              "p_hf, von_mises_rom, von_mises_hf" for f in files]
+        enriched = [q.err_u_enriched is not None for q in qs for _ in q.files]
+        L += [f"- `{Path(f).name}`: u_rom, u_hf, u_error, temperature"
+              + (", u_enriched, u_enriched_error" if e else "") + "; cell fields p_rom, "
+              "p_hf, von_mises_rom, von_mises_hf"
+              + (", p_enriched, von_mises_enriched" if e else "")
+              for f, e in zip(files, enriched)]
     path = d / "report.md"
     path.write_text("\n".join(L) + "\n")
     return path

@@ -241,6 +241,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
             r.hf_ranks, r.hf_reused = ref.ranks, ref.created if ref.reused else ""
             if cuts:
                 rank0_print(comm, cuts_message(f"rom.study: query {q.name!r}", cuts))
+            enr = None
             if cfg.enrich if enrich is None else enrich:
                 model = base.copy()
                 t0 = time.perf_counter()
@@ -253,7 +254,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 written[q.family] = written.get(q.family, 0) + 1
                 if comm.rank == 0:
                     r.files.append(_write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf",
-                                                     model, res, T, us, ps, vms))
+                                                     model, res, T, us, ps, vms, enr))
             out.queries.append(r)
             out.hf_setup_seconds = hf.setup_seconds
             if report and comm.rank == 0:
@@ -269,9 +270,10 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     return out
 
 
-def _write_comparison(path: Path, model, res, T, us, ps, vms) -> Path:
+def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path:
     """ROM and HF fields side by side in one XDMF time series: displacement, von Mises
-    stress and p (cell means), temperature, and their differences."""
+    stress and p (cell means), temperature, and their differences; with ``enr`` (the
+    solve with enrichment on) also its displacement, error, p and von Mises stress."""
     from ..io.mesh import write_time_series
     from ..materials import von_mises as vm_of
     mesh = model.mesh
@@ -294,8 +296,14 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms) -> Path:
         p_rom, vm_rom = res.p(i), vm_of(res.stress(i))
         cells.append({"p_rom": cell_mean(p_rom), "p_hf": cell_mean(ps[i - 1]),
                       "von_mises_rom": cell_mean(vm_rom), "von_mises_hf": cell_mean(vms[i - 1])})
+        if enr is not None:
+            u_enr = enr.displacement(i)
+            points[-1].update(u_enriched=u_enr, u_enriched_error=u_enr - us[i - 1])
+            cells[-1].update(p_enriched=cell_mean(enr.p(i)),
+                             von_mises_enriched=cell_mean(vm_of(enr.stress(i))))
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_time_series(path, mio, res.times[1:], points, cell_data_per_step=cells,
                              units={"u_rom": "m", "u_hf": "m", "u_error": "m",
                                     "temperature": "K", "von_mises_rom": "Pa",
-                                    "von_mises_hf": "Pa"})
+                                    "von_mises_hf": "Pa", "u_enriched": "m",
+                                    "u_enriched_error": "m", "von_mises_enriched": "Pa"})

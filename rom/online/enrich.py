@@ -48,11 +48,12 @@ def _one_blas_thread():
     return threadpool_limits(1)
 
 
-def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
+def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: float):
     """Update ``model`` in place from a high-fidelity snapshot: bases, stress snapshots,
     reduced points; identical on every rank (collective): the bases on rank 0 (broadcast),
     the ECM on every rank's share of the points (its result does not depend on the split).
-    Returns the new displacement basis and reduced points."""
+    Records the split of the enrichment's time (``full_order_seconds``: that of the
+    high-fidelity step). Returns the new displacement basis and reduced points."""
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
     warm = red["points"][red["weights"] > 0]
@@ -91,19 +92,26 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm):
     meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
     meta["last_ecm_error"] = float(info["error"])
     t2 = time.perf_counter()
-    meta["last_enrichment_seconds"] = {"bases": t1 - t0, "ecm": t2 - t1}
+    meta["last_enrichment_seconds"] = {"full_order_step": full_order_seconds,
+                                       "bases": t1 - t0, "ecm": t2 - t1}
     return phi, pts
 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
-                comm: MPI.Comm | None = None, *, T_old: np.ndarray | None = None) -> StepState:
+                comm: MPI.Comm | None = None, *, T_old: np.ndarray | None = None,
+                source=None) -> StepState:
     """High-fidelity step from the reduced state ``st`` to ``t_new``; update the model in
     place (bases, reduced points, reduced arrays); return the reduced state at ``t_new``
-    on the new points (history from the high-fidelity step). Collective on ``comm``."""
+    on the new points (history from the high-fidelity step). Collective on ``comm``.
+
+    ``source``: the model ``st`` was computed with (default ``model``), whose bases
+    reconstruct the previous state (local models: the snapshot then enriches another
+    model than the one that ran the step). O(N)."""
     comm = as_comm(comm)
-    full, red, meta = model.full, model.reduced, model.meta
-    es = model.elements
-    ns = meta["n_state"]
+    src = model if source is None else source
+    full, red = src.full, src.reduced
+    es = src.elements
+    ns = src.meta["n_state"]
     # 1. the high-fidelity state at the previous step
     u_prev = (full["phi"] @ st.q).reshape(-1, 3)
     strain = es.strains(u_prev)
@@ -121,8 +129,6 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     z_g = solver.gather_points(hf.internal)
     # 3.-4. bases (incremental SVD) and ECM warm-started from the current quadrature
     # points: the same model on every rank
-    t_hf = time.perf_counter() - t0
-    phi, pts = _update(model, hf.u, eps_g, sig_g, z_g, comm)
-    meta["last_enrichment_seconds"]["full_order_step"] = t_hf
+    phi, pts = _update(model, hf.u, eps_g, sig_g, z_g, comm, time.perf_counter() - t0)
     return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts],
                      {"stress": sig_g[pts]})

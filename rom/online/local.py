@@ -291,8 +291,8 @@ class LocalReducedModels:
         A, B = self.models[a], self.models[b]
         t1 = time.perf_counter()
         T_nodes = temperature_at_nodes(A, temperature, t, i)
-        new = enrich_step(A, st, T_nodes, t, scale, comm) if a == b else \
-            _enrich_other(A, B, st, T_nodes, t, scale, comm)
+        # the state was computed with A; the high-fidelity snapshot enriches B
+        new = enrich_step(B, st, T_nodes, t, scale, comm, source=A)
         eta, c = indicator(B, new.z)
         for j in range(self.k):  # phi_b changed: its cross projections are recomputed
             self.cross.pop((b, j), None)
@@ -385,30 +385,6 @@ def _attempt(model: ReducedModel, st: StepState, temperature, t: float, i: int, 
         return None, -1, np.inf, None
     eta, c = indicator(model, new.z)
     return new, its, eta, c
-
-
-def _enrich_other(A: ReducedModel, B: ReducedModel, st: StepState, T_nodes: np.ndarray,
-                  t_new: float, scale: float, comm: MPI.Comm) -> StepState:
-    """:func:`rom.online.enrich.enrich_step` across models: the previous state is
-    reconstructed with A's bases (where it was computed), the high-fidelity snapshot
-    enriches B (bases, warm-started ECM); returns B's state at ``t_new``. O(N), collective."""
-    from .enrich import _solver, _update
-    es = A.elements
-    ns = A.meta["n_state"]
-    u_prev = (A.full["phi"] @ st.q).reshape(-1, 3)
-    rows = (A.reduced["points"][:, None] * ns + np.arange(ns)).ravel()
-    c = np.linalg.lstsq(A.full["psi_z"][rows], st.z.ravel(), rcond=None)[0]
-    z_all = (A.full["psi_z"] @ c).reshape(-1, ns)
-    z_all[A.reduced["points"]] = st.z
-    t0 = time.perf_counter()
-    solver = _solver(B, comm, scale)
-    hf = solver.step(solver.state_from_global(st.time, u_prev, es.strains(u_prev), z_all),
-                     T_nodes, t_new)
-    eps_g, sig_g, z_g = (solver.gather_points(v) for v in (hf.strain, hf.stress, hf.internal))
-    t_hf = time.perf_counter() - t0
-    phi, pts = _update(B, hf.u, eps_g, sig_g, z_g, comm)
-    B.meta["last_enrichment_seconds"]["full_order_step"] = t_hf
-    return StepState(t_new, phi.T @ hf.u.ravel(), eps_g[pts], z_g[pts], {"stress": sig_g[pts]})
 
 
 class LocalOnlineResult(OnlineResult):

@@ -27,13 +27,8 @@ from mpi4py import MPI
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rom.config import load_case  # noqa: E402
-from rom.fom.mesh import FEMesh  # noqa: E402
-from rom.fom.run import load_fom_case  # noqa: E402
-from rom.io.mesh import read_mesh  # noqa: E402
-from rom.online.model import ReducedModel  # noqa: E402
-from rom.study.references import ReferenceStore, mesh_digest, reference_key  # noqa: E402
-from rom.study.run import expand_queries, temperature_history  # noqa: E402
+from rom.study.references import mesh_digest, reference_key  # noqa: E402
+from rom.study.run import study_inputs, temperature_history  # noqa: E402
 
 SPLIT = ("seconds", "full_order_step_seconds", "bases_seconds", "ecm_seconds")
 
@@ -46,18 +41,11 @@ def main() -> int:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     comm = MPI.COMM_SELF
-    case, fc = load_case(args.case), load_fom_case(args.case)
-    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
-    grid = fc.loading.times
-    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
-    base = ReducedModel.load(case.online.model
-                             or Path(case.output.directory) / f"{case.name}.rom.h5")
-    base._mesh = mesh
+    inp = study_inputs(args.case, comm)
+    fc, mesh, times, base, store = inp.fc, inp.mesh, inp.times, inp.model, inp.store
     tol = float(base.meta["indicator_tol"])
-    store = ReferenceStore(Path(case.output.directory) / case.study.report / "references",
-                           case.name, comm)
     sha = mesh_digest(mesh)
-    specs = {q.name: q for q in expand_queries(case.study)}
+    specs = {q.name: q for q in inp.queries}
     result = {"case": args.case, "n_dofs": 3 * mesh.n_nodes, "tol": tol,
               "machine": platform.node(), "repeat": args.repeat, "queries": {}}
     first = True

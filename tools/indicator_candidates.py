@@ -26,16 +26,11 @@ import numpy as np
 from mpi4py import MPI
 from scipy.stats import spearmanr
 
-from rom.config import load_case
-from rom.fom.mesh import FEMesh
-from rom.fom.run import load_fom_case
 from rom.hyper import GappyPOD
-from rom.io.mesh import read_mesh
-from rom.online.model import ReducedModel
 from rom.online.solve import StepState, indicator, reduced_step_cut, temperature_at_points
 from rom.online.training import TARGET_P, TARGET_U
-from rom.study.references import ReferenceStore, mesh_digest, reference_key
-from rom.study.run import expand_queries, temperature_history
+from rom.study.references import mesh_digest, reference_key
+from rom.study.run import study_inputs, temperature_history
 
 
 def query_rows(model, T, times, scale, ref) -> np.ndarray:
@@ -70,18 +65,11 @@ def main() -> int:
     ap.add_argument("--json", help="write the per-step rows of every query here")
     args = ap.parse_args()
     comm = MPI.COMM_SELF
-    case, fc = load_case(args.case), load_fom_case(args.case)
-    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
-    grid = fc.loading.times
-    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
-    model = ReducedModel.load(case.online.model
-                              or Path(case.output.directory) / f"{case.name}.rom.h5")
-    model._mesh = mesh
-    store = ReferenceStore(Path(case.output.directory) / case.study.report / "references",
-                           case.name, comm)
+    inp = study_inputs(args.case, comm)
+    fc, mesh, times, model = inp.fc, inp.mesh, inp.times, inp.model
     sha, out = mesh_digest(mesh), {}
-    for q in expand_queries(case.study):  # loop over queries
-        ref, why = store.load(q.name, reference_key(fc, q, times, sha))
+    for q in inp.queries:  # loop over queries
+        ref, why = inp.store.load(q.name, reference_key(fc, q, times, sha))
         if ref is None:
             print(f"{q.name}: skipped ({why})")
             continue

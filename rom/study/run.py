@@ -23,7 +23,8 @@ from ..parallel import Progress, UserError, as_comm, rank0_print
 from .config import QuerySpec, StudyConfig
 from .references import Reference, ReferenceStore, mesh_digest, reference_key
 
-__all__ = ["QueryResult", "StudyResult", "expand_queries", "run_study"]
+__all__ = ["QueryResult", "StudyInputs", "StudyResult", "expand_queries", "run_study",
+           "study_inputs"]
 
 
 @dataclass
@@ -153,21 +154,27 @@ class _HF:
             s.destroy()
 
 
-def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
-              limit: int | None = None, report: bool = True,
-              enrich: bool | None = None, recompute: bool = False) -> StudyResult:
-    """Answer every query of the case's ``study:`` section with the reduced model and the
-    full-order solver; write the report (rank 0). Collective on ``comm``.
+@dataclass
+class StudyInputs:
+    """What a study reads before its first query (:func:`study_inputs`)."""
 
-    The reduced solves run on every rank (they are small); the full-order solves and the
-    enrichment steps run on ``comm``. ``limit`` keeps only the first queries; ``enrich``
-    overrides ``study.enrich``.
-    """
+    fc: FOMCase
+    cfg: StudyConfig
+    queries: list[QuerySpec]       # every query of study: (not yet limited)
+    mesh: object                   # FEMesh
+    times: np.ndarray              # the case's time grid [s]
+    model_path: Path
+    model: object                  # the reduced model, its mesh attached
+    fields_dir: Path               # <output>/<study.report>
+    store: ReferenceStore          # stored full-order answers (fields_dir / references)
+
+
+def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyInputs:
+    """The case, its queries, mesh, time grid, reduced model and stored full-order answers
+    of a study; errors name what is missing (a study: or online: section, the model)."""
     from ..fom.mesh import FEMesh
-    from ..fom.setup import material_from_config
     from ..io.mesh import read_mesh
     from ..online import load
-    from ..online.solve import ReducedDivergence
 
     comm = as_comm(comm)
     fc = load_fom_case(case_file)
@@ -181,15 +188,37 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     if not model_path.is_file():
         raise UserError(f"{model_path}: reduced model not found; build it first with "
                         f"python -m rom.offline {case_file}")
-    queries = expand_queries(cfg)[:limit]
+    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
+    grid = fc.loading.times
+    model = load(model_path)
+    model._mesh = mesh
+    fields_dir = Path(case.output.directory) / cfg.report
+    return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
+                       np.linspace(grid.start, grid.stop, grid.steps + 1), model_path, model,
+                       fields_dir, ReferenceStore(fields_dir / "references", case.name, comm))
+
+
+def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
+              limit: int | None = None, report: bool = True,
+              enrich: bool | None = None, recompute: bool = False) -> StudyResult:
+    """Answer every query of the case's ``study:`` section with the reduced model and the
+    full-order solver; write the report (rank 0). Collective on ``comm``.
+
+    The reduced solves run on every rank (they are small); the full-order solves and the
+    enrichment steps run on ``comm``. ``limit`` keeps only the first queries; ``enrich``
+    overrides ``study.enrich``.
+    """
+    from ..fom.setup import material_from_config
+    from ..online.solve import ReducedDivergence
+
+    comm = as_comm(comm)
+    inp = study_inputs(case_file, comm)
+    fc, cfg, mesh, times, base = inp.fc, inp.cfg, inp.mesh, inp.times, inp.model
+    case, model_path, fields_dir, store = fc.case, inp.model_path, inp.fields_dir, inp.store
+    queries = inp.queries[:limit]
     if not queries:
         raise UserError(f"{case_file}: study: no queries (give study.queries or study.sample)")
-    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
     law = material_from_config(fc.material)
-    grid = fc.loading.times
-    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
-    base = load(model_path)
-    base._mesh = mesh
     if cfg.indicator_tol is not None:
         tol, tol_source = cfg.indicator_tol, "study.indicator_tol"
     else:
@@ -206,8 +235,6 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.n_planned = len(queries)
     out.tol_source, out.training = tol_source, base.meta.get("training_check")
     hf = _HF(fc, mesh, law, comm)
-    fields_dir = Path(case.output.directory) / cfg.report
-    store = ReferenceStore(fields_dir / "references", case.name, comm)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)

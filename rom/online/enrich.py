@@ -16,7 +16,7 @@ from .build import restrict
 from .points import mode_strains_all
 from .solve import StepState
 
-__all__ = ["enrich_step", "extend_basis"]
+__all__ = ["enrich_step", "enrichment_event", "extend_basis"]
 
 
 def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
@@ -95,6 +95,15 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     meta["last_enrichment_seconds"] = {"full_order_step": full_order_seconds,
                                        "bases": t1 - t0, "ecm": t2 - t1}
     return phi, pts
+
+
+def enrichment_event(model, step: int, indicator_before: float, seconds: float) -> dict:
+    """The record of an enrichment of ``model`` just done (``OnlineResult.enrichments``):
+    step, indicator before, seconds and their split, new sizes, achieved ECM error."""
+    return {"step": step, "indicator_before": indicator_before, "seconds": seconds,
+            "n_modes": model.n_modes, "n_points": model.n_points,
+            "ecm_error": model.meta["last_ecm_error"],
+            **{f"{k}_seconds": v for k, v in model.meta["last_enrichment_seconds"].items()}}
 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,

@@ -286,7 +286,7 @@ class LocalReducedModels:
         if len(res.enrichments) >= max_enrichments:
             raise ReducedDivergence(f"more than {max_enrichments} enrichments in one solve: "
                                     "the local reduced models cannot follow this loading")
-        from .enrich import enrich_step
+        from .enrich import enrich_step, enrichment_event
         self._share_mesh()
         A, B = self.models[a], self.models[b]
         t1 = time.perf_counter()
@@ -297,12 +297,8 @@ class LocalReducedModels:
         for j in range(self.k):  # phi_b changed: its cross projections are recomputed
             self.cross.pop((b, j), None)
             self.cross.pop((j, b), None)
-        res.enrichments.append({"step": i, "model": b, "from": a,
-                                "indicator_before": eta_before,
-                                "seconds": time.perf_counter() - t1, "n_modes": B.n_modes,
-                                "n_points": B.n_points, "ecm_error": B.meta["last_ecm_error"],
-                                **{f"{k}_seconds": v for k, v in
-                                   B.meta["last_enrichment_seconds"].items()}})
+        res.enrichments.append({"model": b, "from": a, **enrichment_event(
+            B, i, eta_before, time.perf_counter() - t1)})
         return new, -1, eta, c
 
     # ---------------------------------------------------------------- I/O

@@ -220,19 +220,14 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
             if len(res.enrichments) >= max_enrichments:
                 raise ReducedDivergence(f"more than {max_enrichments} enrichments in one "
                                         "solve: the reduced model cannot follow this loading")
-            from .enrich import enrich_step
+            from .enrich import enrich_step, enrichment_event
             t1 = time.perf_counter()
             eta_before = eta
             new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
                               scale, hf_comm, T_old=temperature_at_nodes(
                                   model, temperature, float(times[i - 1]), i - 1))
             eta, c = indicator(model, new.z)
-            ev = {"step": i, "indicator_before": eta_before,
-                  "seconds": time.perf_counter() - t1,
-                  "n_modes": model.n_modes, "n_points": model.n_points,
-                  "ecm_error": model.meta["last_ecm_error"],
-                  **{f"{k}_seconds": v for k, v in
-                     model.meta["last_enrichment_seconds"].items()}}
+            ev = enrichment_event(model, i, eta_before, time.perf_counter() - t1)
             res.enrichments.append(ev)
             if verbose:
                 why = ("reduced Newton failed" if failed

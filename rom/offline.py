@@ -99,10 +99,11 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
     if case.online is not None and case.online.local and case.clustering is None:
         raise UserError(f"{case.source_file}: online.local: needs a 'clustering:' section "
                         "(one local reduced model per cluster)")
-    if (case.online is not None and case.online.indicator_factor is not None
-            and not (case.online.check_training and case.fom is not None)):
-        raise UserError(f"{case.source_file}: online.indicator_factor: needs "
-                        "online.check_training and a fom: section (the training loadings)")
+    for key in ("indicator_factor", "indicator_crossval"):
+        if (case.online is not None and getattr(case.online, key) is not None
+                and not (case.online.check_training and case.fom is not None)):
+            raise UserError(f"{case.source_file}: online.{key}: needs online.check_training "
+                            "and a fom: section (the training loadings)")
     if comm.rank == 0:
         case.output.directory.mkdir(parents=True, exist_ok=True)
         if case.snapshots is not None:

@@ -39,6 +39,14 @@ class OnlineConfig:
                                                   "the training loadings (needs "
                                                   "check_training)",
                                         range=(1.0, None, False, False))
+    indicator_crossval: float | None = _f(None, doc="if given, indicator_tol becomes this "
+                                                    "fraction of the smallest indicator of "
+                                                    "the training loadings that, left out of "
+                                                    "the bases (cross-validation), exceed the "
+                                                    "error targets; with indicator_factor "
+                                                    "the smaller tolerance (needs "
+                                                    "check_training)",
+                                          range=(0.0, 1.0, True, False))
     newton_rtol: float = _f(1e-9, doc="relative tolerance of the reduced Newton",
                             range=(0.0, 1.0, True, True))
     newton_max_iter: int = _f(20, doc="reduced Newton iterations per step",

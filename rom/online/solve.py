@@ -15,7 +15,7 @@ from ..materials.base import MaterialError
 from ..parallel import UserError, as_comm, rank0_print
 from .result import OnlineResult
 
-__all__ = ["ReducedDivergence", "StepState", "solve"]
+__all__ = ["ReducedDivergence", "StepState", "gappy_indicator", "solve"]
 
 
 class ReducedDivergence(RuntimeError):
@@ -158,9 +158,15 @@ def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
     if cached is None or cached[0] is not psi or cached[1] is not pts:
         # one factorization per basis and point set (enrichment replaces both arrays)
         cached = model._gappy = (psi, pts, GappyPOD(psi[pts]))
-    c, rel = cached[2].fit(pM)
+    return gappy_indicator(cached[2], pM, model.meta["dual_floor"])
+
+
+def gappy_indicator(gappy: GappyPOD, pM: np.ndarray, floor: float) -> tuple[float, np.ndarray]:
+    """``|Psi_M c - p_M| / max(|p_M|, floor)`` with c the Gappy-POD fit of ``p_M`` (the
+    floor keeps the indicator of a virgin state, p ~ 0, from dividing by zero)."""
+    c, rel = gappy.fit(pM)
     norm = float(np.linalg.norm(pM))
-    return rel * norm / max(norm, model.meta["dual_floor"]), c
+    return rel * norm / max(norm, floor), c
 
 
 def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False,

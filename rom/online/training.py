@@ -11,7 +11,14 @@ the stored snapshot times) and compared with the stored displacement and p. This
   ``c * max_training(max_t eta)``: a query is flagged when its indicator leaves the range
   seen on the training loadings by more than the factor (docs/online.md).
 
-The numbers go into the model's ``meta["training_check"]`` and ``meta["indicator_tol"]``.
+Each loading is then left out of the bases in turn (:mod:`rom.online.crossval`, reduced
+solves only): errors and indicator of loadings the bases did not see. With
+``online.indicator_crossval: f`` the tolerance becomes ``f`` times the smallest
+cross-validated indicator of a loading above the error targets (with both keys, the
+smaller tolerance).
+
+The numbers go into the model's ``meta["training_check"]``, ``meta["crossval"]`` and
+``meta["indicator_tol"]``.
 """
 from __future__ import annotations
 
@@ -22,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..parallel import UserError, as_comm, rank0_print
+from .crossval import crossval, crossval_tolerance, fold_data
 
 __all__ = ["TrainingCheck", "history_errors", "training_check"]
 
@@ -66,14 +74,16 @@ class TrainingCheck:
                 "err_p": self.err_p.tolist(), "indicator": self.indicator.tolist()}
 
 
-def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None) -> TrainingCheck:
+def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
+                   folds: list | None = None) -> TrainingCheck:
     """Solve ``model`` (a :class:`~rom.online.model.ReducedModel` with its mesh) on every
     loading of the case's snapshot store that the case's ``fom.loadings`` describe;
-    collective (the heat solves run on ``comm``, the reduced solves on every rank)."""
+    collective (the heat solves run on ``comm``, the reduced solves on every rank).
+    With a list ``folds``, append each loading's :class:`~rom.online.crossval.FoldData`."""
     from ..fom.run import load_fom_case
     from ..fom.setup import temperature_history
     from ..io.snapshots import SnapshotStore
-    from .solve import ReducedDivergence
+    from .solve import ReducedDivergence, temperature_at_points
 
     comm = as_comm(comm)
     fc = load_fom_case(case_file)
@@ -94,8 +104,12 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None) -
                                        heat_cache=heat_cache)
             us = list(store.read_global("displacement", columns=cols).T)
             ps = list(store.read_global("p", columns=cols).T)
+            T = hist.array(times)
+            if folds is not None:
+                T_M = [temperature_at_points(model, T, t, i) for i, t in enumerate(times)]
+                folds.append(fold_data(model, ld.name, times, T_M, lc.scale, us, ps))
             try:
-                res = model.copy().solve(hist.array(times), times, scale=lc.scale)
+                res = model.copy().solve(T, times, scale=lc.scale)
                 e_u, e_p = history_errors(res, us, ps)
                 row = (e_u.max(), e_p.max(), float(np.max(res.indicator[1:])))
             except ReducedDivergence:
@@ -110,9 +124,9 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None) -
 
 
 def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) -> TrainingCheck:
-    """The training check of the model file ``path``, stored in its meta; with
-    ``online.indicator_factor`` also the calibrated ``indicator_tol`` (file rewritten
-    atomically). Collective."""
+    """The training check and cross-validation of the model file ``path``, stored in its
+    meta; with ``online.indicator_factor`` or ``online.indicator_crossval`` also the
+    calibrated ``indicator_tol`` (file rewritten atomically). Collective."""
     from ..fom.mesh import FEMesh
     from ..io.mesh import read_mesh
     from .model import ReducedModel
@@ -122,7 +136,8 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
     model = ReducedModel.load(path)
     mesh_file = str(Path(case.mesh).resolve())
     model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
-    chk = training_check(case.source_file, model, comm)
+    folds: list = []
+    chk = training_check(case.source_file, model, comm, folds=folds)
     model.meta["training_check"] = chk.as_meta()
     finite = np.isfinite(chk.indicator)
     rank0_print(comm, f"rom.online: training check on {len(chk.names)} loading(s): max e_u "
@@ -137,26 +152,54 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
                           " the bases or the reduced quadrature are too coarse (ecm_tol, "
                           "displacement_rtol); a tolerance calibrated on these loadings "
                           "assumes they are reproduced")
+    cv = None
+    if len(folds) >= 2:
+        cv = crossval(model, folds, cfg.displacement_rtol, cfg.dual_rtol)
+        model.meta["crossval"] = cv
+        cvc = TrainingCheck(cv["names"], *(np.array(cv[k]) for k in ("err_u", "err_p",
+                                                                       "indicator")))
+        rank0_print(comm, f"rom.online: cross-validation (each of {len(folds)} loadings left "
+                          f"out of the bases in turn, docs/online.md): max e_u "
+                          f"{np.max(cvc.err_u):.2e}, max e_p {np.max(cvc.err_p):.2e}, "
+                          f"{int(np.sum(cvc.score() > 1))} above the targets; indicator "
+                          f"{np.min(cvc.indicator):.2e} .. {np.max(cvc.indicator):.2e}; "
+                          "largest errors: " + cvc.worst())
+    tols = []
     if cfg.indicator_factor is not None:
         if not finite.all():
             bad = [n for n, ok in zip(chk.names, finite) if not ok]
             raise UserError(f"{case.source_file}: online.indicator_factor: the reduced model "
                             f"diverges on training loading(s) {', '.join(bad)}; no tolerance "
                             "can be calibrated")
-        tol = float(cfg.indicator_factor * np.max(chk.indicator))
-        model.meta["indicator_tol"] = tol
-        model.meta["indicator_tol_source"] = (
-            f"online.indicator_factor {cfg.indicator_factor:g} x largest training indicator "
-            f"{np.max(chk.indicator):.3g}")
-        rank0_print(comm, f"rom.online: indicator_tol = {tol:.3g} "
-                          f"({model.meta['indicator_tol_source']})")
+        tols.append((float(cfg.indicator_factor * np.max(chk.indicator)),
+                     f"online.indicator_factor {cfg.indicator_factor:g} x largest training "
+                     f"indicator {np.max(chk.indicator):.3g}"))
+    if cfg.indicator_crossval is not None:
+        if cv is None:
+            raise UserError(f"{case.source_file}: online.indicator_crossval: needs at least two "
+                            f"training loadings described in fom.loadings, found {len(folds)}")
+        tols.append(crossval_tolerance(cvc.indicator, cvc.score(), cfg.indicator_crossval))
+    if tols:
+        tol, source = min(tols)
+        model.meta["indicator_tol"], model.meta["indicator_tol_source"] = tol, source
+        rank0_print(comm, f"rom.online: indicator_tol = {tol:.3g} ({source}"
+                          f"{'; the smaller of the two' if len(tols) > 1 else ''})")
+    if cv is not None:
+        tol = model.meta["indicator_tol"]
+        hi, flag = cvc.score() > 1.0, cvc.indicator > tol
+        rank0_print(comm, f"rom.online: at indicator_tol {tol:.3g} the indicator flags "
+                          f"{int(np.sum(hi & flag))} of the {int(hi.sum())} cross-validated "
+                          f"loading(s) above the targets (missed: "
+                          f"{', '.join(np.asarray(cvc.names)[hi & ~flag]) or 'none'}) and "
+                          f"{int(np.sum(~hi & flag))} of the {int(np.sum(~hi))} within them")
     model.save(path, comm=comm)
     return chk
 
 
 def main(argv: list[str] | None = None) -> int:
     """``[mpirun -n N] python -m rom.online.training case.yaml``: the training check (and,
-    with ``online.indicator_factor``, the calibrated tolerance) of an existing model."""
+    with ``online.indicator_factor`` / ``indicator_crossval``, the calibrated tolerance) of
+    an existing model."""
     import argparse
     import sys
 
@@ -165,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rom.online.training",
         description="Solve the case's reduced model on its training loadings, store the "
-                    "errors and indicator in the model, and with online.indicator_factor "
+                    "errors and indicator in the model, cross-validate it, and with "
+                    "online.indicator_factor or online.indicator_crossval "
                     "calibrate its indicator_tol (docs/online.md).")
     parser.add_argument("case", help="case file with online:, fom: and snapshots:")
     from ..fom.cli import parse_and_init_petsc

@@ -85,6 +85,16 @@ def write_report(study, directory: str | Path) -> Path:
         L += [f"- the reduced model on its {len(tr['names'])} training loadings (docs/online.md, "
               f"training check): max e_u {_fmt(max(tr['err_u']))}, max e_p "
               f"{_fmt(max(tr['err_p']))}, largest indicator {_fmt(max(tr['indicator']))}"]
+    cv = study.crossval
+    if cv:
+        eta = np.asarray(cv["indicator"], float)
+        hi = np.maximum(np.asarray(cv["err_u"]) / tu, np.asarray(cv["err_p"]) / tp) > 1.0
+        L += [f"- cross-validation (each training loading left out of the bases in turn, "
+              f"docs/online.md): max e_u {_fmt(max(cv['err_u']))}, max e_p "
+              f"{_fmt(max(cv['err_p']))}; {int(hi.sum())} of {hi.size} above the targets"
+              + (f" (smallest indicator {_fmt(float(eta[hi].min()))})" if hi.any() else "")
+              + (f", largest indicator of those within {_fmt(float(eta[~hi].max()))}"
+                 if (~hi).any() else "")]
     if len(qs) < study.n_planned:
         L += [f"- **partial**: {len(qs)} of {study.n_planned} queries answered (the report is "
               "rewritten after every query; the study stopped or is still running)"]

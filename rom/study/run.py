@@ -87,6 +87,7 @@ class StudyResult:
     n_planned: int = 0                                     # queries asked for
     tol_source: str = ""                                   # where the tolerance comes from
     training: dict | None = None                           # the model's training check
+    crossval: dict | None = None                           # its cross-validation
 
 
 def expand_queries(cfg: StudyConfig) -> list[QuerySpec]:
@@ -234,6 +235,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.mesh_points = mesh.points
     out.n_planned = len(queries)
     out.tol_source, out.training = tol_source, base.meta.get("training_check")
+    out.crossval = base.meta.get("crossval")
     hf = _HF(fc, mesh, law, comm)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}

@@ -1,0 +1,153 @@
+"""Leave-one-loading-out cross-validation of a reduced model, in its own reduced space.
+
+The training check (:mod:`rom.online.training`) solves the model on loadings its bases
+contain: errors and indicator there are a floor, not what a new loading gets. Here each
+training loading ``j`` is solved again by a *fold* model whose bases exclude it:
+
+- displacement: with ``a_s = Phi^T u_s`` the coordinates of every training snapshot in the
+  model's (orthonormal) basis, the fold basis is ``Phi R_j``, ``R_j`` the POD (same energy
+  criterion as the build) of the coordinates of the *other* loadings' snapshots;
+- p: likewise ``Psi_p R^p_j`` from ``b_s = Psi_p^T p_s``; the fold's indicator is the
+  Gappy-POD residual against it at the model's reduced points;
+- the reduced quadrature (points, weights) is the model's: the fold's integrands lie in
+  the model's span.
+
+Since ``span(Phi)`` holds every snapshot to the POD tolerance, ``span(Phi R_j)`` is, to that
+tolerance, the POD of the other loadings' snapshots: the fold is the model a build without
+loading ``j`` would have given (but for the quadrature), and loading ``j`` is a held-out
+query for it. Its errors need no full-size field: with ``Phi`` orthonormal,
+``|Phi R_j q - u_s|^2 = |R_j q - a_s|^2 + |u_s - Phi a_s|^2`` (and the same for p), so a
+fold costs an SVD of ``n x m`` coordinates and a reduced solve.
+
+The cross-validated (indicator, error) pairs calibrate the enrichment tolerance against
+the error targets (:func:`crossval_tolerance`, ``online.indicator_crossval``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+
+from ..hyper import GappyPOD
+
+__all__ = ["FoldData", "crossval", "crossval_tolerance", "fold_data", "truncated_basis"]
+
+
+@dataclass
+class FoldData:
+    """What the folds need of one training loading (O(n k + q k), no full-size field).
+
+    ``times`` (k+1,) with the virgin state first, ``T_M`` (k+1, q) the temperature at the
+    model's reduced points, ``a`` (n, k) / ``b`` (n_p, k) the snapshots' coordinates in the
+    model's displacement / p basis, ``ru2`` / ``rp2`` (k,) their squared residuals,
+    ``nu`` / ``npp`` the largest norm of the full-order displacement / p over the history.
+    """
+
+    name: str
+    times: np.ndarray
+    T_M: np.ndarray
+    scale: float
+    a: np.ndarray
+    ru2: np.ndarray
+    b: np.ndarray
+    rp2: np.ndarray
+    nu: float
+    npp: float
+
+
+def fold_data(model, name: str, times, T_M, scale: float, us, ps) -> FoldData:
+    """:class:`FoldData` of a training loading from its full-order fields ``us`` (k, 3 N)
+    and ``ps`` (k, n_qp) at ``times[1:]``."""
+    U = np.asarray(us, float).reshape(len(us), -1).T          # (3 N, k)
+    P = np.asarray(ps, float).reshape(len(ps), -1).T          # (n_qp, k)
+    phi, psi = model.full["phi"], model.full["psi_p"]
+    a, b = phi.T @ U, psi.T @ P
+
+    def res2(X, c):     # |x - B c|^2 = |x|^2 - |c|^2 for an orthonormal B, c = B^T x
+        return np.maximum(np.sum(X * X, axis=0) - np.sum(c * c, axis=0), 0.0)
+    return FoldData(name, np.asarray(times, float), np.asarray(T_M, float), float(scale),
+                    a, res2(U, a), b, res2(P, b),
+                    float(np.linalg.norm(U, axis=0).max()) or 1.0,
+                    float(np.linalg.norm(P, axis=0).max()) or 1.0)
+
+
+def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
+    """Left singular vectors of ``C`` (n, m) kept by the POD energy criterion of
+    :func:`rom.linalg.pod.pod`: the smallest r with ``sum_{i>r} s_i^2 <= rtol^2 sum s_i^2``
+    (at least one)."""
+    Uc, s, _ = np.linalg.svd(C, full_matrices=False)
+    e = s * s
+    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]])   # sum_{i>r} for r=1..
+    r = int(np.argmax(tail <= rtol * rtol * e.sum())) + 1 if e.sum() > 0 else 1
+    return Uc[:, :r]
+
+
+def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:
+    """Largest e_u, e_p and indicator over the steps of loading ``d`` solved by the fold
+    model (displacement basis ``Phi R``, p basis ``Psi_p Rp``)."""
+    from .solve import ReducedDivergence, StepState, gappy_indicator, reduced_step_cut
+
+    red = model.reduced
+    fold = SimpleNamespace(law=model.law, meta=model.meta, reduced={
+        **red, "eps": np.einsum("qcn,nr->qcr", red["eps"], R), "f_red": R.T @ red["f_red"]})
+    gappy = GappyPOD(model.full["psi_p"][red["points"]] @ Rp)
+    pc, floor = model.meta["p_column"], model.meta["dual_floor"]
+    nq = red["points"].size
+    st = StepState(float(d.times[0]), np.zeros(R.shape[1]), np.zeros((nq, 6)),
+                   model.law.initial_state(nq))
+    eu = ep = eta = 0.0
+    try:
+        for i in range(1, d.times.size):  # loop over time steps
+            st, _ = reduced_step_cut(fold, st, d.T_M[i - 1], d.T_M[i], float(d.times[i]),
+                                     d.scale)
+            e, c = gappy_indicator(gappy, st.z[:, pc], floor)
+            eta = max(eta, e)
+            eu = max(eu, np.sqrt(np.sum((R @ st.q - d.a[:, i - 1]) ** 2) + d.ru2[i - 1]) / d.nu)
+            ep = max(ep, np.sqrt(np.sum((Rp @ c - d.b[:, i - 1]) ** 2) + d.rp2[i - 1]) / d.npp)
+    except ReducedDivergence:
+        return np.inf, np.inf, np.inf
+    return float(eu), float(ep), float(eta)
+
+
+def crossval(model, data: list[FoldData], rtol_u: float, rtol_p: float) -> dict:
+    """Leave each loading of ``data`` out of the bases in turn and solve it (see the module
+    doc). Returns lists ``names``, ``err_u``, ``err_p``, ``indicator`` (largest over the
+    steps; inf where the fold diverges) and ``n_modes``, ``n_dual`` (fold basis sizes)."""
+    if len(data) < 2:
+        raise ValueError("cross-validation needs at least two training loadings")
+    out: dict = {k: [] for k in ("names", "err_u", "err_p", "indicator", "n_modes", "n_dual")}
+    for j, d in enumerate(data):  # loop over left-out loadings
+        others = [x for i, x in enumerate(data) if i != j]
+        R = truncated_basis(np.hstack([x.a for x in others]), rtol_u)
+        Rp = truncated_basis(np.hstack([x.b for x in others]), rtol_p)
+        eu, ep, eta = _fold_solve(model, R, Rp, d)
+        for k, v in zip(out, (d.name, eu, ep, eta, R.shape[1], Rp.shape[1])):
+            out[k].append(v)
+    return out
+
+
+def crossval_tolerance(indicator, score, fraction: float) -> tuple[float, str]:
+    """Enrichment tolerance from cross-validated (indicator, error score) pairs, ``score`` =
+    largest error relative to its target (> 1: above target).
+
+    With left-out loadings above target: ``fraction`` times the smallest indicator among
+    them (every such loading would have been flagged). Without any: ``fraction`` times
+    ``min(indicator / score)``, the indicator at which a loading would reach its target if
+    its error grew in proportion to its indicator. Returns the tolerance and a sentence
+    saying where it comes from."""
+    eta, score = np.asarray(indicator, float), np.asarray(score, float)
+    ok = np.isfinite(eta) & np.isfinite(score)
+    above = ok & (score > 1.0)
+    if above.any():
+        base = float(eta[above].min())
+        why = (f"smallest indicator {base:.3g} of the {int(above.sum())} cross-validated "
+               "loading(s) above the error targets")
+    else:
+        if not ok.any():
+            raise ValueError("no finite cross-validated indicator")
+        k = np.flatnonzero(ok)[np.argmin(eta[ok] / np.maximum(score[ok], 1e-300))]
+        base = float(eta[k] / score[k])
+        why = (f"no cross-validated loading above the error targets; indicator {eta[k]:.3g} "
+               f"/ error score {score[k]:.3g} (its indicator at target, errors in proportion)")
+    return fraction * base, f"online.indicator_crossval {fraction:g} x {why}"

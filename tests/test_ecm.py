@@ -219,6 +219,24 @@ def test_selection_prune_returns_dropped_and_stays_consistent():
         assert np.linalg.norm(sel.residual(b)) <= ref * (1 + 1e-10) + 1e-14
 
 
+def test_elimination_survives_a_rebuilt_basis():
+    """Point elimination drops so many points that the buffers are compacted and the
+    orthonormal basis of the columns is rebuilt (smaller) mid-elimination; the next pass
+    must use the new basis (it used Q^T b of the old one: a shape error on the blade when
+    a training loading was left out). The result is a valid NNLS within the tolerance."""
+    rng = np.random.default_rng(5)
+    G = rng.random((200, 150))
+    b = G[:, :5] @ (1.0 + rng.random(5))
+    sel = Selection(200)
+    sel.append(np.arange(150), G, kept=False)
+    sel.solve(b)                       # weights on the first 5 columns, 0 elsewhere (live)
+    max_res = 0.5 * np.linalg.norm(b)
+    removed, _ = sel.eliminate(b, max_res)
+    assert removed.size >= 145 and sel.idx.size <= 5
+    assert np.linalg.norm(sel.residual(b)) <= max_res * (1 + 1e-12)
+    assert np.all(sel.x > 0)
+
+
 def test_compression_keeps_the_true_tolerance():
     G, w = smooth_integrands(60, 2000, seed=3)
     for ctol in (1e-9, 1e-3, 0.3):              # 0.3: far too coarse

@@ -396,12 +396,12 @@ class Selection:
         -------
         (removed global indices, number of NNLS trials)
         """
-        Q = self._Q.v
-        Qb = self._qtb(b)
-        beta2 = float(np.sum((b - Q @ Qb) ** 2))       # part of b no column reaches
         lim2 = max_res**2
-        removed, trials = [], 0
+        removed, trials, generation = [], 0, None
         while True:
+            if generation != self._generation:   # first pass, or prune() rebuilt the basis
+                generation, Qb = self._generation, self._qtb(b)
+                beta2 = float(np.sum((b - self._Q.v @ Qb) ** 2))   # part no column reaches
             pos = np.flatnonzero(self._live)
             cand = np.flatnonzero(~self._kept[pos])
             if cand.size == 0:

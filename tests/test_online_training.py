@@ -62,7 +62,7 @@ def test_calibrated_tolerance_is_stored_and_used(built):
     eta = max(model.meta["training_check"]["indicator"])
     cv = model.meta["crossval"]
     score = np.maximum(np.array(cv["err_u"]) / 0.01, np.array(cv["err_p"]) / 0.02)
-    tol_cv, why = crossval_tolerance(cv["indicator"], score, 0.9)
+    tol_cv, why = crossval_tolerance(cv["indicator"], score, 0.9, cv["names"])
     assert model.meta["indicator_tol"] == pytest.approx(min(2.0 * eta, tol_cv), rel=1e-12)
     source = model.meta["indicator_tol_source"]
     assert source == (why if tol_cv < 2.0 * eta else
@@ -144,8 +144,10 @@ def test_crossval_tolerance_from_the_loadings_above_target():
     from rom.online.crossval import crossval_tolerance
     eta = np.array([1e-3, 4e-3, 3e-3, 9e-3, np.inf])
     score = np.array([0.2, 0.9, 1.5, 3.0, np.inf])        # the last fold diverged
-    tol, why = crossval_tolerance(eta, score, 0.8)
-    assert tol == pytest.approx(0.8 * 3e-3) and "2 cross-validated loading(s) above" in why
-    # none above target: the indicator at which the worst ratio reaches its target
+    tol, why = crossval_tolerance(eta, score, 0.8, ["a", "b", "c", "d", "e"])
+    assert tol == pytest.approx(0.8 * 2e-3) and "of the 2 cross-validated" in why
+    assert "(c)" in why
+    assert np.all(eta[score > 1][:2] > tol)               # every one above target flagged
+    # none above target: the indicator at which the first would reach its target
     tol, why = crossval_tolerance(eta[:2], score[:2], 1.0)
-    assert tol == pytest.approx(min(1e-3 / 0.2, 4e-3 / 0.9)) and "no cross-validated" in why
+    assert tol == pytest.approx(min(1e-3 / 0.2, 4e-3 / 0.9)) and "none above" in why

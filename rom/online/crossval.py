@@ -6,7 +6,8 @@ training loading ``j`` is solved again by a *fold* model whose bases exclude it:
 
 - displacement: with ``a_s = Phi^T u_s`` the coordinates of every training snapshot in the
   model's (orthonormal) basis, the fold basis is ``Phi R_j``, ``R_j`` the POD (same energy
-  criterion as the build) of the coordinates of the *other* loadings' snapshots;
+  criterion as the build, applied to the coordinates) of the coordinates of the *other*
+  loadings' snapshots;
 - p: likewise ``Psi_p R^p_j`` from ``b_s = Psi_p^T p_s``; the fold's indicator is the
   Gappy-POD residual against it at the model's reduced points;
 - the reduced quadrature (points, weights) is the model's: the fold's integrands lie in
@@ -72,15 +73,19 @@ def fold_data(model, name: str, times, T_M, scale: float, us, ps) -> FoldData:
                     float(np.linalg.norm(P, axis=0).max()) or 1.0)
 
 
-def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
+def truncated_basis(C: np.ndarray, rtol: float, outside: float = 0.0) -> np.ndarray:
     """Left singular vectors of ``C`` (n, m) kept by the POD energy criterion of
     :func:`rom.linalg.pod.pod`: the smallest r with ``sum_{i>r} s_i^2 <= rtol^2 sum s_i^2``
-    (at least one)."""
+    (at least one). ``outside``: energy of the snapshots outside the space of ``C`` (their
+    squared residuals), counted in the tail and in the total as a POD of the snapshots
+    themselves would count it."""
     Uc, s, _ = np.linalg.svd(C, full_matrices=False)
     e = s * s
-    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]])   # sum_{i>r} for r=1..
-    r = int(np.argmax(tail <= rtol * rtol * e.sum())) + 1 if e.sum() > 0 else 1
-    return Uc[:, :r]
+    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]]) + outside  # sum_{i>r}, r=1..
+    total = e.sum() + outside
+    ok = tail <= rtol * rtol * total
+    r = int(np.argmax(ok)) + 1 if ok.any() else e.size       # none: keep every direction
+    return Uc[:, :max(r, 1)]
 
 
 def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:
@@ -127,27 +132,26 @@ def crossval(model, data: list[FoldData], rtol_u: float, rtol_p: float) -> dict:
     return out
 
 
-def crossval_tolerance(indicator, score, fraction: float) -> tuple[float, str]:
+def crossval_tolerance(indicator, score, fraction: float, names=None) -> tuple[float, str]:
     """Enrichment tolerance from cross-validated (indicator, error score) pairs, ``score`` =
     largest error relative to its target (> 1: above target).
 
-    With left-out loadings above target: ``fraction`` times the smallest indicator among
-    them (every such loading would have been flagged). Without any: ``fraction`` times
-    ``min(indicator / score)``, the indicator at which a loading would reach its target if
-    its error grew in proportion to its indicator. Returns the tolerance and a sentence
-    saying where it comes from."""
+    ``fraction * min_j indicator_j / score_j`` over the left-out loadings above target (all
+    of them when none is): the indicator at which the first of them would have reached its
+    target had its error grown in proportion to its indicator. Every left-out loading above
+    target is flagged (``indicator_j > tol``); a loading far above target (a fold of a
+    sparse training) gives a tolerance that far below its own indicator. Non-finite pairs
+    (a diverged fold) are skipped. Returns the tolerance and a sentence saying where it
+    comes from."""
     eta, score = np.asarray(indicator, float), np.asarray(score, float)
-    ok = np.isfinite(eta) & np.isfinite(score)
+    ok = np.isfinite(eta) & np.isfinite(score) & (score > 0)
+    if not ok.any():
+        raise ValueError("no finite cross-validated indicator")
     above = ok & (score > 1.0)
-    if above.any():
-        base = float(eta[above].min())
-        why = (f"smallest indicator {base:.3g} of the {int(above.sum())} cross-validated "
-               "loading(s) above the error targets")
-    else:
-        if not ok.any():
-            raise ValueError("no finite cross-validated indicator")
-        k = np.flatnonzero(ok)[np.argmin(eta[ok] / np.maximum(score[ok], 1e-300))]
-        base = float(eta[k] / score[k])
-        why = (f"no cross-validated loading above the error targets; indicator {eta[k]:.3g} "
-               f"/ error score {score[k]:.3g} (its indicator at target, errors in proportion)")
-    return fraction * base, f"online.indicator_crossval {fraction:g} x {why}"
+    pool = np.flatnonzero(above if above.any() else ok)
+    k = pool[np.argmin(eta[pool] / score[pool])]
+    who = f" ({names[k]})" if names is not None else ""
+    why = (f"indicator / (error / target) {eta[k]:.3g} / {score[k]:.3g}{who}, the smallest "
+           + (f"of the {int(above.sum())} cross-validated loading(s) above the error targets"
+              if above.any() else "cross-validated one (none above the error targets)"))
+    return fraction * float(eta[k] / score[k]), f"online.indicator_crossval {fraction:g} x {why}"

@@ -13,9 +13,10 @@ the stored snapshot times) and compared with the stored displacement and p. This
 
 Each loading is then left out of the bases in turn (:mod:`rom.online.crossval`, reduced
 solves only): errors and indicator of loadings the bases did not see. With
-``online.indicator_crossval: f`` the tolerance becomes ``f`` times the smallest
-cross-validated indicator of a loading above the error targets (with both keys, the
-smaller tolerance).
+``online.indicator_crossval: f`` the tolerance becomes ``f`` times the indicator at which
+the first left-out loading above the error targets would have reached them, errors in
+proportion to indicators (:func:`~rom.online.crossval.crossval_tolerance`; with both keys,
+the smaller tolerance).
 
 The numbers go into the model's ``meta["training_check"]``, ``meta["crossval"]`` and
 ``meta["indicator_tol"]``.
@@ -178,7 +179,8 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
         if cv is None:
             raise UserError(f"{case.source_file}: online.indicator_crossval: needs at least two "
                             f"training loadings described in fom.loadings, found {len(folds)}")
-        tols.append(crossval_tolerance(cvc.indicator, cvc.score(), cfg.indicator_crossval))
+        tols.append(crossval_tolerance(cvc.indicator, cvc.score(), cfg.indicator_crossval,
+                                       cvc.names))
     if tols:
         tol, source = min(tols)
         model.meta["indicator_tol"], model.meta["indicator_tol_source"] = tol, source

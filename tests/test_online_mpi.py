@@ -44,3 +44,37 @@ def test_artifact_independent_of_rank_count_and_parallel_enrichment(comm, shared
     assert res.indicator[-1] < plain.indicator[-1]
     mine = np.concatenate([res.coordinates[-1], res.indicator])
     assert all(np.array_equal(mine, other) for other in comm.allgather(mine))
+
+
+@pytest.mark.mpi
+def test_training_check_and_crossval_independent_of_rank_count(comm, shared_tmp_path):
+    """check_and_calibrate on comm (heat and reduced solves, folds) stores the same training
+    check, cross-validation and calibrated tolerance as on one rank."""
+    import dataclasses
+    import shutil
+
+    from rom.online.training import check_and_calibrate
+    case_file = shared_tmp_path / "case.yaml"
+    if comm.rank == 0:
+        copy_case(shared_tmp_path)
+        run_fom(case_file)
+    comm.barrier()
+    case = load_case(case_file)
+    case = dataclasses.replace(case, online=dataclasses.replace(
+        case.online, indicator_factor=2.0, indicator_crossval=0.9))
+    par, ser = shared_tmp_path / "par.rom.h5", shared_tmp_path / "ser.rom.h5"
+    build_reduced_model(case, comm, path=par)
+    if comm.rank == 0:
+        shutil.copy(par, ser)
+    comm.barrier()
+    check_and_calibrate(case, par, comm)
+    if comm.rank == 0:
+        from mpi4py import MPI
+        check_and_calibrate(case, ser, MPI.COMM_SELF)
+    comm.barrier()
+    a, b = load(par).meta, load(ser).meta
+    for key in ("training_check", "crossval"):
+        for field in ("err_u", "err_p", "indicator"):
+            np.testing.assert_allclose(a[key][field], b[key][field], rtol=1e-8)
+    assert a["crossval"]["n_modes"] == b["crossval"]["n_modes"]
+    assert a["indicator_tol"] == pytest.approx(b["indicator_tol"], rel=1e-8)

@@ -40,12 +40,13 @@ class OnlineConfig:
                                                   "check_training)",
                                         range=(1.0, None, False, False))
     indicator_crossval: float | None = _f(None, doc="if given, indicator_tol becomes this "
-                                                    "fraction of the smallest indicator of "
-                                                    "the training loadings that, left out of "
-                                                    "the bases (cross-validation), exceed the "
-                                                    "error targets; with indicator_factor "
-                                                    "the smaller tolerance (needs "
-                                                    "check_training)",
+                                                    "fraction of the indicator at which the "
+                                                    "first training loading left out of the "
+                                                    "bases (cross-validation) and above the "
+                                                    "error targets would have reached them, "
+                                                    "errors in proportion to indicators; "
+                                                    "with indicator_factor the smaller "
+                                                    "tolerance (needs check_training)",
                                           range=(0.0, 1.0, True, False))
     newton_rtol: float = _f(1e-9, doc="relative tolerance of the reduced Newton",
                             range=(0.0, 1.0, True, True))

@@ -73,19 +73,15 @@ def fold_data(model, name: str, times, T_M, scale: float, us, ps) -> FoldData:
                     float(np.linalg.norm(P, axis=0).max()) or 1.0)
 
 
-def truncated_basis(C: np.ndarray, rtol: float, outside: float = 0.0) -> np.ndarray:
+def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
     """Left singular vectors of ``C`` (n, m) kept by the POD energy criterion of
     :func:`rom.linalg.pod.pod`: the smallest r with ``sum_{i>r} s_i^2 <= rtol^2 sum s_i^2``
-    (at least one). ``outside``: energy of the snapshots outside the space of ``C`` (their
-    squared residuals), counted in the tail and in the total as a POD of the snapshots
-    themselves would count it."""
+    (at least one)."""
     Uc, s, _ = np.linalg.svd(C, full_matrices=False)
     e = s * s
-    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]]) + outside  # sum_{i>r}, r=1..
-    total = e.sum() + outside
-    ok = tail <= rtol * rtol * total
-    r = int(np.argmax(ok)) + 1 if ok.any() else e.size       # none: keep every direction
-    return Uc[:, :max(r, 1)]
+    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]])   # sum_{i>r}, r = 1..
+    r = int(np.argmax(tail <= rtol * rtol * e.sum())) + 1          # the last r always fits
+    return Uc[:, :r]
 
 
 def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:

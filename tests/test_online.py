@@ -198,3 +198,38 @@ def test_failing_reduced_step_is_cut_in_halves(built, monkeypatch):
     ref = model.solve(INSIDE.replace("minimum(t / 5, 1)", "t / 4"), fine)
     np.testing.assert_allclose(res.coordinates[-1], ref.coordinates[-1], rtol=1e-10)
     assert res.newton_iterations[1] > ref.newton_iterations[1]
+
+
+def test_accumulated_indicator_sums_the_unrepresented_increments(built):
+    """online.indicator: accumulated: eta_i = sum_k |Psi_M c_k - dp_k| / max_s |p_M(s)|
+    (the Gappy residual of the p increments at the reduced points); an enrichment restarts
+    it; it flags and repairs the outside loading as the per-step indicator does."""
+    from rom.hyper import GappyPOD
+    model = load(built[0])
+    model.meta["indicator"] = "accumulated"
+    res = model.solve(OUTSIDE, TIMES)
+    gappy = GappyPOD(model.full["psi_p"][model.reduced["points"]])
+    total, p_max, prev = 0.0, 0.0, np.zeros(model.n_points)
+    for i in range(1, TIMES.size):  # loop over steps
+        pM = res.p_reduced[i]
+        p_max = max(p_max, np.linalg.norm(pM))
+        _, rel = gappy.fit(pM - prev)
+        total += rel * np.linalg.norm(pM - prev) / max(p_max, model.meta["dual_floor"])
+        prev = pM
+        assert res.indicator[i] == pytest.approx(total, rel=1e-12)
+    assert np.all(np.diff(res.indicator) >= 0)
+    plain = load(built[0]).solve(OUTSIDE, TIMES)
+    assert res.indicator[-1] > plain.indicator.max()     # it accumulates the p residuals
+    tol = 0.5 * res.indicator[-1]
+    enriched = model.copy().solve(OUTSIDE, TIMES, enrich=True, tol=tol, verbose=False)
+    assert enriched.enrichments
+    for ev in enriched.enrichments:
+        assert enriched.indicator[ev["step"]] == 0.0      # restarted from the full-order state
+    eu, ep = errors(enriched, built[1]["outside"])
+    eu0, ep0 = errors(res, built[1]["outside"])
+    assert ep.max() < 0.5 * ep0.max()
+
+
+def test_accumulated_indicator_is_a_case_choice():
+    cfg = OnlineConfig(indicator="accumulated")
+    assert cfg.indicator == "accumulated" and OnlineConfig().indicator == "p"

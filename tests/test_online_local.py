@@ -193,6 +193,9 @@ def test_user_errors(built, tmp_path):
         load_local(built[0].online)
     with pytest.raises(UserError, match="not found"):
         load_local(tmp_path / "missing.h5")
+    models.models[0].meta["indicator"] = "accumulated"
+    with pytest.raises(UserError, match="accumulated is not implemented"):
+        models.solve(HOT, TIMES)
     import dataclasses
 
     from rom.offline import run

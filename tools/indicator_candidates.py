@@ -10,7 +10,8 @@ reduced points only (cost independent of the mesh):
 - ``eta_p``: the model's indicator, relative Gappy-POD residual of p at the points;
 - ``accumulated``: sum over the steps so far of the Gappy-POD residual of the increment of
   p at the points, relative to the largest ``|p_M|`` so far: the part of the creep
-  increments the p basis cannot represent, accumulated as the creep error is.
+  increments the p basis cannot represent, accumulated as the creep error is
+  (``online.indicator: accumulated``, :class:`rom.online.solve.AccumulatedIndicator`).
 
 Prints per query the largest errors and indicators, then per indicator the Spearman rank
 correlation with the largest error relative to its target (1 % u, 2 % p) and whether some
@@ -27,7 +28,8 @@ from mpi4py import MPI
 from scipy.stats import spearmanr
 
 from rom.hyper import GappyPOD
-from rom.online.solve import StepState, indicator, reduced_step_cut, temperature_at_points
+from rom.online.solve import (AccumulatedIndicator, StepState, indicator, reduced_step_cut,
+                              temperature_at_points)
 from rom.online.training import TARGET_P, TARGET_U
 from rom.study.references import mesh_digest, reference_key
 from rom.study.run import study_inputs, temperature_history
@@ -42,17 +44,13 @@ def query_rows(model, T, times, scale, ref) -> np.ndarray:
     st = StepState(times[0], np.zeros(model.n_modes), np.zeros((pts.size, 6)),
                    model.law.initial_state(pts.size))
     T_prev = temperature_at_points(model, T, times[0], 0)
-    p_prev, p_max, acc, rows = np.zeros(pts.size), 0.0, 0.0, []
+    accumulated, rows = AccumulatedIndicator(model.meta["dual_floor"]), []
     for i in range(1, times.size):  # loop over steps
         T_i = temperature_at_points(model, T, times[i], i)
         st, _ = reduced_step_cut(model, st, T_prev, T_i, times[i], scale)
         T_prev = T_i
         eta, c = indicator(model, st.z)
-        p_M = st.z[:, pc]
-        p_max = max(p_max, float(np.linalg.norm(p_M)))
-        _, rel = gappy.fit(p_M - p_prev)
-        acc += rel * float(np.linalg.norm(p_M - p_prev)) / max(p_max, 1e-300)
-        p_prev = p_M.copy()
+        acc = accumulated.step(gappy, st.z[:, pc])
         e_u = np.linalg.norm(full["phi"] @ st.q - np.ravel(ref.u[i - 1])) / nu
         e_p = np.linalg.norm(full["psi_p"] @ c - ref.p[i - 1]) / npp
         rows.append([e_u, e_p, eta, acc])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..config import _f
 
@@ -31,6 +32,10 @@ class OnlineConfig:
                         range=(1, None, False, False))
     indicator_tol: float = _f(1e-3, doc="enrichment threshold on the error indicator",
                               range=(0.0, None, True, False))
+    indicator: Literal["p", "accumulated"] = _f(
+        "p", doc="error indicator: p (Gappy-POD residual of p at the reduced points, each "
+                 "step) or accumulated (sum over the steps of the residual of the p "
+                 "increments, restarted by an enrichment; docs/online.md)")
     check_training: bool = _f(True, doc="after the build, solve the reduced model on every "
                                         "training loading of fom.loadings and store its "
                                         "errors and indicator in the model (needs fom:)")

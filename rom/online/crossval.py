@@ -8,8 +8,9 @@ training loading ``j`` is solved again by a *fold* model whose bases exclude it:
   model's (orthonormal) basis, the fold basis is ``Phi R_j``, ``R_j`` the POD (same energy
   criterion as the build, applied to the coordinates) of the coordinates of the *other*
   loadings' snapshots;
-- p: likewise ``Psi_p R^p_j`` from ``b_s = Psi_p^T p_s``; the fold's indicator is the
-  Gappy-POD residual against it at the model's reduced points;
+- p: likewise ``Psi_p R^p_j`` from ``b_s = Psi_p^T p_s``; the fold's indicator (the
+  model's kind, ``online.indicator``) is computed against it at the model's reduced
+  points;
 - the reduced quadrature (points, weights) is the model's: the fold's integrands lie in
   the model's span.
 
@@ -87,7 +88,8 @@ def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
 def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:
     """Largest e_u, e_p and indicator over the steps of loading ``d`` solved by the fold
     model (displacement basis ``Phi R``, p basis ``Psi_p Rp``)."""
-    from .solve import ReducedDivergence, StepState, gappy_indicator, reduced_step_cut
+    from .solve import (AccumulatedIndicator, ReducedDivergence, StepState, gappy_indicator,
+                        reduced_step_cut)
 
     red = model.reduced
     fold = SimpleNamespace(law=model.law, meta=model.meta, reduced={
@@ -97,13 +99,15 @@ def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[floa
     nq = red["points"].size
     st = StepState(float(d.times[0]), np.zeros(R.shape[1]), np.zeros((nq, 6)),
                    model.law.initial_state(nq))
+    acc = (AccumulatedIndicator(floor) if model.meta.get("indicator", "p") == "accumulated"
+           else None)                                     # the model's indicator
     eu = ep = eta = 0.0
     try:
         for i in range(1, d.times.size):  # loop over time steps
             st, _ = reduced_step_cut(fold, st, d.T_M[i - 1], d.T_M[i], float(d.times[i]),
                                      d.scale)
             e, c = gappy_indicator(gappy, st.z[:, pc], floor)
-            eta = max(eta, e)
+            eta = max(eta, e if acc is None else acc.step(gappy, st.z[:, pc]))
             eu = max(eu, np.sqrt(np.sum((R @ st.q - d.a[:, i - 1]) ** 2) + d.ru2[i - 1]) / d.nu)
             ep = max(ep, np.sqrt(np.sum((Rp @ c - d.b[:, i - 1]) ** 2) + d.rp2[i - 1]) / d.npp)
     except ReducedDivergence:

@@ -15,7 +15,7 @@ from ..materials.base import MaterialError
 from ..parallel import UserError, as_comm, rank0_print
 from .result import OnlineResult
 
-__all__ = ["ReducedDivergence", "StepState", "gappy_indicator", "solve"]
+__all__ = ["AccumulatedIndicator", "ReducedDivergence", "StepState", "gappy_indicator", "solve"]
 
 
 class ReducedDivergence(RuntimeError):
@@ -150,15 +150,20 @@ def reduced_step_cut(model, st: StepState, T_old: np.ndarray, T: np.ndarray, t_n
     return end, i1 + i2
 
 
-def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
-    """Gappy-POD relative residual of p at the reduced points, and the Gappy coefficients."""
-    pM = z[:, model.meta["p_column"]]
+def gappy_of(model) -> GappyPOD:
+    """The Gappy-POD fit of the p basis at the model's reduced points (cached: one
+    factorization per basis and point set; enrichment replaces both arrays)."""
     psi, pts = model.full["psi_p"], model.reduced["points"]
     cached = model._gappy
     if cached is None or cached[0] is not psi or cached[1] is not pts:
-        # one factorization per basis and point set (enrichment replaces both arrays)
         cached = model._gappy = (psi, pts, GappyPOD(psi[pts]))
-    return gappy_indicator(cached[2], pM, model.meta["dual_floor"])
+    return cached[2]
+
+
+def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
+    """Gappy-POD relative residual of p at the reduced points, and the Gappy coefficients."""
+    return gappy_indicator(gappy_of(model), z[:, model.meta["p_column"]],
+                           model.meta["dual_floor"])
 
 
 def gappy_indicator(gappy: GappyPOD, pM: np.ndarray, floor: float) -> tuple[float, np.ndarray]:
@@ -167,6 +172,31 @@ def gappy_indicator(gappy: GappyPOD, pM: np.ndarray, floor: float) -> tuple[floa
     c, rel = gappy.fit(pM)
     norm = float(np.linalg.norm(pM))
     return rel * norm / max(norm, floor), c
+
+
+class AccumulatedIndicator:
+    """``online.indicator: accumulated``: sum over the steps of the Gappy-POD residual of the
+    increment of p at the reduced points, relative to the largest ``|p_M|`` so far,
+    ``eta_i = sum_{k<=i} |Psi_M c_k - dp_k| / max_{s<=k} |p_M(s)|`` (floored like
+    :func:`gappy_indicator`). The part of each creep increment the p basis cannot
+    represent, accumulated as the creep error is; :meth:`restart` after an enrichment (its
+    state is the full-order one, at new points)."""
+
+    def __init__(self, floor: float):
+        self.floor, self.total, self.p_prev, self.p_max = floor, 0.0, None, 0.0
+
+    def restart(self, pM: np.ndarray) -> None:
+        self.total, self.p_prev = 0.0, np.array(pM, float)
+        self.p_max = float(np.linalg.norm(pM))
+
+    def step(self, gappy: GappyPOD, pM: np.ndarray) -> float:
+        prev = np.zeros_like(pM) if self.p_prev is None else self.p_prev
+        d = pM - prev
+        _, rel = gappy.fit(d)
+        self.p_max = max(self.p_max, float(np.linalg.norm(pM)))
+        self.total += rel * float(np.linalg.norm(d)) / max(self.p_max, self.floor)
+        self.p_prev = np.array(pM, float)
+        return self.total
 
 
 def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False,
@@ -205,6 +235,9 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
                    model.law.initial_state(nq))
     res = OnlineResult(model, times)
     res.record(st, 0, 0.0, None, 0, 0.0)
+    pc = model.meta["p_column"]
+    acc = (AccumulatedIndicator(model.meta["dual_floor"])
+           if model.meta.get("indicator", "p") == "accumulated" else None)
     T_prev = temperature_at_points(model, temperature, float(times[0]), 0)
     for i in range(1, times.size):  # loop over time steps
         t = float(times[i])
@@ -213,6 +246,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
         try:
             new, its = reduced_step_cut(model, st, T_prev, T, t, scale)
             eta, c = indicator(model, new.z)
+            if acc is not None:
+                eta = acc.step(gappy_of(model), new.z[:, pc])
             failed = False
         except ReducedDivergence:
             if not enrich:
@@ -233,6 +268,9 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
                               scale, hf_comm, T_old=temperature_at_nodes(
                                   model, temperature, float(times[i - 1]), i - 1))
             eta, c = indicator(model, new.z)
+            if acc is not None:               # the full-order state: no drift so far
+                acc.restart(new.z[:, pc])
+                eta = 0.0
             ev = enrichment_event(model, i, eta_before, time.perf_counter() - t1)
             res.enrichments.append(ev)
             if verbose:

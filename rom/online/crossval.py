@@ -32,6 +32,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..hyper import GappyPOD
+from ..linalg.pod import pod
 
 __all__ = ["FoldData", "crossval", "crossval_tolerance", "fold_data", "truncated_basis"]
 
@@ -75,14 +76,10 @@ def fold_data(model, name: str, times, T_M, scale: float, us, ps) -> FoldData:
 
 
 def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
-    """Left singular vectors of ``C`` (n, m) kept by the POD energy criterion of
-    :func:`rom.linalg.pod.pod`: the smallest r with ``sum_{i>r} s_i^2 <= rtol^2 sum s_i^2``
-    (at least one)."""
-    Uc, s, _ = np.linalg.svd(C, full_matrices=False)
-    e = s * s
-    tail = np.concatenate([np.cumsum(e[::-1])[::-1][1:], [0.0]])   # sum_{i>r}, r = 1..
-    r = int(np.argmax(tail <= rtol * rtol * e.sum())) + 1          # the last r always fits
-    return Uc[:, :r]
+    """Orthonormal POD basis of ``C`` (n, m) with the energy criterion of the build
+    (:func:`rom.linalg.pod.pod`, TSQR: accurate to eps on these small matrices): the
+    smallest r with ``sum_{i>r} s_i^2 <= rtol^2 sum s_i^2``."""
+    return pod(C, rtol=rtol, method="tsqr").modes
 
 
 def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:
@@ -99,8 +96,7 @@ def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[floa
     nq = red["points"].size
     st = StepState(float(d.times[0]), np.zeros(R.shape[1]), np.zeros((nq, 6)),
                    model.law.initial_state(nq))
-    acc = (AccumulatedIndicator(floor) if model.meta.get("indicator", "p") == "accumulated"
-           else None)                                     # the model's indicator
+    acc = AccumulatedIndicator.of(model)                  # the model's indicator
     eu = ep = eta = 0.0
     try:
         for i in range(1, d.times.size):  # loop over time steps

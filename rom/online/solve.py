@@ -185,6 +185,13 @@ class AccumulatedIndicator:
     def __init__(self, floor: float):
         self.floor, self.total, self.p_prev, self.p_max = floor, 0.0, None, 0.0
 
+    @classmethod
+    def of(cls, model) -> AccumulatedIndicator | None:
+        """A fresh one if ``model`` uses it (``meta["indicator"]``), else None."""
+        if model.meta.get("indicator", "p") != "accumulated":
+            return None
+        return cls(model.meta["dual_floor"])
+
     def restart(self, pM: np.ndarray) -> None:
         self.total, self.p_prev = 0.0, np.array(pM, float)
         self.p_max = float(np.linalg.norm(pM))
@@ -236,8 +243,7 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     res = OnlineResult(model, times)
     res.record(st, 0, 0.0, None, 0, 0.0)
     pc = model.meta["p_column"]
-    acc = (AccumulatedIndicator(model.meta["dual_floor"])
-           if model.meta.get("indicator", "p") == "accumulated" else None)
+    acc = AccumulatedIndicator.of(model)
     T_prev = temperature_at_points(model, temperature, float(times[0]), 0)
     for i in range(1, times.size):  # loop over time steps
         t = float(times[i])

@@ -125,7 +125,8 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
             return StepState(t_new, q, eps, z, {"stress": sig}), it
         if it == model.meta["newton_max_iter"]:
             break
-        WDE = (w[:, None, None] * np.matmul(D, E3)).reshape(-1, n)
+        # (einsum: half the time of a batched matmul of 6 x 6 by 6 x n blocks here)
+        WDE = np.einsum("gij,gjk->gik", w[:, None, None] * D, E3).reshape(-1, n)
         K = E.T @ WDE
         try:
             q = q - np.linalg.solve(K, r)

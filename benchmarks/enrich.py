@@ -11,13 +11,14 @@ model (the first solve also pays the full-order solver set-up; it is reported ap
 ``--repeat 0``: only that one). Per enrichment: total, full-order step, bases, ECM
 seconds (medians over the repeats, per event). Per query: the wall time of the enriched
 solve against the full-order solve of the whole query (stored, on the ranks it was run
-on). Writes ``--out`` (JSON) and prints a table.
+on), and the peak resident memory. Writes ``--out`` (JSON) and prints a table.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -90,6 +91,8 @@ def main() -> int:
                      f"{hf_query / np.median(walls):.2f}x")
         result["queries"][name] = row
         _print_events(line, events)
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak resident memory {result['peak_rss_gib']:.1f} GiB", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return 0

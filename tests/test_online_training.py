@@ -75,6 +75,34 @@ def test_calibrated_tolerance_is_stored_and_used(built):
                                  for e in r.enrichments)
 
 
+def test_calibration_aims_at_the_study_targets(built, tmp_path):
+    """The cross-validated tolerance scores the folds against the case's study: targets:
+    tighter targets put more folds above them and give a smaller tolerance."""
+    import shutil
+    from dataclasses import replace
+
+    from rom.online.crossval import crossval_tolerance
+    from rom.online.training import check_and_calibrate, error_targets
+    case_file, path, _ = built
+    case = load_case(case_file)
+    assert error_targets(case) == (0.01, 0.02) == tuple(load(path).meta["error_targets"])
+    cv = load(path).meta["crossval"]
+    tight = (0.1 * min(cv["err_u"]), 0.1 * min(cv["err_p"]))    # every fold above them
+    case = replace(case, study=replace(case.study, error_tol_displacement=tight[0],
+                                       error_tol_p=tight[1]))
+    copy = tmp_path / "tight.rom.h5"
+    shutil.copy(path, copy)
+    check_and_calibrate(case, copy, MPI.COMM_SELF)
+    meta = load(copy).meta
+    assert meta["error_targets"] == list(tight) == meta["crossval"]["targets"]
+    score = np.maximum(np.array(cv["err_u"]) / tight[0], np.array(cv["err_p"]) / tight[1])
+    tol, _ = crossval_tolerance(cv["indicator"], score, 0.9, cv["names"])
+    assert tol < 0.9 * min(cv["indicator"])                   # every fold flagged
+    eta = max(meta["training_check"]["indicator"])
+    assert meta["indicator_tol"] == pytest.approx(min(2.0 * eta, tol), rel=1e-9)
+    assert meta["indicator_tol"] < load(path).meta["indicator_tol"]
+
+
 def test_factor_needs_the_training_loadings(tmp_path):
     from rom.parallel import UserError
     case_file = copy_case(tmp_path)

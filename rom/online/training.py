@@ -14,7 +14,8 @@ the stored snapshot times) and compared with the stored displacement and p. This
 Each loading is then left out of the bases in turn (:mod:`rom.online.crossval`, reduced
 solves only): errors and indicator of loadings the bases did not see. With
 ``online.indicator_crossval: f`` the tolerance becomes ``f`` times the indicator at which
-the first left-out loading above the error targets would have reached them, errors in
+the first left-out loading above the error targets (those of the case's ``study:``
+section, default 1 % / 2 %: :func:`error_targets`) would have reached them, errors in
 proportion to indicators (:func:`~rom.online.crossval.crossval_tolerance`; with both keys,
 the smaller tolerance).
 
@@ -32,10 +33,20 @@ from mpi4py import MPI
 from ..parallel import UserError, as_comm, rank0_print
 from .crossval import crossval, crossval_tolerance, fold_data
 
-__all__ = ["TrainingCheck", "history_errors", "training_check"]
+__all__ = ["TrainingCheck", "error_targets", "history_errors", "training_check"]
 
-#: errors above which a training loading is reported as not reproduced (those of rom.study)
+#: default error targets (displacement, p): those of rom.study (``study.error_tol_*``)
 TARGET_U, TARGET_P = 0.01, 0.02
+
+
+def error_targets(case) -> tuple[float, float]:
+    """The error targets (displacement, p) of the case: its ``study:`` section's
+    ``error_tol_displacement`` and ``error_tol_p`` when it has one, else the defaults, so
+    that a tolerance calibrated offline aims at the targets the study measures."""
+    st = getattr(case, "study", None)
+    if st is None:
+        return TARGET_U, TARGET_P
+    return float(st.error_tol_displacement), float(st.error_tol_p)
 
 
 def history_errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
@@ -58,10 +69,11 @@ class TrainingCheck:
     err_u: np.ndarray
     err_p: np.ndarray
     indicator: np.ndarray
+    targets: tuple[float, float] = (TARGET_U, TARGET_P)
 
     def score(self) -> np.ndarray:
-        """Largest error relative to its target (:data:`TARGET_U`, :data:`TARGET_P`)."""
-        return np.maximum(self.err_u / TARGET_U, self.err_p / TARGET_P)
+        """Largest error relative to its target (``targets``: displacement, p)."""
+        return np.maximum(self.err_u / self.targets[0], self.err_p / self.targets[1])
 
     def worst(self, n: int = 3) -> str:
         """The ``n`` loadings of largest error relative to the targets."""
@@ -139,7 +151,9 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
     model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
     folds: list = []
     chk = training_check(case.source_file, model, comm, folds=folds)
+    chk.targets = error_targets(case)
     model.meta["training_check"] = chk.as_meta()
+    model.meta["error_targets"] = list(chk.targets)
     finite = np.isfinite(chk.indicator)
     rank0_print(comm, f"rom.online: training check on {len(chk.names)} loading(s): max e_u "
                       f"{np.max(chk.err_u):.2e}, max e_p {np.max(chk.err_p):.2e}, indicator "
@@ -147,18 +161,21 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
                       "errors: " + chk.worst())
     above = [n for n, x in zip(chk.names, chk.score()) if x > 1.0]
     if above:
-        rank0_print(comm, f"rom.online: WARNING: the reduced model misses {TARGET_U:.0%} on u "
-                          f"or {TARGET_P:.0%} on p on {len(above)} of its own training "
-                          f"loadings ({', '.join(above[:6])}{', ...' if len(above) > 6 else ''}):"
+        rank0_print(comm, f"rom.online: WARNING: the reduced model misses "
+                          f"{100 * chk.targets[0]:g} % on u or {100 * chk.targets[1]:g} % on p on "
+                          f"{len(above)} of its own training loadings ({', '.join(above[:6])}"
+                          f"{', ...' if len(above) > 6 else ''}):"
                           " the bases or the reduced quadrature are too coarse (ecm_tol, "
                           "displacement_rtol); a tolerance calibrated on these loadings "
                           "assumes they are reproduced")
     cv = None
     if len(folds) >= 2:
         cv = crossval(model, folds, cfg.displacement_rtol, cfg.dual_rtol)
+        cv["targets"] = list(chk.targets)
         model.meta["crossval"] = cv
         cvc = TrainingCheck(cv["names"], *(np.array(cv[k]) for k in ("err_u", "err_p",
-                                                                       "indicator")))
+                                                                       "indicator")),
+                            chk.targets)
         rank0_print(comm, f"rom.online: cross-validation (each of {len(folds)} loadings left "
                           f"out of the bases in turn, docs/online.md): max e_u "
                           f"{np.max(cvc.err_u):.2e}, max e_p {np.max(cvc.err_p):.2e}, "

@@ -94,7 +94,10 @@ def write_report(study, directory: str | Path) -> Path:
               f"{_fmt(max(cv['err_p']))}; {int(hi.sum())} of {hi.size} above the targets"
               + (f" (smallest indicator {_fmt(float(eta[hi].min()))})" if hi.any() else "")
               + (f", largest indicator of those within {_fmt(float(eta[~hi].max()))}"
-                 if (~hi).any() else "")]
+                 if (~hi).any() else "")
+              + (f"; **note**: the model was calibrated on the targets {cv['targets'][0]:g} / "
+                 f"{cv['targets'][1]:g}, not this study's"
+                 if "targets" in cv and tuple(cv["targets"]) != (tu, tp) else "")]
     if len(qs) < study.n_planned:
         L += [f"- **partial**: {len(qs)} of {study.n_planned} queries answered (the report is "
               "rewritten after every query; the study stopped or is still running)"]

@@ -103,7 +103,8 @@ class PassiveQR:
 
 def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
               add: int | None = None, *, dual_tol: float | None = None,
-              max_iter: int | None = None, qr: PassiveQR | None = None) -> np.ndarray:
+              max_iter: int | None = None, qr: PassiveQR | None = None,
+              exclude: np.ndarray | None = None) -> np.ndarray:
     """Solve ``min ||A x - b||_2`` subject to ``x >= 0`` (Lawson–Hanson active set).
 
     Parameters
@@ -121,6 +122,8 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
         factoring the passive columns at every least-squares solve; left holding the
         final passive set. Without it (or if it turns singular), each solve is a
         factorization (:func:`_ls`).
+    exclude : (n,) bool, columns that never enter (their ``x0`` must be 0): the problem
+        is that of the other columns, without copying them out of A
 
     Returns
     -------
@@ -137,7 +140,7 @@ def nnls_warm(A: np.ndarray, b: np.ndarray, x0: np.ndarray | None = None,
     max_iter = 3 * n + 10 if max_iter is None else max_iter
     if qr is not None and not qr.sync(A, passive):
         qr = None
-    blocked = np.zeros(n, dtype=bool)
+    blocked = np.zeros(n, dtype=bool) if exclude is None else np.array(exclude, dtype=bool)
     for _ in range(max_iter):
         # inner loop: least squares on the passive set, back-tracking into the feasible set
         while passive.any():
@@ -241,9 +244,9 @@ class Selection:
     ``min ||R x - Q^T b||`` (same solution, q << m); a new column costs one Gram–Schmidt
     step (done twice when it cancels) instead of a factorization, ``Q^T b`` is extended by
     the new basis vectors only, and the NNLS updates a QR of its passive columns of R
-    (:class:`PassiveQR`). Dropped points stay as dead columns of weight 0 until they
-    outnumber the live ones (then the buffers are compacted); a dropped point selected
-    again is revived with its column.
+    (:class:`PassiveQR`). Dropped points stay as dead columns of weight 0, which the NNLS
+    excludes without copying R, until they exceed an eighth of the live ones (then the
+    buffers are compacted); a dropped point selected again is revived with its column.
     """
 
     def __init__(self, m: int):
@@ -253,6 +256,7 @@ class Selection:
         self._live = np.zeros(0, dtype=bool)
         self._G, self._Q, self._R = _Buffer(m), _Buffer(m), _Buffer(0)
         self._b, self._Qb = None, np.zeros(0)
+        self._r1 = np.zeros(0)                  # 1-norms of R's columns (fixed once added)
         self._fac = PassiveQR()                 # of the passive columns (buffer positions)
         self._generation = 0                    # bumped when the basis is rebuilt
 
@@ -320,6 +324,7 @@ class Selection:
                 self._R.add_rows(1)
                 col = np.append(col, n)
             self._R.add_columns(col[:, None])
+            self._r1 = np.append(self._r1, np.abs(col).sum())
 
     def _extend_basis(self, A: np.ndarray, chunk: int = 32) -> None:
         for s in range(0, A.shape[1], chunk):
@@ -370,16 +375,28 @@ class Selection:
     def solve(self, b: np.ndarray, add: int | None = None) -> None:
         """Nonnegative least squares on the live columns, warm-started from x (and from the
         QR factorization of the previous passive columns, updated)."""
-        live = np.flatnonzero(self._live)
-        fac = self._fac
-        cols = np.asarray(fac.cols, dtype=np.int64)
-        loc = np.searchsorted(live, cols)                            # buffer -> live positions
-        if np.all(loc < live.size) and np.array_equal(live[np.minimum(loc, live.size - 1)], cols):
-            fac.cols = loc.tolist()
-        else:
-            fac.__init__()                                           # (not expected)
-        self._x[live] = nnls_warm(self._R.v[:, live], self._qtb(b), self._x[live], add, qr=fac)
-        fac.cols = live[fac.cols].tolist()
+        live = self._live
+        if add is not None:                                          # live position -> buffer
+            add = int(np.flatnonzero(live)[add])
+        Qb = self._qtb(b)
+        # nnls_warm's default dual tolerance (on the live columns), from the kept 1-norms
+        dual_tol = (10.0 * max(Qb.size, int(live.sum())) * np.finfo(float).eps
+                    * float(self._r1[live].max(initial=0.0)) * float(np.linalg.norm(Qb)))
+        # on the whole buffer, dead columns excluded: no copy of R
+        self._x = nnls_warm(self._R.v, Qb, self._x, add, qr=self._fac, dual_tol=dual_tol,
+                            exclude=~live)
+
+    def fitted(self) -> np.ndarray:
+        """``Q^T G_S x`` (q,): the coordinates of ``G_S x``, which lies in ``span(Q)``."""
+        return self._R.v @ self._x
+
+    def basis(self, start: int = 0) -> np.ndarray:
+        """The orthonormal basis vectors ``Q[:, start:]`` (m, q - start), a view."""
+        return self._Q.v[:, start:]
+
+    def target_coordinates(self, b: np.ndarray) -> np.ndarray:
+        """``Q^T b`` (q,) (extended by the new basis vectors only while b is the same)."""
+        return self._qtb(b)
 
     def eliminate(self, b: np.ndarray, max_res: float) -> tuple[np.ndarray, int]:
         """Point elimination after the greedy, keeping ``||G_S x - b|| <= max_res``.
@@ -434,7 +451,7 @@ class Selection:
         self._live &= ~drop
         self._x[drop] = 0.0
         n_live = int(np.count_nonzero(self._live))
-        if self._live.size - n_live > max(16, n_live):
+        if self._live.size - n_live > max(16, n_live // 8):
             self._compact()
         return dropped
 
@@ -442,12 +459,13 @@ class Selection:
         live = self._live
         self._G.keep_columns(live)
         self._R.keep_columns(live)
+        self._r1 = self._r1[live]
         self._idx, self._x, self._kept = self._idx[live], self._x[live], self._kept[live]
         self._live = self._live[live]
         new_pos = np.cumsum(live) - 1
         self._fac.cols = new_pos[self._fac.cols].tolist()
         if self._Q.cols > 2 * self._live.size + 64:      # the basis of dropped columns grew
-            self._Q, self._R = _Buffer(self._G.rows), _Buffer(0)
+            self._Q, self._R, self._r1 = _Buffer(self._G.rows), _Buffer(0), np.zeros(0)
             self._generation += 1
             self._b, self._fac = None, PassiveQR()
             self._extend_basis(self._G.v)

@@ -362,9 +362,22 @@ def _enter(sel: Selection, b: np.ndarray, J: np.ndarray, GJ: np.ndarray, add, rt
     ``rtol ||r||`` or ``||r|| <= target``. Points that never enter are not added (their
     columns never reach the orthogonal basis) and stay candidates of the next scan.
     Returns the global indices that entered, in order.
+
+    Between two entries the residual is not formed: ``G_S x = Q R x`` lies in the span of
+    the selection's basis Q, so ``||r||^2 = ||b_perp||^2 + ||Q^T b - R x||^2`` with
+    ``b_perp = b - Q Q^T b`` (kept explicitly, projected out of each new basis vector:
+    ``||b||^2 - ||Q^T b||^2`` would cancel when ``||r|| << ||b||``) and
+    ``g_j^T r = g_j^T b - (Q^T g_j)^T R x``, with ``Q^T g_j`` from :meth:`Selection.prepare`
+    (q-long vectors instead of m-long ones).
     """
     pending = np.ones(J.size, dtype=bool)
     pre = sel.prepare(GJ) if J.size > 1 else None      # the basis read once for the batch
+    if pre is not None:
+        _, q0, C0, V0, _ = pre                         # Q^T GJ = [C0; Q[:, q0:]^T V0]
+        gb, C1 = GJ.T @ b, np.zeros((0, J.size))
+        bp = b.copy()
+        for _ in range(2):                             # b_perp, orthogonalized twice
+            bp -= sel.basis(0) @ (sel.basis(0).T @ bp)
     i, entered = 0, []
     while True:
         pending[i] = False
@@ -374,11 +387,15 @@ def _enter(sel: Selection, b: np.ndarray, J: np.ndarray, GJ: np.ndarray, add, rt
         entered.append(int(J[i]))
         if not pending.any():
             return entered
-        r = sel.residual(b)
-        nr = float(np.linalg.norm(r))
+        Qn = sel.basis(q0 + C1.shape[0])               # the basis vectors new since then
+        for _ in range(2):
+            bp -= Qn @ (Qn.T @ bp)
+        C1 = np.vstack([C1, Qn.T @ V0])
+        qb, fit = sel.target_coordinates(b), sel.fitted()
+        nr = float(np.sqrt(bp @ bp + np.sum((qb - fit) ** 2)))
         if nr <= target:
             return entered
-        dual = np.where(pending, GJ.T @ r, -np.inf)
+        dual = np.where(pending, gb - C0.T @ fit[:q0] - C1.T @ fit[q0:], -np.inf)
         i = int(np.argmax(dual))                  # (ties -> first, i.e. larger correlation)
         if dual[i] <= rtol * nr:
             return entered

@@ -220,10 +220,10 @@ def test_selection_prune_returns_dropped_and_stays_consistent():
 
 
 def test_elimination_survives_a_rebuilt_basis():
-    """Point elimination drops so many points that the buffers are compacted and the
-    orthonormal basis of the columns is rebuilt (smaller) mid-elimination; the next pass
-    must use the new basis (it used Q^T b of the old one: a shape error on the blade when
-    a training loading was left out). The result is a valid NNLS within the tolerance."""
+    """Point elimination drops nearly every point (once the buffers were compacted and the
+    basis rebuilt mid-elimination, and the next pass used Q^T b of the old basis: a shape
+    error on the blade when a training loading was left out; elimination now never
+    compacts). The result is a valid NNLS within the tolerance."""
     rng = np.random.default_rng(5)
     G = rng.random((200, 150))
     b = G[:, :5] @ (1.0 + rng.random(5))

@@ -55,6 +55,11 @@ class PassiveQR:
                 return self.refactor(A, sorted(want))
         return True
 
+    def copy(self) -> PassiveQR:
+        new = PassiveQR()
+        new.W, new.T, new.cols = self.W.copy(), self.T.copy(), list(self.cols)
+        return new
+
     def refactor(self, A: np.ndarray, cols: list[int]) -> bool:
         self.cols = list(cols)
         if len(cols) > A.shape[0]:
@@ -379,12 +384,16 @@ class Selection:
         if add is not None:                                          # live position -> buffer
             add = int(np.flatnonzero(live)[add])
         Qb = self._qtb(b)
-        # nnls_warm's default dual tolerance (on the live columns), from the kept 1-norms
-        dual_tol = (10.0 * max(Qb.size, int(live.sum())) * np.finfo(float).eps
-                    * float(self._r1[live].max(initial=0.0)) * float(np.linalg.norm(Qb)))
         # on the whole buffer, dead columns excluded: no copy of R
-        self._x = nnls_warm(self._R.v, Qb, self._x, add, qr=self._fac, dual_tol=dual_tol,
-                            exclude=~live)
+        self._x = nnls_warm(self._R.v, Qb, self._x, add, qr=self._fac,
+                            dual_tol=self._dual_tol(Qb), exclude=~live)
+
+    def _dual_tol(self, Qb: np.ndarray) -> float:
+        """nnls_warm's default dual tolerance on the live columns of R (from the 1-norms
+        kept at commit, not a pass over R)."""
+        live = self._live
+        return (10.0 * max(Qb.size, int(live.sum())) * np.finfo(float).eps
+                * float(self._r1[live].max(initial=0.0)) * float(np.linalg.norm(Qb)))
 
     def fitted(self) -> np.ndarray:
         """``Q^T G_S x`` (q,): the coordinates of ``G_S x``, which lies in ``span(Q)``."""
@@ -401,57 +410,61 @@ class Selection:
     def eliminate(self, b: np.ndarray, max_res: float) -> tuple[np.ndarray, int]:
         """Point elimination after the greedy, keeping ``||G_S x - b|| <= max_res``.
 
-        Repeatedly removes the point whose removal, with the NNLS re-solved on the other
-        points (warm-started), keeps the residual within ``max_res``; the candidates are
-        tried in the order of a lower bound on that residual (the unconstrained least
-        squares without the point), and a pass stops at the first bound above ``max_res``.
-        Kept points are never removed. Ends when no point can be removed, so the points of
-        positive weight have linearly independent columns (a Carathéodory step, which keeps
-        the residual, would remove one): at most rank(G) of them.
+        Removes points whose removal, with the NNLS re-solved on the other points
+        (warm-started, the QR of the passive columns updated), keeps the residual within
+        ``max_res``. The candidates are tried in the order of a lower bound on that
+        residual (the unconstrained least squares without the point, computed once per
+        pass); a pass goes down the list, removing every point that can go, and stops at
+        the first bound above ``max_res`` (a bound stays valid after other removals:
+        fewer points never fit better). Passes repeat, with new bounds, until one removes
+        nothing. Kept points are never removed. At the end no point can be removed, so the
+        points of positive weight have linearly independent columns (a Carathéodory step,
+        which keeps the residual, would remove one): at most rank(G) of them.
 
         Returns
         -------
         (removed global indices, number of NNLS trials)
         """
         lim2 = max_res**2
-        removed, trials, generation = [], 0, None
+        removed, trials = [], 0
+        Qb = self._qtb(b)
+        beta2 = float(np.sum((b - self._Q.v @ Qb) ** 2))            # part no column reaches
+        R = self._R.v                      # (no compaction below: buffer positions hold)
         while True:
-            if generation != self._generation:   # first pass, or prune() rebuilt the basis
-                generation, Qb = self._generation, self._qtb(b)
-                beta2 = float(np.sum((b - self._Q.v @ Qb) ** 2))   # part no column reaches
             pos = np.flatnonzero(self._live)
             cand = np.flatnonzero(~self._kept[pos])
             if cand.size == 0:
                 break
-            R, x = self._R.v[:, pos], self._x[pos]
-            bound = _removal_bounds(R, Qb, beta2)
+            bound = _removal_bounds(R[:, pos], Qb, beta2)
             order = cand[np.lexsort((self._idx[pos[cand]], bound[cand]))]
-            accepted = False
-            for j in order:
-                if bound[j] > lim2:
-                    break
-                keep = np.ones(pos.size, dtype=bool)
-                keep[j] = False
-                z = nnls_warm(R[:, keep], Qb, x[keep])
+            n_before = len(removed)
+            for j in pos[order[bound[order] <= lim2]]:             # buffer positions
+                if not self._live[j]:
+                    continue                     # set to zero by an earlier re-solve
+                x0 = self._x.copy()
+                x0[j] = 0.0
+                exclude = ~self._live
+                exclude[j] = True
+                fac = self._fac.copy()
+                z = nnls_warm(R, Qb, x0, qr=fac, exclude=exclude,
+                              dual_tol=self._dual_tol(Qb))
                 trials += 1
-                if float(np.sum((R[:, keep] @ z - Qb) ** 2)) + beta2 <= lim2:
-                    self._x[pos[keep]], self._x[pos[j]] = z, 0.0
-                    accepted = True
-                    break
-            if not accepted:
+                if float(np.sum((R @ z - Qb) ** 2)) + beta2 <= lim2:
+                    self._x, self._fac = z, fac
+                    removed.extend(self.prune(compact=False))     # j, and any set to zero
+            if len(removed) == n_before:
                 break
-            removed.extend(self.prune())       # j, and any point the re-solve set to zero
-            self._fac = PassiveQR()
         return np.asarray(removed, dtype=np.int64), trials
 
-    def prune(self) -> np.ndarray:
-        """Drop zero-weight points (except kept ones); return the dropped global indices."""
+    def prune(self, compact: bool = True) -> np.ndarray:
+        """Drop zero-weight points (except kept ones); return the dropped global indices.
+        ``compact=False``: never compact the buffers (positions stay valid)."""
         drop = self._live & (self._x <= 0) & ~self._kept
         dropped = self._idx[drop]           # before _compact, which shortens the arrays
         self._live &= ~drop
         self._x[drop] = 0.0
         n_live = int(np.count_nonzero(self._live))
-        if self._live.size - n_live > max(16, n_live // 8):
+        if compact and self._live.size - n_live > max(16, n_live // 8):
             self._compact()
         return dropped
 

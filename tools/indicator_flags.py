@@ -60,8 +60,9 @@ def main() -> int:
     model = inp.model
     tol = float(model.meta["indicator_tol"]) if args.tol is None else args.tol
     known = report_errors(args.errors) if args.errors else {}
-    print(f"{inp.model_path}: {model.n_modes} modes, {model.n_points} points, "
-          f"tolerance {tol:.3g}", flush=True)
+    kind = model.meta.get("indicator", "p")
+    print(f"{inp.model_path}: {model.n_modes} modes, {model.n_points} points, indicator "
+          f"{kind!r}, tolerance {tol:.3g}", flush=True)
     rows = []
     for q in inp.queries:  # loop over queries
         T = temperature_history(inp.fc, q.temperature, inp.mesh, inp.times, comm)
@@ -76,7 +77,8 @@ def main() -> int:
               f"{'flagged' if row['indicator'] > tol else '       '}"
               + (f"  (report: e_u {row['err_u']:.2e}, e_p {row['err_p']:.2e}, indicator "
                  f"{row['report_indicator']:.2e})" if "err_u" in row else ""), flush=True)
-    out = {"case": args.case, "model": str(inp.model_path), "n_modes": model.n_modes,
+    out = {"case": args.case, "model": str(inp.model_path), "indicator": kind,
+           "n_modes": model.n_modes,
            "n_points": model.n_points, "tol": tol, "rows": rows}
     if known:
         scored = [r for r in rows if "err_u" in r]
@@ -96,7 +98,9 @@ def main() -> int:
               f"false alarms {det['false_alarms']}; Spearman {det['spearman']:.2f}; "
               f"indicators within {dev:.1e} (relative) of the report's")
         if dev > 5e-3:                   # (the report prints 3 significant digits)
-            print("warning: the indicators differ from the report's: is it the same model?")
+            print("warning: the indicators differ from the report's: the errors hold only "
+                  "for the same bases and points (another indicator kind on the same model, "
+                  f"here {kind!r}, changes the indicators alone)")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
     return 0

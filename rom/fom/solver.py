@@ -202,6 +202,8 @@ class MechanicalSolver:
         self.log: list[dict] = []
         #: end times of the steps that were cut in halves (one entry per cut)
         self.cuts: list[float] = []
+        #: end times of the steps whose Newton failed from the given ``guess`` (retried)
+        self.guess_failures: list[float] = []
 
     # ------------------------------------------------------------------ setup helpers
     def _newton_from_options(self, prefix: str) -> None:
@@ -299,7 +301,8 @@ class MechanicalSolver:
 
     # ------------------------------------------------------------------ one step
     def step(self, state: MechState, temperature: np.ndarray, time_new: float, *,
-             temperature_old: np.ndarray | None = None, cuts: int | None = None) -> MechState:
+             temperature_old: np.ndarray | None = None, cuts: int | None = None,
+             guess: np.ndarray | None = None) -> MechState:
         """Advance one time step (the restart entry point), cutting it in halves when it
         fails.
 
@@ -313,6 +316,13 @@ class MechanicalSolver:
         cuts : how many times a failing step may be halved (default ``newton.max_cuts``);
             sub-steps are internal: the returned state is at ``time_new``. Each cut is
             counted in ``self.cuts``.
+        guess : (n_nodes, 3) displacement at ``time_new`` to start the Newton from instead of
+            ``state.u`` (e.g. a reduced model's prediction: an enrichment step then needs a
+            few Newton iterations instead of those of a cold start); the Dirichlet values
+            are imposed on it. The converged state is the same to the Newton tolerance. If
+            the Newton fails from the guess, the step is retried from ``state.u`` (counted
+            in ``self.guess_failures``), then cut as usual; sub-steps start from their
+            state.
 
         Returns
         -------
@@ -324,6 +334,16 @@ class MechanicalSolver:
             that of the last failure); raised on every rank
         """
         cuts = self.newton.max_cuts if cuts is None else int(cuts)
+        if guess is not None:
+            guess = np.asarray(guess, float)
+            if guess.size != state.u.size:
+                raise UserError(f"guess must be the nodal displacements {state.u.shape}, "
+                                f"got shape {guess.shape}")
+            guess = guess.reshape(state.u.shape)
+            try:
+                return self._step(state, temperature, time_new, guess)
+            except ConvergenceError:
+                self.guess_failures.append(float(time_new))
         try:
             return self._step(state, temperature, time_new)
         except ConvergenceError:
@@ -336,8 +356,9 @@ class MechanicalSolver:
         mid = self.step(state, T_mid, t_mid, temperature_old=temperature_old, cuts=cuts - 1)
         return self.step(mid, T_new, time_new, temperature_old=T_mid, cuts=cuts - 1)
 
-    def _step(self, state: MechState, temperature: np.ndarray, time_new: float) -> MechState:
-        """One time step without cutting.
+    def _step(self, state: MechState, temperature: np.ndarray, time_new: float,
+              guess: np.ndarray | None = None) -> MechState:
+        """One time step without cutting (Newton from ``guess``, default ``state.u``).
 
         Parameters
         ----------
@@ -357,7 +378,7 @@ class MechanicalSolver:
         dt = float(time_new - state.time)
         fac = self.loads.factor(time_new)
         T_qp = self.elements.at_points(np.asarray(temperature, float))
-        self._set_u(state.u)
+        self._set_u(state.u if guess is None else guess)
         if len(self._drows):
             self.u.setValues(to_petsc_int(self._drows), fac * self._dvalues)
         self.u.assemble()

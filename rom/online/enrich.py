@@ -108,14 +108,18 @@ def enrichment_event(model, step: int, indicator_before: float, seconds: float) 
 
 def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: float,
                 comm: MPI.Comm | None = None, *, T_old: np.ndarray | None = None,
-                source=None) -> StepState:
+                source=None, guess: np.ndarray | None = None) -> StepState:
     """High-fidelity step from the reduced state ``st`` to ``t_new``; update the model in
     place (bases, reduced points, reduced arrays); return the reduced state at ``t_new``
     on the new points (history from the high-fidelity step). Collective on ``comm``.
 
     ``source``: the model ``st`` was computed with (default ``model``), whose bases
     reconstruct the previous state (local models: the snapshot then enriches another
-    model than the one that ran the step). O(N)."""
+    model than the one that ran the step). ``guess``: reduced coordinates at ``t_new`` in
+    the source's displacement basis (the reduced step's prediction, even when the
+    indicator rejected it), where the high-fidelity Newton starts instead of the previous
+    state: near the answer, it converges in a few iterations (a cold start from a virgin
+    state at the load ramp took 15 here, docs/online.md). O(N)."""
     comm = as_comm(comm)
     src = model if source is None else source
     full, red = src.full, src.reduced
@@ -131,8 +135,9 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     # 2. one high-fidelity step
     t0 = time.perf_counter()
     solver = _solver(model, comm, scale)
+    u_guess = None if guess is None else full["phi"] @ np.asarray(guess, float)
     hf = solver.step(solver.state_from_global(st.time, u_prev, strain, z_all), T_nodes, t_new,
-                     temperature_old=T_old)
+                     temperature_old=T_old, guess=u_guess)
     eps_g = solver.gather_points(hf.strain)
     sig_g = solver.gather_points(hf.stress)
     z_g = solver.gather_points(hf.internal)

@@ -252,8 +252,10 @@ class LocalReducedModels:
                 # the model the features rank first at this step gets the snapshot (the
                 # current one while the loading stays in its cluster)
                 b = int(self.selector.ranking(F[i])[0]) if switch else cur
+                pred = tried[cur][0]
                 new, its, eta, c = self._enrich(cur, b, st, temperature, t, i, scale,
-                                                hf_comm, res, tried[cur][2], max_enrichments)
+                                                hf_comm, res, tried[cur][2], max_enrichments,
+                                                guess=None if pred is None else pred.q)
                 if b != cur:
                     res.switches.append({"step": i, "from": cur, "to": b, "enriched": True,
                                          "indicators": {j: r[2] for j, r in tried.items()}})
@@ -283,9 +285,12 @@ class LocalReducedModels:
             m._mesh, m._elements, m._solvers = mesh, elements, solvers
 
     def _enrich(self, a: int, b: int, st: StepState, temperature, t: float, i: int,
-                scale: float, comm: MPI.Comm, res, eta_before: float, max_enrichments: int):
+                scale: float, comm: MPI.Comm, res, eta_before: float, max_enrichments: int,
+                guess: np.ndarray | None = None):
         """One high-fidelity step from the state ``st`` of model ``a`` (reconstructed with
-        a's bases); the snapshot enriches model ``b`` (= a: as :meth:`ReducedModel.solve`)."""
+        a's bases); the snapshot enriches model ``b`` (= a: as :meth:`ReducedModel.solve`).
+        ``guess``: a's reduced coordinates at ``t`` (its rejected prediction), where the
+        high-fidelity Newton starts."""
         if len(res.enrichments) >= max_enrichments:
             raise ReducedDivergence(f"more than {max_enrichments} enrichments in one solve: "
                                     "the local reduced models cannot follow this loading")
@@ -295,7 +300,7 @@ class LocalReducedModels:
         t1 = time.perf_counter()
         T_nodes = temperature_at_nodes(A, temperature, t, i)
         # the state was computed with A; the high-fidelity snapshot enriches B
-        new = enrich_step(B, st, T_nodes, t, scale, comm, source=A)
+        new = enrich_step(B, st, T_nodes, t, scale, comm, source=A, guess=guess)
         eta, c = indicator(B, new.z)
         for j in range(self.k):  # phi_b changed: its cross projections are recomputed
             self.cross.pop((b, j), None)

@@ -273,7 +273,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
             eta_before = eta
             new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
                               scale, hf_comm, T_old=temperature_at_nodes(
-                                  model, temperature, float(times[i - 1]), i - 1))
+                                  model, temperature, float(times[i - 1]), i - 1),
+                              guess=None if new is None else new.q)
             eta, c = indicator(model, new.z)
             if acc is not None:               # the full-order state: no drift so far
                 acc.restart(new.z[:, pc])

@@ -48,9 +48,12 @@ class PassiveQR:
         if self.W.shape[0] < k:                    # new rows of A, zero in the old columns
             self.W = np.vstack([self.W, np.zeros((k - self.W.shape[0], self.W.shape[1]))])
         want = set(np.flatnonzero(passive).tolist())
+        new = sorted(want - set(self.cols))
+        if len(new) > max(16, len(self.cols)):      # e.g. a warm start: one factorization
+            return self.refactor(A, sorted(want))   # instead of many column updates
         for pos in sorted((i for i, j in enumerate(self.cols) if j not in want), reverse=True):
             self.delete(pos)
-        for j in sorted(want - set(self.cols)):
+        for j in new:
             if not self.insert(A, j):
                 return self.refactor(A, sorted(want))
         return True
@@ -267,6 +270,16 @@ class Selection:
 
     idx = property(lambda self: self._idx[self._live], doc="global indices of the live points")
     x = property(lambda self: self._x[self._live], doc="weights of the live points")
+
+    def start_from(self, x: np.ndarray) -> None:
+        """Set the weights of the live points (in their order; negative ones become 0): the
+        feasible start of the next :meth:`solve`, e.g. the weights of an earlier rule at
+        warm-start points, whose positive set is then its first passive set."""
+        x = np.asarray(x, dtype=float)
+        if x.shape != (int(np.count_nonzero(self._live)),):
+            raise ValueError(f"start_from needs one weight per live point "
+                             f"({int(np.count_nonzero(self._live))}), got shape {x.shape}")
+        self._x[self._live] = np.maximum(x, 0.0)
 
     def residual(self, b: np.ndarray) -> np.ndarray:
         """``b - G_S x`` (m,)."""

@@ -57,6 +57,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
     warm = red["points"][red["weights"] > 0]
+    warm_weights = red["weights"][red["weights"] > 0]
     t0 = time.perf_counter()
     if comm.rank == 0:
         phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
@@ -82,6 +83,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
         pts, wts, info = ecm_fields(mode_strains_all(es, phi)[:, lo:hi], stresses[:, lo:hi],
                                     full["weights_fe"][lo:hi], comm=comm,
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
+                                    warm_weights=warm_weights,
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True,
                                     compress=False)

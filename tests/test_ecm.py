@@ -175,6 +175,31 @@ def test_warm_start_keeps_old_points():
     np.testing.assert_allclose(x3, x2, rtol=1e-10, atol=1e-14 * x2.max())
 
 
+def test_warm_weights_give_the_same_rule_in_fewer_active_set_steps(monkeypatch):
+    """An update for new integrands (the enrichment's case): starting the first NNLS from
+    the earlier rule's weights gives the same points and weights as starting it from zero,
+    with far fewer Lawson-Hanson steps (counted as least-squares solves)."""
+    G, w = smooth_integrands(40, 3000, seed=4)
+    idx1, x1 = ecm(G[:36], w, tol=1e-8)
+    counts = {}
+    real = PassiveQR.solve
+
+    def counted(self, b):
+        counts[key] = counts.get(key, 0) + 1
+        return real(self, b)
+
+    monkeypatch.setattr(PassiveQR, "solve", counted)
+    key = "zero"
+    idx2, x2 = ecm(G, w, tol=1e-8, warm_start=idx1, keep_warm_start=False)
+    key = "warm"
+    idx3, x3 = ecm(G, w, tol=1e-8, warm_start=idx1, keep_warm_start=False, warm_weights=x1)
+    assert idx3.tolist() == idx2.tolist()
+    np.testing.assert_allclose(x3, x2, rtol=1e-9, atol=1e-12 * x2.max())
+    assert quadrature_error(G, w, idx3, x3) <= 1e-8
+    print("\nleast-squares solves from zero / from the weights:", counts)
+    assert counts["warm"] + idx1.size // 2 <= counts["zero"]
+
+
 def test_imposed_points_kept_with_zero_weight():
     G, w = smooth_integrands(20, 1500, seed=2)
     imposed = np.array([3, 700, 1499])
@@ -386,6 +411,8 @@ def test_input_errors(mutate, match):
     ({"tol": 1e-6, "imposed": [4, 4]}, "imposed contains the index 4 more than once"),
     ({"tol": 1e-6, "imposed": [1.5]}, "integer global point indices"),
     ({"tol": 1e-6, "warm_start": [2], "imposed": [2]}, "point 2 is both in warm_start and in imposed"),
+    ({"tol": 1e-6, "warm_start": [2, 3], "warm_weights": [1.0]}, "warm_weights must be 2 nonneg"),
+    ({"tol": 1e-6, "warm_start": [2], "warm_weights": [-1.0]}, "warm_weights must be 1 nonneg"),
 ])
 def test_argument_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):

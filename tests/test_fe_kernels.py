@@ -121,3 +121,19 @@ def test_free_thermal_expansion(cell):
     res = es.evaluate(law, u.reshape(n, 3), zeros, zeros[:, :0], T, 1.0)
     scale = law.E(T1) * strain_th
     assert np.abs(res["stress"]).max() < 1e-9 * scale
+
+
+@pytest.mark.parametrize("cell", ["tetra", "tetra10", "hexahedron"])
+def test_strains_of_many_fields_equal_one_field_at_a_time(cell):
+    """ElementSet.strains_many (reduced-basis modes, enrichment) is strains() column by
+    column, on a distorted mesh and with element chunks smaller than the mesh."""
+    mesh = FEMesh.from_meshio(solid_block((3, 2, 2), cell=cell, distort=0.2, seed=3))
+    es = ElementSet(mesh)
+    U = np.random.default_rng(1).standard_normal((3 * mesh.n_nodes, 5))
+    ref = np.stack([es.strains(U[:, i].reshape(-1, 3)) for i in range(U.shape[1])])
+    got = es.strains_many(U)
+    assert got.shape == (5, es.n_qp, 6)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    b = es.blocks[0]
+    small = kernels.strains_many(b.dNdx, U.reshape(-1, 3, 5)[b.cells], chunk=3)
+    np.testing.assert_allclose(small.reshape(5, -1, 6), got[:, b.rows], atol=1e-13 * np.abs(ref).max())

@@ -111,6 +111,14 @@ class ElementSet:
         return np.concatenate([kernels.strains(b.dNdx, u[b.cells]).reshape(-1, 6)
                                for b in self.blocks])
 
+    def strains_many(self, U: np.ndarray) -> np.ndarray:
+        """Voigt strains (k, n_qp, 6) of k nodal displacement fields U (3 n_nodes, k) [m]
+        (dof = 3 node + component, e.g. reduced-basis modes): :meth:`strains` of every
+        column, in one batched product per block."""
+        U = np.asarray(U, float).reshape(-1, 3, np.shape(U)[-1])
+        return np.concatenate([kernels.strains_many(b.dNdx, U[b.cells]).reshape(
+            U.shape[-1], -1, 6) for b in self.blocks], axis=1)
+
     def forces(self, stress: np.ndarray) -> list[np.ndarray]:
         """Element internal forces per block, [(n_el, 3 n_nodes)] [N], from stresses (n_qp, 6)."""
         return [kernels.internal_forces(b.dNdx, b.wdetJ,

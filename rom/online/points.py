@@ -56,13 +56,11 @@ def point_data(mesh: FEMesh, points: np.ndarray, modes: np.ndarray) -> dict:
         elems.append(b.ids[el])
     es = ElementSet(mesh, np.unique(np.concatenate(elems)))
     pos = np.searchsorted(es.qp, points)
-    eps = np.stack([es.strains(modes[:, i].reshape(-1, 3))[pos]
-                    for i in range(modes.shape[1])], axis=-1)  # loop over modes
-    return {"eps": eps.reshape(q, 6, modes.shape[1]), "weights_fe": es.weights()[pos],
+    eps = np.moveaxis(es.strains_many(modes)[:, pos], 0, -1)       # (q, 6, n)
+    return {"eps": np.ascontiguousarray(eps), "weights_fe": es.weights()[pos],
             "nodes": nodes, "shape": shape, "node_coords": mesh.points[nodes]}
 
 
 def mode_strains_all(elements: ElementSet, modes: np.ndarray) -> np.ndarray:
     """Strains of the modes at every point, (n_modes, n_qp, 6) (ECM integrand layout)."""
-    return np.stack([elements.strains(modes[:, i].reshape(-1, 3))
-                     for i in range(modes.shape[1])])  # loop over modes
+    return elements.strains_many(modes)

@@ -179,6 +179,27 @@ def test_newton_from_a_guess_reaches_the_same_state_in_fewer_iterations():
     solver.destroy()
 
 
+def test_inner_solver_options_reach_the_preconditioner_set_up():
+    """Case options of the solvers a preconditioner creates at its set-up (``sub_*`` of
+    ASM) are applied (they were dropped once: ASM ran ILU(0) for ``sub_pc_type cholesky``),
+    do not stay in the options database, and give the same state as the default solver."""
+    from petsc4py import PETSc
+    solver, temp = _hot_spinning_block(SELF, cell="hexahedron")
+    ref = solver.step(solver.initial_state(), temp(1.0), 1.0)
+    solver.destroy()
+    mesh, law, loads = solver.mesh, solver.material, solver.loads
+    asm = MechanicalSolver(mesh, law, loads, comm=SELF, prefix="asmtest_",
+                           petsc_options={**TIGHT, "pc_type": "asm", "sub_pc_type": "cholesky"},
+                           newton=NewtonOptions(rtol=1e-11))
+    st = asm.step(asm.initial_state(), temp(1.0), 1.0)
+    sub = asm.ksp.getPC().getASMSubKSP()[0].getPC()
+    assert sub.getType() == "cholesky"
+    assert asm.log[0]["ksp_iterations"] <= 2              # one block: a direct solve
+    assert not PETSc.Options().hasName("asmtest_sub_pc_type")
+    asm.destroy()
+    assert np.abs(st.u - ref.u).max() <= 1e-8 * np.abs(ref.u).max()
+
+
 def test_bad_cases_give_one_clear_error():
     mesh = FEMesh.from_meshio(solid_block((1, 1, 1), cell="hexahedron"))
     with pytest.raises(GroupError, match="dirichlet group 'clamp' not found .*xmin"):

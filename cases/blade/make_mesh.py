@@ -17,6 +17,7 @@ def main(argv=None):
     ap.add_argument("-o", "--output", type=Path, default=Path(__file__).with_name("mesh.inp"))
     args = ap.parse_args(argv)
     g = BladeGeometry()
+    args.output.parent.mkdir(parents=True, exist_ok=True)     # e.g. out/blade-large/
     path = write_blade_mesh(args.output, g, args.size)
     mesh = blade_mesh(g, args.size)
     cells = mesh.cells[0].data

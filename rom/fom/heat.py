@@ -18,7 +18,7 @@ from .discretization import ElementSet
 from .elements import FACETS
 from .mesh import FEMesh
 from .partition import partition_mesh
-from .petsc_tools import coo_matrix, pop_options, push_options, to_petsc_int
+from .petsc_tools import coo_matrix, options_pushed, to_petsc_int
 from .solver import ConvergenceError
 
 __all__ = ["solve_heat"]
@@ -90,12 +90,10 @@ def solve_heat(mesh: FEMesh, conductivity: Table, *, fixed=(), convection=(),
     ksp = PETSc.KSP().create(comm=comm)
     ksp.setOptionsPrefix(prefix)
     ksp.setOperators(A)
-    inserted = push_options(prefix, {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12},
-                            petsc_options or {})
-    try:
+    options = (prefix, {"ksp_type": "cg", "pc_type": "gamg", "ksp_rtol": 1e-12},
+               petsc_options or {})
+    with options_pushed(*options):
         ksp.setFromOptions()
-    finally:
-        pop_options(inserted)
     # first Picard iterate: k at the mean imposed temperature
     T_nodes = np.full(mesh.n_nodes, comm.allreduce(float(dval.sum()))
                       / max(comm.allreduce(len(dval)), 1))
@@ -112,7 +110,8 @@ def solve_heat(mesh: FEMesh, conductivity: Table, *, fixed=(), convection=(),
             x.setValues(to_petsc_int(drow), dval)
         x.assemble()
         A.zeroRowsColumns(to_petsc_int(drow), diag=1.0, x=x, b=rhs)
-        ksp.solve(rhs, x)
+        with options_pushed(*options):         # the set-up reads the inner solvers' options
+            ksp.solve(rhs, x)
         if ksp.getConvergedReason() < 0:
             raise ConvergenceError(f"heat: linear solver diverged (reason "
                                    f"{ksp.getConvergedReason()})")

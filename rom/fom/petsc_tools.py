@@ -1,12 +1,14 @@
 """PETSc helpers: options under a prefix, matrices preallocated from COO patterns, scatters."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import numpy as np
 from petsc4py import PETSc
 
-__all__ = ["coo_matrix", "ghost_scatter", "pop_options", "push_options", "to_petsc_int"]
+__all__ = ["coo_matrix", "ghost_scatter", "options_pushed", "pop_options", "push_options",
+           "to_petsc_int"]
 
 
 def to_petsc_int(a: np.ndarray) -> np.ndarray:
@@ -38,6 +40,24 @@ def pop_options(names: list) -> None:
     opts = PETSc.Options()
     for name in names:
         opts.delValue(name)
+
+
+@contextmanager
+def options_pushed(prefix: str, defaults: Mapping[str, object],
+                   case: Mapping[str, object]) -> Iterator[None]:
+    """The options of :func:`push_options` in the database for the duration of the block.
+
+    Use it around ``setFromOptions`` **and around every preconditioner set-up**
+    (``KSP.setUp``, or a ``KSP.solve`` that sets the preconditioner up): the inner solvers
+    a preconditioner creates at its set-up read their options then (``sub_*`` of ASM and
+    block Jacobi, ``mg_levels_*`` of GAMG); options removed right after ``setFromOptions``
+    would silently be ignored there (an ASM asked for ``sub_pc_type cholesky`` ran ILU(0)).
+    """
+    inserted = push_options(prefix, defaults, case)
+    try:
+        yield
+    finally:
+        pop_options(inserted)
 
 
 def coo_matrix(comm, n_local: int, rows: np.ndarray, cols: np.ndarray, *, bs: int = 3

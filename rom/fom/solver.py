@@ -20,7 +20,7 @@ from .discretization import ElementSet
 from .loads import Loads
 from .mesh import FEMesh
 from .partition import partition_mesh
-from .petsc_tools import coo_matrix, ghost_scatter, pop_options, push_options, to_petsc_int
+from .petsc_tools import coo_matrix, ghost_scatter, options_pushed, to_petsc_int
 
 __all__ = [
     "DEFAULT_PETSC_OPTIONS",
@@ -187,12 +187,11 @@ class MechanicalSolver:
         self.ksp.setOptionsPrefix(prefix)
         self._set_near_nullspace(pc)
         self.ksp.setOperators(self.A)
-        inserted = push_options(prefix, DEFAULT_PETSC_OPTIONS, petsc_options or {})
-        try:
+        # the options are pushed again around each preconditioner set-up (inner solvers)
+        self._options = (prefix, DEFAULT_PETSC_OPTIONS, dict(petsc_options or {}))
+        with options_pushed(*self._options):
             self.ksp.setFromOptions()
             self._newton_from_options(prefix)
-        finally:
-            pop_options(inserted)
         #: KSP relative tolerance of the ``fixed`` forcing, lower bound of ``ew``
         self.ksp_rtol = self.ksp.getTolerances()[0]
         self._pc_fresh_rate = None      # KSP iterations per decade right after a PC setup
@@ -494,7 +493,8 @@ class MechanicalSolver:
             self.ksp.getPC().setReusePreconditioner(not fresh)
             t0, c0 = time.perf_counter(), time.process_time()
             if fresh:
-                self.ksp.setUp()                  # PCSetUp (GAMG: reuses prolongators)
+                with options_pushed(*self._options):  # read by the inner solvers it creates
+                    self.ksp.setUp()              # PCSetUp (GAMG: reuses prolongators)
             t1, c1 = time.perf_counter(), time.process_time()
             self.ksp.solve(self.r, self.du)
             t2, c2 = time.perf_counter(), time.process_time()

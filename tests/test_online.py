@@ -83,6 +83,38 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
     assert again.n_modes == model.n_modes > load(built[0]).n_modes
 
 
+def test_enrichment_newton_starts_from_the_reduced_prediction(built, monkeypatch):
+    """The high-fidelity step of an enrichment starts its Newton from the reduced step's
+    prediction (rejected by the indicator, but close): fewer Newton iterations than from
+    the previous state, and the same enriched answer to the Newton tolerance."""
+    from rom.fom.solver import MechanicalSolver
+    real = MechanicalSolver.step
+    calls = []
+
+    def record(self, state, T, t, **kw):
+        n0 = len(self.log)
+        out = real(self, state, T, t, **kw)
+        calls.append((kw.get("guess") is not None, len(self.log) - n0))
+        return out
+
+    monkeypatch.setattr(MechanicalSolver, "step", record)
+    warm = load(built[0]).solve(OUTSIDE, TIMES, enrich=True, tol=1e-4, verbose=False)
+    with_guess, calls[:] = list(calls), []
+    monkeypatch.setattr(MechanicalSolver, "step",
+                        lambda self, *a, guess=None, **kw: record(self, *a, **kw))
+    cold = load(built[0]).solve(OUTSIDE, TIMES, enrich=True, tol=1e-4, verbose=False)
+    assert with_guess and all(g for g, _ in with_guess) and not any(g for g, _ in calls)
+    assert [e["step"] for e in warm.enrichments] == [e["step"] for e in cold.enrichments]
+    its_warm, its_cold = sum(n for _, n in with_guess), sum(n for _, n in calls)
+    print(f"\nNewton iterations of the enrichments: {its_warm} from the prediction, "
+          f"{its_cold} from the previous state")
+    assert its_warm < its_cold
+    eu_w, ep_w = errors(warm, built[1]["outside"])
+    eu_c, ep_c = errors(cold, built[1]["outside"])
+    np.testing.assert_allclose(eu_w, eu_c, rtol=1e-3, atol=1e-7)
+    np.testing.assert_allclose(ep_w, ep_c, rtol=1e-3, atol=1e-7)
+
+
 def test_save_load_round_trip_bit_identical(built, tmp_path):
     model = load(built[0])
     copy = load(model.save(tmp_path / "copy.rom.h5"))

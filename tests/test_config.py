@@ -146,6 +146,13 @@ def test_extends_merges_mappings_and_replaces_lists(tmp_path):
     assert large["study"] == default["study"]
     assert large["fom"] == default["fom"]                # the same 41 training loadings
     assert large["mesh"] != default["mesh"] and large["output"]["plot"] is True
+    # and the demo on that mesh: the demo's training and model, the large mesh, own outputs
+    large_demo = read_case_mapping(ROOT / "cases/blade/large-demo.yaml")
+    demo = read_case_mapping(ROOT / "cases/blade/demo.yaml")
+    assert large_demo["fom"] == demo["fom"] and large_demo["online"] == demo["online"]
+    assert large_demo["mesh"] == large["mesh"]
+    assert large_demo["output"]["directory"] not in (large["output"]["directory"],
+                                                     demo["output"]["directory"])
 
 
 @pytest.mark.parametrize("text, words", [

@@ -18,15 +18,14 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 from mpi4py import MPI
 
 from rom.fom.mesh import FEMesh
-from rom.fom.run import load_fom_case
-from rom.fom.setup import loads_from_config, material_from_config
-from rom.fom.solver import MechanicalSolver, NewtonOptions
+from rom.fom.run import load_fom_case, make_solver
+from rom.fom.setup import material_from_config
 from rom.io.mesh import read_mesh
 from rom.parallel import rank0_print
 from rom.study.run import expand_queries, temperature_history
@@ -56,13 +55,13 @@ def main() -> None:
     times = np.linspace(grid.start, grid.stop, grid.steps + 1)[:args.steps + 1]
     q = {q.name: q for q in expand_queries(fc.case.study)}[args.query]
     T = temperature_history(fc, q.temperature, mesh, times, comm)
-    loads = loads_from_config(fc.loading, fc.material.density, q.scale)
     sets = {**SETS, "case file": dict(fc.fom.petsc_options)}
     rows, u_ref = [], None
     for k, (name, opts) in enumerate(sets.items()):  # loop over option sets
-        solver = MechanicalSolver(mesh, law, loads, comm=comm, prefix=f"bench{k}_",
-                                  petsc_options={"ksp_max_it": 400, **opts},
-                                  newton=NewtonOptions(**vars(fc.fom.newton)))
+        # the case's solver (loads, Newton, partition) with these options only
+        fom = replace(fc.fom, petsc_prefix=f"bench{k}_",
+                      petsc_options={"ksp_max_it": 400, **opts})
+        solver = make_solver(replace(fc, fom=fom), mesh, law, q.scale, comm)
         comm.Barrier()
         t0 = time.perf_counter()
         st = solver.initial_state(float(times[0]))

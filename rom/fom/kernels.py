@@ -78,11 +78,16 @@ def b_matrix(dNdx: np.ndarray) -> np.ndarray:
     return B.reshape(ne, nq, 6, 3 * nn)
 
 
-def strains(dNdx: np.ndarray, ue: np.ndarray) -> np.ndarray:
-    """Voigt strains (n_el, n_qp, 6) from element displacements ue (n_el, n_nodes, 3) [m]."""
-    G = np.einsum("eqaj,eai->eqij", dNdx, ue)               # G[i, j] = du_i / dx_j
+def _voigt(G: np.ndarray) -> np.ndarray:
+    """Voigt strains (..., 6), engineering shears, of displacement gradients (..., 3, 3)
+    with ``G[..., i, j] = du_i / dx_j``."""
     return np.stack([G[..., 0, 0], G[..., 1, 1], G[..., 2, 2], G[..., 0, 1] + G[..., 1, 0],
                      G[..., 1, 2] + G[..., 2, 1], G[..., 0, 2] + G[..., 2, 0]], axis=-1)
+
+
+def strains(dNdx: np.ndarray, ue: np.ndarray) -> np.ndarray:
+    """Voigt strains (n_el, n_qp, 6) from element displacements ue (n_el, n_nodes, 3) [m]."""
+    return _voigt(np.einsum("eqaj,eai->eqij", dNdx, ue))     # G[i, j] = du_i / dx_j
 
 
 def strains_many(dNdx: np.ndarray, ue: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
@@ -90,19 +95,15 @@ def strains_many(dNdx: np.ndarray, ue: np.ndarray, *, chunk: int = 4096) -> np.n
     displacements ue (n_el, n_nodes, 3, k) [m] (e.g. the modes of a reduced basis): one
     batched matrix product per chunk of elements instead of k calls of :func:`strains`."""
     n_el, n_qp = dNdx.shape[:2]
-    k = ue.shape[-1]
+    na, k = ue.shape[1], ue.shape[-1]
     out = np.empty((k, n_el, n_qp, 6))
     for e0 in range(0, n_el, chunk):  # loop over element chunks (memory)
         e1 = min(e0 + chunk, n_el)
+        ne = e1 - e0
         # G[e, q, j, i, m] = sum_a dNdx[e, q, a, j] ue[e, a, i, m]
-        ne, na = e1 - e0, ue.shape[1]
         G = (np.swapaxes(dNdx[e0:e1], 2, 3).reshape(ne, 3 * n_qp, na)
              @ ue[e0:e1].reshape(ne, na, 3 * k)).reshape(ne, n_qp, 3, 3, k)
-        o = out[:, e0:e1]
-        for c, (j, i) in enumerate(((0, 0), (1, 1), (2, 2))):
-            o[..., c] = np.moveaxis(G[:, :, j, i], -1, 0)
-        for c, (a, b) in enumerate(((0, 1), (1, 2), (0, 2)), start=3):
-            o[..., c] = np.moveaxis(G[:, :, b, a] + G[:, :, a, b], -1, 0)
+        out[:, e0:e1] = _voigt(np.transpose(G, (4, 0, 1, 3, 2)))    # (m, e, q, i, j)
     return out
 
 

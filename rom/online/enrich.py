@@ -56,8 +56,8 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     high-fidelity step). Returns the new displacement basis and reduced points."""
     full, red, meta = model.full, model.reduced, model.meta
     es = model.elements
-    warm = red["points"][red["weights"] > 0]
-    warm_weights = red["weights"][red["weights"] > 0]
+    quad = red["weights"] > 0                     # the quadrature points (not the imposed)
+    warm, warm_weights = red["points"][quad], red["weights"][quad]
     t0 = time.perf_counter()
     if comm.rank == 0:
         phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())

@@ -265,3 +265,42 @@ def test_accumulated_indicator_sums_the_unrepresented_increments(built):
 def test_accumulated_indicator_is_a_case_choice():
     cfg = OnlineConfig(indicator="accumulated")
     assert cfg.indicator == "accumulated" and OnlineConfig().indicator == "p"
+
+
+def test_reduced_tangent_split_form_equals_the_general_form(built):
+    """K = sum_g w_g E_g^T D_g E_g from the three-term isotropic tangent (syrk and thin
+    products) equals the per-point 6 x 6 product, for a creeping Norton state (gamma < 0 at
+    the creeping points), for elasticity (no gamma term) and when beta < 0 somewhere
+    (the general form is used)."""
+    from rom.materials import Norton, ThermoElastic
+    from rom.materials.tensors import IsotropicTangent
+    from rom.online.solve import reduced_tangent
+
+    rng = np.random.default_rng(3)
+    q, n = 50, 7
+    E3 = rng.normal(size=(q, 6, n)) * 1e-3
+    w = rng.uniform(0.5, 2.0, q) * 1e-9
+    law = Norton(E=200e9, nu=0.3, K=1e9, n=5)
+    e0 = rng.normal(size=(q, 6)) * 1e-3
+    e1 = e0 + rng.normal(size=(q, 6)) * 2e-3
+    st = law.initial_state(q)
+    T = rng.uniform(800, 1200, q)
+    s_full, z_full, D_full = law.integrate(e0, e1, st, T, 100.0)
+    s, z, D = law.integrate(e0, e1, st, T, 100.0, split_tangent=True)
+    assert isinstance(D, IsotropicTangent) and np.all(D.gamma < 0)
+    assert np.array_equal(s, s_full) and np.array_equal(z, z_full)
+    assert np.array_equal(D.full(), D_full)
+    red = {"eps": E3}
+    K_ref = np.einsum("gin,gij,gjm,g->nm", E3, D_full, E3, w)
+    for K in (reduced_tangent(E3, w, D, red), reduced_tangent(E3, w, D, red)):  # 2nd: cached
+        assert np.abs(K - K_ref).max() <= 1e-13 * np.abs(K_ref).max()
+        assert np.abs(K - K.T).max() <= 1e-14 * np.abs(K).max()
+    el = ThermoElastic(E=200e9, nu=0.3)
+    _, _, De = el.integrate(e0, e1, el.initial_state(q), T, 1.0, split_tangent=True)
+    assert De.gamma is None
+    assert np.allclose(De.full(), el.stiffness(T), rtol=1e-14, atol=1e-14 * 200e9)
+    K_el = np.einsum("gin,gij,gjm,g->nm", E3, el.stiffness(T), E3, w)
+    assert np.abs(reduced_tangent(E3, w, De, red) - K_el).max() <= 1e-13 * np.abs(K_el).max()
+    neg = IsotropicTangent(D.alpha, np.where(np.arange(q) == 0, -1e9, D.beta), D.gamma, D.m)
+    K_neg = np.einsum("gin,gij,gjm,g->nm", E3, neg.full(), E3, w)
+    assert np.abs(reduced_tangent(E3, w, neg, red) - K_neg).max() <= 1e-13 * np.abs(K_neg).max()

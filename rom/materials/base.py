@@ -121,4 +121,8 @@ class Material(Protocol):
     def integrate(self, strain_old: np.ndarray, strain_new: np.ndarray, state_old: np.ndarray,
                   temperature: np.ndarray, dt: float
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One time step: (stress (n, 6) [Pa], state_new (n, n_state), tangent (n, 6, 6) [Pa])."""
+        """One time step: (stress (n, 6) [Pa], state_new (n, n_state), tangent (n, 6, 6) [Pa]).
+
+        Laws whose class sets ``split_tangent = True`` also accept the keyword
+        ``split_tangent=True`` and then return the tangent as a
+        :class:`~rom.materials.tensors.IsotropicTangent` (the reduced Newton uses it)."""

@@ -8,6 +8,7 @@ from typing import ClassVar
 import numpy as np
 
 from .base import MaterialError, Table, as_table
+from .tensors import IsotropicTangent
 
 __all__ = ["ThermoElastic", "isotropic_stiffness"]
 
@@ -47,6 +48,7 @@ class ThermoElastic:
     """
 
     n_state = 0
+    split_tangent = True
     state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType({})
 
     def __init__(self, E, nu, alpha=0.0, T_ref: float = 293.15):
@@ -73,7 +75,7 @@ class ThermoElastic:
         return (self.alpha(T) * (T - self.T_ref))[..., None] * _ONE
 
     def integrate(self, strain_old: np.ndarray, strain_new: np.ndarray, state_old: np.ndarray,
-                  temperature: np.ndarray, dt: float):
+                  temperature: np.ndarray, dt: float, *, split_tangent: bool = False):
         """Stress, (empty) state and tangent at the end of the step.
 
         Parameters
@@ -82,6 +84,8 @@ class ThermoElastic:
         state_old : (n, 0)
         temperature : (n,) temperature at the end of the step [K]
         dt : time step [s] (unused)
+        split_tangent : return the tangent as an :class:`IsotropicTangent`
+            (``alpha = lambda``, ``beta = 2 G``)
 
         Returns
         -------
@@ -90,4 +94,9 @@ class ThermoElastic:
         D = self.stiffness(temperature)
         eps = np.asarray(strain_new, float) - self.thermal_strain(temperature)
         stress = np.einsum("...ij,...j->...i", D, eps)
-        return stress, np.asarray(state_old, float).reshape(stress.shape[:-1] + (0,)), D
+        state = np.asarray(state_old, float).reshape(stress.shape[:-1] + (0,))
+        if split_tangent:
+            E, nu = np.broadcast_arrays(self.E(temperature), self.nu(temperature))
+            lam = E * nu / ((1 + nu) * (1 - 2 * nu))
+            return stress, state, IsotropicTangent(lam, E / (1 + nu), None, None)
+        return stress, state, D

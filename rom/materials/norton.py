@@ -19,13 +19,7 @@ import numpy as np
 
 from .base import MaterialError, Table, as_table
 from .elastic import ThermoElastic
-from .tensors import (
-    I_DEV,
-    mandel_to_strain,
-    mandel_to_stress,
-    strain_to_mandel,
-    tangent_from_mandel,
-)
+from .tensors import IsotropicTangent, mandel_to_strain, mandel_to_stress, strain_to_mandel
 
 __all__ = ["Norton"]
 
@@ -49,6 +43,7 @@ class Norton(ThermoElastic):
     """
 
     n_state = 7
+    split_tangent = True
     state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType(
         {"viscoplastic_strain": (slice(0, 6), "1"), "p": (slice(6, 7), "1")})
 
@@ -67,7 +62,7 @@ class Norton(ThermoElastic):
         return np.zeros((n, self.n_state))
 
     def integrate(self, strain_old: np.ndarray, strain_new: np.ndarray, state_old: np.ndarray,
-                  temperature: np.ndarray, dt: float):
+                  temperature: np.ndarray, dt: float, *, split_tangent: bool = False):
         """One backward-Euler step at every point.
 
         Parameters
@@ -76,6 +71,7 @@ class Norton(ThermoElastic):
         state_old : (n, 7) internal variables at the start of the step
         temperature : (n,) temperature at the end of the step [K]
         dt : time step [s] (>= 0; 0 gives the elastic response)
+        split_tangent : return the tangent as an :class:`IsotropicTangent` (its three terms)
 
         Returns
         -------
@@ -109,12 +105,12 @@ class Norton(ThermoElastic):
         state_new[..., :6] = evp_old + mandel_to_strain(dp[..., None] * N)
         state_new[..., 6] = state_old[..., 6] + dp
         # consistent tangent (Mandel): C - 4G^2 h/(1+3Gh) N N - 6G^2 dp/q_tr (I_dev - 2/3 N N)
-        NN = N[..., :, None] * N[..., None, :]
-        C = 3 * bulk[..., None, None] * (np.outer(_ONE, _ONE) / 3.0) + 2 * G[..., None, None] * I_DEV
+        # = bulk 1 1 + (2G - b) I_dev + (2b/3 - a) N N, with a = 4G^2 h/(1+3Gh), b = 6G^2 dp/q_tr
         a = 4 * G**2 * h / (1 + 3 * G * h)
         b = 6 * G**2 * dp / safe
-        Dm = C - a[..., None, None] * NN - b[..., None, None] * (I_DEV - 2.0 / 3.0 * NN)
-        return mandel_to_stress(sig), state_new, tangent_from_mandel(Dm)
+        beta = 2 * G - b
+        D = IsotropicTangent(bulk - beta / 3.0, beta, 2.0 * b / 3.0 - a, strain_to_mandel(N))
+        return mandel_to_stress(sig), state_new, (D if split_tangent else D.full())
 
     def _solve_scalar(self, q_tr, G, K, nexp, dt):
         """Solve q_tr - x - 3 G dt (x/K)^n = 0 for x in [0, q_tr]; also h = d dp / d x."""
@@ -125,25 +121,26 @@ class Norton(ThermoElastic):
                 # start where the creep term alone equals q_tr: to the right of the root
                 x0 = K * (q_tr / c) ** (1.0 / nexp)
             x = np.minimum(q_tr, x0)
-            active = q_tr > 0
+            # Newton on the points not converged yet, compacted when some converge
+            idx = np.flatnonzero(q_tr > 0)
+            xa, qa, Ka, na, ca = x[idx], q_tr[idx], K[idx], nexp[idx], c[idx]
             for _ in range(self.max_iter):
-                if not active.any():
+                if idx.size == 0:
                     break
-                xa, Ka, na, ca = x[active], K[active], nexp[active], c[active]
                 r = xa / Ka
-                F = q_tr[active] - xa - ca * r**na
-                dF = -1.0 - ca * na * r ** (na - 1) / Ka
-                step = F / dF
-                xn = np.maximum(xa - step, 0.0)
-                x[active] = xn
-                done = np.abs(step) <= self.rtol * q_tr[active]
-                idx = np.flatnonzero(active)
-                active[idx[done]] = False
-            if active.any():
-                k = int(np.flatnonzero(active)[0])
+                rn1 = r ** (na - 1)
+                step = (qa - xa - ca * rn1 * r) / (-1.0 - ca * na * rn1 / Ka)
+                xa = np.maximum(xa - step, 0.0)
+                done = np.abs(step) <= self.rtol * qa
+                if done.any():
+                    x[idx[done]] = xa[done]
+                    keep = ~done
+                    idx, xa, qa, Ka, na, ca = idx[keep], xa[keep], qa[keep], Ka[keep], na[keep], ca[keep]
+            if idx.size:
+                k = int(idx.min())
                 raise MaterialError(
                     f"Norton: local Newton did not converge in {self.max_iter} iterations at "
-                    f"{int(active.sum())} integration point(s), first flat index {k} "
+                    f"{idx.size} integration point(s), first flat index {k} "
                     f"(trial von Mises stress {q_tr.flat[k]:.6g} Pa, dt = {dt:g} s)")
             with np.errstate(divide="ignore", invalid="ignore"):
                 h = np.where(x > 0, dt * nexp * (x / K) ** (nexp - 1) / K, 0.0)

@@ -14,10 +14,13 @@ sqrt(2) for both stress and strain), converted here.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
     "I_DEV",
+    "IsotropicTangent",
     "MANDEL",
     "VOIGT_PAIRS",
     "mandel_to_strain",
@@ -80,3 +83,35 @@ def to_matrix(v: np.ndarray, *, strain: bool = False) -> np.ndarray:
         out[..., i, j] = val
         out[..., j, i] = val
     return out
+
+
+#: Voigt image of the Mandel identity, diag(1, 1, 1, 1/2, 1/2, 1/2) (engineering shears)
+_S_VOIGT = _EPS_TO_M**2
+
+
+@dataclass(frozen=True)
+class IsotropicTangent:
+    """A Voigt tangent of the form ``D = alpha 1 1^T + beta S + gamma m m^T`` at every point.
+
+    ``1 = (1, 1, 1, 0, 0, 0)``, ``S = diag(1, 1, 1, 1/2, 1/2, 1/2)`` (the Mandel identity
+    seen from engineering shears), ``m`` (..., 6) a direction (the Voigt image of the
+    Mandel flow direction; ``None`` where ``gamma`` is zero everywhere). Isotropic
+    elasticity is ``alpha = lambda, beta = 2 G``; the radial-return tangent of a von Mises
+    law adds the flow-direction term. Kept in this form, the reduced tangent
+    ``sum_g w_g E_g^T D_g E_g`` is one symmetric rank-k product and two thin products
+    instead of a 6 x 6 product per point (:func:`rom.online.solve.reduced_step`).
+    """
+
+    alpha: np.ndarray             # (...,) [Pa]
+    beta: np.ndarray              # (...,) [Pa]
+    gamma: np.ndarray | None      # (...,) [Pa] or None
+    m: np.ndarray | None          # (..., 6) [-] or None
+
+    def full(self) -> np.ndarray:
+        """The (..., 6, 6) Voigt matrices."""
+        a = np.asarray(self.alpha, float)
+        D = a[..., None, None] * np.outer(_ONE, _ONE) + \
+            np.asarray(self.beta, float)[..., None, None] * np.diag(_S_VOIGT)
+        if self.gamma is not None:
+            D = D + self.gamma[..., None, None] * (self.m[..., :, None] * self.m[..., None, :])
+        return D

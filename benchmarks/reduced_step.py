@@ -1,0 +1,119 @@
+"""Reduced-step benchmark: time per step of the reduced Newton on a case's reduced model,
+with the laws' three-term tangent (``split_tangent``) and with the general 6 x 6 form.
+
+    python benchmarks/reduced_step.py [--case cases/blade/case.yaml] [--queries inside hotter]
+                                      [--repeat 15] [--out FILE.json]
+
+Needs the case's reduced model (``rom.offline``). One process, no enrichment: for every
+query, ``--repeat`` rounds of the two variants interleaved (so that the load of a shared
+machine hits both alike); medians of the wall and CPU time of the whole solve per step,
+the Newton iterations, and the largest difference of the displacements of the two
+variants (they must agree to rounding). Then the parts of one Newton iteration on a
+step of the first query: the law (both outputs) and the reduced tangent (both forms).
+Writes ``--out`` (JSON) and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rom.online import solve as online_solve  # noqa: E402
+from rom.study.run import study_inputs, temperature_history  # noqa: E402
+
+
+def _median_ms(f, k: int) -> float:
+    ts = []
+    for _ in range(k):  # loop over repeats
+        t0 = time.process_time()
+        f()
+        ts.append(time.process_time() - t0)
+    return float(np.median(ts)) * 1e3
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--case", default=str(ROOT / "cases/blade/case.yaml"))
+    ap.add_argument("--queries", nargs="+", default=["inside", "hotter"])
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    inp = study_inputs(args.case, MPI.COMM_SELF)
+    model, times = inp.model, inp.times
+    law, steps = model.law, times.size - 1
+    specs = {q.name: q for q in inp.queries}
+    out = {"case": args.case, "machine": platform.node(), "repeat": args.repeat,
+           "n_modes": model.n_modes, "n_points": model.n_points, "queries": {}}
+    print(f"{args.case}: {model.n_modes} modes, {model.n_points} reduced points, "
+          f"{steps} steps, one process")
+    print(f"{'query':>8} {'variant':>8} {'wall ms/step':>13} {'CPU ms/step':>12} {'Newton':>7}")
+    for name in args.queries:  # loop over queries
+        q = specs[name]
+        T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
+        rows = {v: {"wall": [], "cpu": []} for v in ("split", "general")}
+        u = {}
+        for _ in range(args.repeat + 1):  # loop over rounds (the first: warm-up)
+            for v in rows:  # loop over variants
+                law.split_tangent = v == "split"
+                w0, c0 = time.perf_counter(), time.process_time()
+                res = model.solve(T, times, scale=q.scale, enrich=False, verbose=False)
+                rows[v]["wall"].append((time.perf_counter() - w0) / steps * 1e3)
+                rows[v]["cpu"].append((time.process_time() - c0) / steps * 1e3)
+                rows[v]["newton"] = int(res.newton_iterations.sum())
+                u[v] = np.array([res.displacement(i) for i in range(1, times.size)])
+        rec = {}
+        for v, r in rows.items():  # loop over variants
+            rec[v] = {"wall_ms_per_step": float(np.median(r["wall"][1:])),
+                      "cpu_ms_per_step": float(np.median(r["cpu"][1:])),
+                      "newton_iterations": r["newton"]}
+            print(f"{name:>8} {v:>8} {rec[v]['wall_ms_per_step']:13.2f} "
+                  f"{rec[v]['cpu_ms_per_step']:12.2f} {r['newton']:7d}")
+        rec["max_rel_displacement_difference"] = float(
+            np.abs(u["split"] - u["general"]).max() / np.abs(u["general"]).max())
+        out["queries"][name] = rec
+    del law.split_tangent                                  # back to the class's value
+    # the parts of one Newton iteration, on a hold step of the first query
+    q = specs[args.queries[0]]
+    T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
+    i = min(4, steps)
+    red = model.reduced
+    E3, w = red["eps"], red["weights"]
+    st = online_solve.StepState(float(times[0]), np.zeros(model.n_modes),
+                                np.zeros((model.n_points, 6)), law.initial_state(model.n_points))
+    T_M = [online_solve.temperature_at_points(model, T, float(t), j)
+           for j, t in enumerate(times[:i + 1])]
+    for j in range(1, i + 1):  # loop over the steps up to i
+        prev = st
+        st, _ = online_solve.reduced_step_cut(model, st, T_M[j - 1], T_M[j], float(times[j]),
+                                              q.scale)
+    eps0, z0, eps1, T_M = prev.eps, prev.z, st.eps, T_M[i]
+    dt = float(times[i] - times[i - 1])
+    k = 5 * args.repeat
+    _, _, Ds = law.integrate(eps0, eps1, z0, T_M, dt, split_tangent=True)
+    parts = {"law_split_ms": _median_ms(
+                 lambda: law.integrate(eps0, eps1, z0, T_M, dt, split_tangent=True), k),
+             "law_general_ms": _median_ms(lambda: law.integrate(eps0, eps1, z0, T_M, dt), k),
+             "tangent_split_ms": _median_ms(
+                 lambda: online_solve.reduced_tangent(E3, w, Ds, red), k),
+             "tangent_general_ms": _median_ms(
+                 lambda: online_solve.reduced_tangent(E3, w, Ds.full(), red), k)}
+    out["one_iteration_cpu"] = parts
+    print("one Newton iteration (CPU ms, step %d of %s): " % (i, args.queries[0]) +
+          ", ".join(f"{key[:-3]} {val:.3f}" for key, val in parts.items()))
+    if args.out:
+        Path(args.out).write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

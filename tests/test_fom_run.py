@@ -15,6 +15,7 @@ pytest.importorskip("petsc4py")
 
 from rom.fom.heat import solve_heat
 from rom.fom.mesh import FEMesh
+import rom.fom.run
 from rom.fom.run import load_fom_case, run_case
 from rom.fom.setup import loads_from_config, material_from_config, temperature_function
 from rom.fom.solver import MechanicalSolver, NewtonOptions
@@ -60,11 +61,29 @@ def _write_case(path: Path, clamp: str = "xmin") -> Path:
 
 
 @pytest.mark.mpi
-def test_run_case_writes_store_like_serial_solver(comm, shared_tmp_path):
+def test_run_case_writes_store_like_serial_solver(comm, shared_tmp_path, monkeypatch):
     case_file = _write_case(shared_tmp_path) if comm.rank == 0 else shared_tmp_path / "case.yaml"
     comm.barrier()
     fc = load_fom_case(case_file)
+    live, peak, made = [0], [0], []          # one solver (matrix, preconditioner) at a time
+    make = rom.fom.run.make_solver
+
+    def counted(*args, **kwargs):
+        s = make(*args, **kwargs)
+        destroy = s.destroy
+        made.append(s)
+        live[0] += 1
+        peak[0] = max(peak[0], live[0])
+
+        def counted_destroy():
+            live[0] -= 1
+            destroy()
+        s.destroy = counted_destroy
+        return s
+
+    monkeypatch.setattr(rom.fom.run, "make_solver", counted)
     store_path = run_case(fc, comm, progress=False)
+    assert (len(made), peak[0], live[0]) == (2, 1, 0)
     # serial reference of the last step of loading "hot"
     mesh = FEMesh.from_meshio(meshio.read(shared_tmp_path / "bar.inp"))
     lc = fc.fom.loadings[1]

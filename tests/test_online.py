@@ -81,6 +81,11 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
     assert all(np.array_equal(x, y) for x, y in zip(a.coordinates, b.coordinates))
     assert np.array_equal(a.indicator, b.indicator)
     assert again.n_modes == model.n_modes > load(built[0]).n_modes
+    # internal-variable basis: the training modes, then one direction per enrichment
+    z0, z1 = load(built[0]).full["psi_z"], model.full["psi_z"]
+    assert np.array_equal(z1[:, :z0.shape[1]], z0) and z1.shape[1] > z0.shape[1]
+    assert np.abs(z1.T @ z1 - np.eye(z1.shape[1])).max() < 1e-10
+    assert model.full["psi_z_sv"].size == z1.shape[1]
 
 
 def test_enrichment_newton_starts_from_the_reduced_prediction(built, monkeypatch):
@@ -304,3 +309,26 @@ def test_reduced_tangent_split_form_equals_the_general_form(built):
     neg = IsotropicTangent(D.alpha, np.where(np.arange(q) == 0, -1e9, D.beta), D.gamma, D.m)
     K_neg = np.einsum("gin,gij,gjm,g->nm", E3, neg.full(), E3, w)
     assert np.abs(reduced_tangent(E3, w, neg, red) - K_neg).max() <= 1e-13 * np.abs(K_neg).max()
+
+
+def test_extend_span_spans_what_the_brand_update_spans():
+    """The internal-variable basis gets the new direction appended: the same span and
+    singular values as Brand's update, orthonormal, the old columns untouched; nothing
+    appended for a vector already in the span."""
+    from rom.online.enrich import extend_basis, extend_span
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(500, 8)) * np.logspace(0, -4, 8)
+    U, s, _ = np.linalg.svd(X, full_matrices=False)
+    x = rng.normal(size=500)
+    q, s_new = extend_span(U, s, x)
+    B, s_brand = extend_basis(U, s, x)
+    W = np.column_stack([U, q])
+    assert np.abs(W.T @ W - np.eye(9)).max() < 1e-14
+    assert np.abs(W @ W.T - B @ B.T).max() < 1e-13              # the same span
+    assert np.allclose(s_new, s_brand, rtol=1e-12)
+    assert np.allclose(s_new, np.linalg.svd(np.column_stack([X, x]), compute_uv=False),
+                       rtol=1e-10)
+    inside = U @ rng.normal(size=8)
+    q0, s0 = extend_span(U, s, inside)
+    assert q0 is None and s0.size == 8

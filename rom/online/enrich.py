@@ -16,7 +16,7 @@ from .build import restrict
 from .points import mode_strains_all
 from .solve import StepState
 
-__all__ = ["enrich_step", "enrichment_event", "extend_basis"]
+__all__ = ["enrich_step", "enrichment_event", "extend_basis", "extend_span"]
 
 
 def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
@@ -25,6 +25,30 @@ def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 
     isvd = IncrementalSVD.from_factors(modes, sv, tol=tol)
     isvd.add(np.asarray(x, float).ravel())
     return np.ascontiguousarray(isvd.modes), np.asarray(isvd.singular_values)
+
+
+def extend_span(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
+    """The direction of ``x`` outside ``span(modes)`` (modes (N, r) orthonormal), for a
+    basis only used through its span: ``(q, s)`` with ``q`` (N,) the unit residual of ``x``
+    (Gram-Schmidt twice), or None when it is below ``tol |x|``, and ``s`` the singular
+    values of the POD updated by ``x`` (Brand's small r+1 SVD; what :func:`extend_basis`
+    would give, for the record). Appending ``q`` costs O(N r) where Brand's update rotates
+    the whole basis, O(N r^2), and must then be sent whole to every rank."""
+    x = np.asarray(x, float).ravel()
+    m = modes.T @ x
+    res = x - modes @ m
+    m2 = modes.T @ res
+    res -= modes @ m2
+    m += m2
+    rho = float(np.linalg.norm(res))
+    grow = rho > tol * float(np.linalg.norm(x))
+    r = sv.size
+    K = np.zeros((r + 1, r + 1))
+    K[:r, :r] = np.diag(sv)
+    K[:r, r] = m
+    K[r, r] = rho if grow else 0.0
+    s = np.linalg.svd(K, compute_uv=False)[:r + 1 if grow else r]
+    return (res / rho if grow else None), s
 
 
 def _solver(model, comm: MPI.Comm, scale: float):
@@ -63,13 +87,17 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
         phi, phi_sv = extend_basis(full["phi"], full["phi_sv"], u.ravel())
         psi_p, psi_p_sv = extend_basis(full["psi_p"], full["psi_p_sv"],
                                        z_g[:, meta["p_column"]])
-        psi_z, psi_z_sv = extend_basis(full["psi_z"], full["psi_z_sv"], z_g.ravel())
-        bases = (phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv,
-                 np.setdiff1d(qdeim(psi_p), warm))
+        # the internal variables only serve the reconstruction (least squares at the
+        # reduced points): their span matters, so the new direction is appended instead of
+        # rotating the basis (154,560 x 165 at size 1 of the blade, 1.2e6 rows at size 2)
+        z_new, psi_z_sv = extend_span(full["psi_z"], full["psi_z_sv"], z_g.ravel())
+        bases = (phi, phi_sv, psi_p, psi_p_sv, np.zeros(0) if z_new is None else z_new,
+                 psi_z_sv, np.setdiff1d(qdeim(psi_p), warm))
     else:
         bases = None
     bases = bcast_arrays(bases, comm)
     phi, imposed = bases[0], bases[-1]
+    psi_z = full["psi_z"] if bases[4].size == 0 else np.column_stack([full["psi_z"], bases[4]])
     sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
     stresses = sig.T.reshape(sig.shape[1], -1, 6)
     t1 = time.perf_counter()
@@ -87,7 +115,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True,
                                     compress=False)
-    phi, phi_sv, psi_p, psi_p_sv, psi_z, psi_z_sv = bases[:-1]
+    phi, phi_sv, psi_p, psi_p_sv, _, psi_z_sv = bases[:-1]
     model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
                   "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
     model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)

@@ -5,7 +5,10 @@ File layout (schema ``rom.online.reduced_model`` version 1), all arrays float64/
 ``/full``     (size N, used only for reconstruction and enrichment)
     ``phi`` (3 n_nodes, n) displacement modes [m]; ``phi_sv`` (n,) singular values;
     ``psi_p`` (n_qp, k) dual (p) modes; ``psi_p_sv``; ``psi_z`` (n_qp n_state, r)
-    internal-variable modes (point-major); ``psi_z_sv``; ``sigma`` (n_qp 6, s) stress
+    orthonormal internal-variable basis (point-major): the POD modes of the training, then
+    one direction appended per enrichment that added one (only its span is used);
+    ``psi_z_sv`` the singular values of the POD updated by the enrichments (for the
+    record: after an enrichment they are not those of single columns); ``sigma`` (n_qp 6, s) stress
     modes times singular values [Pa] (ECM updates); ``f_unit`` (3 n_nodes,) external
     forces of unit amplitude [N]; ``weights_fe`` (n_qp,) [m^3]
 ``/reduced``  (size independent of N)

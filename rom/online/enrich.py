@@ -92,11 +92,15 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
         # rotating the basis (154,560 x 165 at size 1 of the blade, 1.2e6 rows at size 2)
         z_new, psi_z_sv = extend_span(full["psi_z"], full["psi_z_sv"], z_g.ravel())
         bases = (phi, phi_sv, psi_p, psi_p_sv, np.zeros(0) if z_new is None else z_new,
-                 psi_z_sv, np.setdiff1d(qdeim(psi_p), warm))
+                 psi_z_sv)
     else:
         bases = None
     bases = bcast_arrays(bases, comm)
-    phi, imposed = bases[0], bases[-1]
+    phi, psi_p = bases[0], bases[2]
+    # the indicator's points: Q-DEIM of the new p basis, each rank on its share of the
+    # rows (the same pivots at any rank count)
+    lo, hi = even_split(psi_p.shape[0], comm.size)[comm.rank:comm.rank + 2]
+    imposed = np.setdiff1d(qdeim(psi_p[lo:hi], comm=comm), warm)
     psi_z = full["psi_z"] if bases[4].size == 0 else np.column_stack([full["psi_z"], bases[4]])
     sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
     stresses = sig.T.reshape(sig.shape[1], -1, 6)
@@ -115,7 +119,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True,
                                     compress=False)
-    phi, phi_sv, psi_p, psi_p_sv, _, psi_z_sv = bases[:-1]
+    phi, phi_sv, psi_p, psi_p_sv, _, psi_z_sv = bases
     model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
                   "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
     model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)

@@ -7,7 +7,9 @@ communicator as an argument; ``comm=None`` means serial (``MPI.COMM_SELF``).
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 import traceback
 from typing import Any, Iterator
@@ -19,7 +21,7 @@ from mpi4py import MPI
 ABORT_GRACE = 1.0
 
 __all__ = [
-    "as_comm", "world", "rank0_print", "Progress", "abort_on_error",
+    "as_comm", "world", "rank0_print", "Progress", "abort_on_error", "StopRequest",
     "row_offsets", "even_split", "allreduce_sum", "bcast_arrays", "UserError",
 ]
 
@@ -130,6 +132,44 @@ def abort_on_error(comm: MPI.Comm | None = None, *, prog: str = "rom") -> Iterat
             time.sleep(ABORT_GRACE)
             comm.Abort(2 if user else 1)
         raise SystemExit(2 if user else 1) from None
+
+
+class StopRequest:
+    """Turn SIGTERM / SIGINT into a request to stop at the next safe point (collective).
+
+    A context manager: inside it the first SIGTERM or SIGINT only sets a flag (the
+    handler that was there before is put back, so a second one acts as usual: interrupt,
+    or terminate); :meth:`requested` tells every rank of ``comm`` whether any rank got
+    one (an ``allreduce``: call it at the same points on every rank). A long stage polls
+    it between units of work and then ends normally, keeping what it finished (e.g. a batch
+    system's SIGTERM before the wall-time limit). Outside the main thread it does nothing.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.signum = signum
+        for sig, old in self._old.items():      # a second signal acts as before
+            signal.signal(sig, old)
+
+    def requested(self, comm: MPI.Comm | None) -> bool:
+        """True on every rank if any rank of ``comm`` got a signal (collective)."""
+        return bool(as_comm(comm).allreduce(self.signum is not None, op=MPI.LOR))
 
 
 def even_split(n_global: int, size: int) -> np.ndarray:

@@ -271,3 +271,46 @@ def test_resume_adds_only_the_missing_loadings(tmp_path):
     case.write_text(full_text.replace("steps: 3", "steps: 4"))
     with pytest.raises(UserError, match="'cold' has 3 of 4 time steps"):
         run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+
+
+@pytest.mark.mpi
+def test_sigterm_stops_after_the_loading_in_progress_and_resume_completes(
+        comm, shared_tmp_path, monkeypatch):
+    """A SIGTERM on rank 0 during the first loading: every rank finishes that loading,
+    the store keeps it, the run ends with an error that says --resume; the resumed run
+    adds the second loading. A second signal is not swallowed (the handler is restored)."""
+    import os
+    import signal
+
+    from rom.parallel import UserError
+    case_file = _write_case(shared_tmp_path) if comm.rank == 0 else shared_tmp_path / "case.yaml"
+    comm.barrier()
+    fc = load_fom_case(case_file)
+    make = rom.fom.run.make_solver
+
+    def signalling(*args, **kwargs):
+        s = make(*args, **kwargs)
+        step = s.step
+
+        def step_then_signal(*a, **k):
+            out = step(*a, **k)
+            if comm.rank == 0 and not getattr(s, "_signalled", False):
+                s._signalled = True
+                os.kill(os.getpid(), signal.SIGTERM)     # as a batch system would
+            return out
+        s.step = step_then_signal
+        return s
+
+    monkeypatch.setattr(rom.fom.run, "make_solver", signalling)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(UserError, match=r"after 1 of the 2 loading\(s\).*--resume"):
+        run_case(fc, comm, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is before
+    store_path = shared_tmp_path / "out" / "bar.snapshots.h5"
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == ["cold"] and s.n_snapshots == 3
+    monkeypatch.setattr(rom.fom.run, "make_solver", make)
+    run_case(fc, comm, resume=True, progress=False)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == ["cold", "hot"] and s.n_snapshots == 6
+    comm.barrier()

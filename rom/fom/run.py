@@ -16,7 +16,7 @@ from ..config import CaseError, _Ctx, case_from_dict, load_case, read_case_mappi
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
 from ..materials import von_mises
-from ..parallel import Progress, UserError, as_comm, rank0_print
+from ..parallel import Progress, StopRequest, UserError, as_comm, rank0_print
 from .config import FOMConfig, LoadingConfig, MaterialConfig
 from .mesh import FEMesh
 from .setup import (
@@ -87,7 +87,10 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
              resume: bool = False, progress: bool = True) -> Path:
     """Run every loading; write the snapshot store (and XDMF files); return the store path.
 
-    A solver failure is raised after the steps already computed have been stored.
+    A solver failure is raised after the steps already computed have been stored. A
+    SIGTERM or SIGINT (e.g. a batch system's, before its wall-time limit) stops the run
+    at the end of the loading in progress, which is stored with those before it, and
+    raises a :class:`UserError` that says to ``--resume`` (a second signal acts as usual).
     ``resume``: add to an existing store only the loadings it does not hold yet (a loading
     it holds must have every time step and the same parameters, else a
     :class:`UserError`); without a store it is a normal run.
@@ -117,7 +120,8 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         opened = SnapshotStore.create(store_path, comm=comm, overwrite=overwrite,
                                       provenance={"case_hash": getattr(case, "source_hash", ""),
                                                   "writer": "rom.fom"})
-    with opened as store:
+    stopped = None
+    with opened as store, StopRequest() as stop:
         if not store.loadings:
             store.set_mesh(path=str(case.mesh))
         # one solver alive at a time (each holds its matrix, preconditioner and element
@@ -143,6 +147,9 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
         for k, (i, lc) in enumerate(todo):
+            if k and stop.requested(comm):   # SIGTERM / SIGINT: keep the loadings done
+                stopped = (k, len(todo))
+                break
             if k:
                 solver.destroy()
                 solver = make_solver(fc, mesh, law, lc.scale, comm)
@@ -184,6 +191,12 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         solver.destroy()
     if failure is not None:
         raise failure
+    if stopped is not None:
+        err = UserError(f"stopped by a signal after {stopped[0]} of the {stopped[1]} "
+                        f"loading(s) to run; {store_path} holds them: run again with --resume "
+                        "to compute the others")
+        err.collective = True        # the same on every rank: printed once
+        raise err
     rank0_print(comm, f"rom.fom: wrote {store_path}")
     return store_path
 

@@ -127,8 +127,8 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         # one solver alive at a time (each holds its matrix, preconditioner and element
         # data: 32 of them took 6.5 GB per rank at 75k dofs); the first one's partition and
         # points (the same for all) set the store's rows
-        solver = s0 = make_solver(fc, mesh, law, todo[0][1].scale, comm)
-        nq = s0.elements.n_qp_global
+        solver = make_solver(fc, mesh, law, todo[0][1].scale, comm)
+        nq = solver.elements.n_qp_global
         fields = {"displacement": ("nodal", mesh.n_nodes, 3, "m"),
                   "temperature": ("nodal", mesh.n_nodes, 1, "K"),
                   "stress": ("quadrature", nq, 6, "Pa"), "strain": ("quadrature", nq, 6, "1")}
@@ -141,8 +141,8 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                   store.fields[name].n_components) != (kind, n, k):
                 raise UserError(f"{store_path}: field {name!r} was stored for another mesh or "
                                 "law; run with --overwrite")
-        own = np.flatnonzero(s0.part.node_part == comm.rank)
-        qp = s0.elements.qp
+        own = np.flatnonzero(solver.part.node_part == comm.rank)
+        qp = solver.elements.qp
         rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set

@@ -15,14 +15,18 @@ __all__ = ["ThermoElastic", "isotropic_stiffness"]
 _ONE = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
 
 
+def _lame(E: np.ndarray, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lame's lambda and the shear modulus G [Pa]."""
+    return E * nu / ((1 + nu) * (1 - 2 * nu)), E / (2 * (1 + nu))
+
+
 def isotropic_stiffness(E: np.ndarray, nu: np.ndarray) -> np.ndarray:
     """Voigt stiffness (..., 6, 6) [Pa] from Young's modulus E (...) [Pa] and Poisson ratio nu (...).
 
     Engineering shear strains: the shear diagonal is G = E / (2 (1 + nu)).
     """
     E, nu = np.broadcast_arrays(np.asarray(E, float), np.asarray(nu, float))
-    lam = E * nu / ((1 + nu) * (1 - 2 * nu))
-    G = E / (2 * (1 + nu))
+    lam, G = _lame(E, nu)
     D = np.zeros(E.shape + (6, 6))
     D[..., :3, :3] = lam[..., None, None]
     idx = np.arange(3)
@@ -91,12 +95,12 @@ class ThermoElastic:
         -------
         stress (n, 6) [Pa], state_new (n, 0), tangent (n, 6, 6) [Pa]
         """
-        D = self.stiffness(temperature)
+        E, nu = np.broadcast_arrays(self.E(temperature), self.nu(temperature))
+        D = isotropic_stiffness(E, nu)
         eps = np.asarray(strain_new, float) - self.thermal_strain(temperature)
         stress = np.einsum("...ij,...j->...i", D, eps)
         state = np.asarray(state_old, float).reshape(stress.shape[:-1] + (0,))
         if split_tangent:
-            E, nu = np.broadcast_arrays(self.E(temperature), self.nu(temperature))
-            lam = E * nu / ((1 + nu) * (1 - 2 * nu))
-            return stress, state, IsotropicTangent(lam, E / (1 + nu), None, None)
+            lam, G = _lame(E, nu)
+            return stress, state, IsotropicTangent(lam, 2 * G, None, None)
         return stress, state, D

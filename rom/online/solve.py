@@ -108,15 +108,12 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
     f = scale * amplitude(model, t_new) * red["f_red"]
     dt = t_new - st.time
     q = st.q.copy()
-    split = bool(getattr(law, "split_tangent", False))
+    split = {"split_tangent": True} if getattr(law, "split_tangent", False) else {}
     ref, rtol = None, model.meta["newton_rtol"]
     for it in range(model.meta["newton_max_iter"] + 1):
         eps = (E @ q).reshape(-1, 6)
         try:
-            if split:
-                sig, z, D = law.integrate(st.eps, eps, st.z, T, dt, split_tangent=True)
-            else:
-                sig, z, D = law.integrate(st.eps, eps, st.z, T, dt)
+            sig, z, D = law.integrate(st.eps, eps, st.z, T, dt, **split)
         except MaterialError as exc:
             raise ReducedDivergence(f"material integration failed at t = {t_new:g} s: "
                                     f"{exc}") from None
@@ -170,23 +167,24 @@ def reduced_tangent(E3: np.ndarray, w: np.ndarray, D, red: dict | None = None) -
     return K
 
 
+def _derived(red: dict | None, key: str, E3: np.ndarray, make) -> np.ndarray:
+    """``make(E3)``, cached in ``red[key]`` with the mode-strain array it was computed from
+    (not saved; a new array, after an enrichment or in a cross-validation fold, recomputes it)."""
+    if red is None:
+        return make(E3)
+    if red.get(key, (None,))[0] is not E3:
+        red[key] = (E3, make(E3))
+    return red[key][1]
+
+
 def _traces(E3: np.ndarray, red: dict | None) -> np.ndarray:
-    """``1^T E_g`` (q, n): the volumetric strain of every mode at every reduced point
-    (cached in ``red`` with the array it was computed from)."""
-    if red is not None and red.get("_traces", (None,))[0] is E3:
-        return red["_traces"][1]
-    A = E3[:, :3, :].sum(axis=1)
-    if red is not None:
-        red["_traces"] = (E3, A)
-    return A
+    """``1^T E_g`` (q, n): the volumetric strain of every mode at every reduced point."""
+    return _derived(red, "_traces", E3, lambda e: e[:, :3, :].sum(axis=1))
 
 
 def _abs(red: dict) -> np.ndarray:
-    """``|E|`` (6 q, n) of the mode strains (cached in ``red`` like :func:`_traces`)."""
-    E3 = red["eps"]
-    if red.get("_abs", (None,))[0] is not E3:
-        red["_abs"] = (E3, np.abs(E3.reshape(-1, E3.shape[2])))
-    return red["_abs"][1]
+    """``|E|`` (6 q, n) of the mode strains."""
+    return _derived(red, "_abs", red["eps"], lambda e: np.abs(e.reshape(-1, e.shape[2])))
 
 
 def reduced_step_cut(model, st: StepState, T_old: np.ndarray, T: np.ndarray, t_new: float,

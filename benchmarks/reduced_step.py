@@ -1,14 +1,17 @@
 """Reduced-step benchmark: time per step of the reduced Newton on a case's reduced model,
-with the laws' three-term tangent (``split_tangent``) and with the general 6 x 6 form.
+as ``rom.online`` runs it (``fast``: the isotropic laws' three-term tangent, its largest
+term in single precision, the previous step's tangent for the first iteration), with a
+fresh double-precision tangent at every iteration (``exact``), and with the general 6 x 6
+form of the tangent (``general``, also exact).
 
     python benchmarks/reduced_step.py [--case cases/blade/case.yaml] [--queries inside hotter]
                                       [--repeat 15] [--out FILE.json]
 
 Needs the case's reduced model (``rom.offline``). One process, no enrichment: for every
-query, ``--repeat`` rounds of the two variants interleaved (so that the load of a shared
-machine hits both alike); medians of the wall and CPU time of the whole solve per step,
-the Newton iterations, and the largest difference of the displacements of the two
-variants (they must agree to rounding). Then the parts of one Newton iteration on a
+query, ``--repeat`` rounds of the three variants interleaved (so that the load of a shared
+machine hits them alike); medians of the wall and CPU time of the whole solve per step,
+the Newton iterations, and the largest difference of the displacements from the ``exact``
+variant's (they must agree to the Newton tolerance). Then the parts of one Newton iteration on a
 step of the first query: the law (both outputs) and the reduced tangent (both forms).
 Writes ``--out`` (JSON) and prints a table.
 """
@@ -51,6 +54,10 @@ def main() -> int:
     model, times = inp.model, inp.times
     law, steps = model.law, times.size - 1
     specs = {q.name: q for q in inp.queries}
+    fast_step = online_solve.reduced_step
+
+    def exact_step(model, st, T, t_new, scale):
+        return online_solve._newton(model, st, T, t_new, scale, fast=False)
     out = {"case": args.case, "machine": platform.node(), "repeat": args.repeat,
            "n_modes": model.n_modes, "n_points": model.n_points, "queries": {}}
     print(f"{args.case}: {model.n_modes} modes, {model.n_points} reduced points, "
@@ -59,11 +66,12 @@ def main() -> int:
     for name in args.queries:  # loop over queries
         q = specs[name]
         T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
-        rows = {v: {"wall": [], "cpu": []} for v in ("split", "general")}
+        rows = {v: {"wall": [], "cpu": []} for v in ("fast", "exact", "general")}
         u = {}
         for _ in range(args.repeat + 1):  # loop over rounds (the first: warm-up)
             for v in rows:  # loop over variants
-                law.split_tangent = v == "split"
+                law.split_tangent = v != "general"
+                online_solve.reduced_step = fast_step if v == "fast" else exact_step
                 w0, c0 = time.perf_counter(), time.process_time()
                 res = model.solve(T, times, scale=q.scale, enrich=False, verbose=False)
                 rows[v]["wall"].append((time.perf_counter() - w0) / steps * 1e3)
@@ -77,10 +85,11 @@ def main() -> int:
                       "newton_iterations": r["newton"]}
             print(f"{name:>8} {v:>8} {rec[v]['wall_ms_per_step']:13.2f} "
                   f"{rec[v]['cpu_ms_per_step']:12.2f} {r['newton']:7d}")
-        rec["max_rel_displacement_difference"] = float(
-            np.abs(u["split"] - u["general"]).max() / np.abs(u["general"]).max())
+        rec["max_rel_displacement_difference"] = {v: float(
+            np.abs(u[v] - u["exact"]).max() / np.abs(u["exact"]).max()) for v in ("fast", "general")}
         out["queries"][name] = rec
     del law.split_tangent                                  # back to the class's value
+    online_solve.reduced_step = fast_step
     # the parts of one Newton iteration, on a hold step of the first query
     q = specs[args.queries[0]]
     T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
@@ -102,6 +111,8 @@ def main() -> int:
     parts = {"law_split_ms": _median_ms(
                  lambda: law.integrate(eps0, eps1, z0, T_M, dt, split_tangent=True), k),
              "law_general_ms": _median_ms(lambda: law.integrate(eps0, eps1, z0, T_M, dt), k),
+             "tangent_split_single_ms": _median_ms(
+                 lambda: online_solve.reduced_tangent(E3, w, Ds, red, single=True), k),
              "tangent_split_ms": _median_ms(
                  lambda: online_solve.reduced_tangent(E3, w, Ds, red), k),
              "tangent_general_ms": _median_ms(

@@ -311,6 +311,71 @@ def test_reduced_tangent_split_form_equals_the_general_form(built):
     assert np.abs(reduced_tangent(E3, w, neg, red) - K_neg).max() <= 1e-13 * np.abs(K_neg).max()
 
 
+def test_single_precision_tangent_is_close_to_the_double_one(built):
+    """The syrk term in single precision: K within 1e-6 of the double-precision K (the
+    float32 rounding of the (6q, n) product), still symmetric."""
+    from rom.online.solve import reduced_tangent
+
+    rng = np.random.default_rng(4)
+    from rom.materials import Norton
+    q, n = 60, 9
+    E3 = rng.normal(size=(q, 6, n)) * 1e-3
+    w = rng.uniform(0.5, 2.0, q) * 1e-9
+    law = Norton(E=200e9, nu=0.3, K=1e9, n=5)
+    e0 = rng.normal(size=(q, 6)) * 1e-3
+    _, _, D = law.integrate(e0, e0 + rng.normal(size=(q, 6)) * 2e-3, law.initial_state(q),
+                            np.full(q, 1000.0), 100.0, split_tangent=True)
+    red = {"eps": E3}
+    K, K1 = reduced_tangent(E3, w, D, red), reduced_tangent(E3, w, D, red, single=True)
+    assert K1.dtype == np.float64 and np.abs(K1 - K1.T).max() <= 1e-14 * np.abs(K1).max()
+    err = np.abs(K1 - K).max() / np.abs(K).max()
+    assert 1e-12 < err < 1e-6, err                    # single precision, not double
+
+
+def test_fast_reduced_newton_agrees_with_the_exact_one(built, monkeypatch):
+    """rom.online's Newton (first iteration with the previous step's tangent, syrk in
+    single precision) gives the exact Newton's answer to its tolerance, with fewer
+    tangents; a fast Newton that fails is retried with exact tangents before the step
+    counts as diverged."""
+    import rom.online.solve as solve_mod
+    model = load(built[0])
+    calls = {"n": 0}
+    real_tangent, real_step = solve_mod.reduced_tangent, solve_mod.reduced_step
+
+    def counted(*args, **kw):
+        calls["n"] += 1
+        return real_tangent(*args, **kw)
+
+    monkeypatch.setattr(solve_mod, "reduced_tangent", counted)
+    fast = model.solve(INSIDE, TIMES)
+    n_fast, calls["n"] = calls["n"], 0
+    monkeypatch.setattr(solve_mod, "reduced_step", lambda m, st, T, t, s:
+                        solve_mod._newton(m, st, T, t, s, fast=False))
+    exact = model.solve(INSIDE, TIMES)
+    n_exact = calls["n"]
+    u = np.array([exact.displacement(i) for i in range(1, TIMES.size)])
+    du = np.array([fast.displacement(i) for i in range(1, TIMES.size)]) - u
+    assert np.abs(du).max() <= 1e-6 * np.abs(u).max(), np.abs(du).max() / np.abs(u).max()
+    assert n_fast < n_exact, (n_fast, n_exact)
+    assert n_exact == exact.newton_iterations.sum()      # one tangent per solve
+    # a fast Newton that fails is retried exactly, without a step cut
+    real_newton = solve_mod._newton
+    monkeypatch.setattr(solve_mod, "reduced_step", real_step)
+    failed = {"n": 0}
+
+    def fast_fails(m, st, T, t, s, fast):
+        if fast:
+            failed["n"] += 1
+            raise solve_mod.ReducedDivergence("fast path")
+        return real_newton(m, st, T, t, s, fast=False)
+
+    monkeypatch.setattr(solve_mod, "_newton", fast_fails)
+    retried = model.solve(INSIDE, TIMES)
+    assert failed["n"] == TIMES.size - 1
+    np.testing.assert_array_equal(retried.newton_iterations, exact.newton_iterations)
+    np.testing.assert_allclose(retried.coordinates[-1], exact.coordinates[-1], rtol=1e-12)
+
+
 def test_extend_span_spans_what_the_brand_update_spans():
     """The internal-variable basis gets the new direction appended: the same span and
     singular values as Brand's update, orthonormal, the old columns untouched; nothing

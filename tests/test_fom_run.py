@@ -314,3 +314,175 @@ def test_sigterm_stops_after_the_loading_in_progress_and_resume_completes(
     with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
         assert [ld.name for ld in s.loadings] == ["cold", "hot"] and s.n_snapshots == 6
     comm.barrier()
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _many_loadings(case: Path, *, extra: int, steps: int, checkpoint: str) -> list[str]:
+    """Give the bar case ``extra`` more uniform-temperature loadings, ``steps`` time steps,
+    ``fom.checkpoint: <checkpoint>`` and no XDMF; return the loading names in order."""
+    text = case.read_text().replace("steps: 3", f"steps: {steps}").replace(
+        "fom:\n", f"fom:\n  checkpoint: {checkpoint}\n  write_xdmf: false\n")
+    text += "".join(f"    - {{name: u{j}, temperature: {{uniform: {450 + 40 * j}}}}}\n"
+                    for j in range(extra))
+    case.write_text(text)
+    return ["cold", "hot"] + [f"u{j}" for j in range(extra)]
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, 600.0), ("0", 0.0), ("90.5", 90.5), ("1e3", 1000.0), ("null", None)])
+def test_checkpoint_setting(tmp_path, value, expected):
+    case = _write_case(tmp_path)
+    if value is not None:
+        case.write_text(case.read_text().replace("fom:\n", f"fom:\n  checkpoint: {value}\n"))
+    assert load_fom_case(case).fom.checkpoint == expected
+
+
+@pytest.mark.parametrize("value, words", [
+    ("-1", "expected a value in [0, inf], got -1"),
+    ("ten minutes", "expected a number, got 'ten minutes'"),
+    ("[600]", "expected a number, got [600]"),
+    (".inf", "expected a finite number"),
+])
+def test_bad_checkpoint_setting_names_file_and_key(tmp_path, value, words):
+    from rom.config import CaseError
+    case = _write_case(tmp_path)
+    case.write_text(case.read_text().replace("fom:\n", f"fom:\n  checkpoint: {value}\n"))
+    with pytest.raises(CaseError) as err:
+        load_fom_case(case)
+    assert str(err.value).startswith(f"{case}: fom.checkpoint: "), str(err.value)
+    assert words in str(err.value)
+
+
+def test_checkpoint_due():
+    from rom.fom.run import checkpoint_due
+    assert not checkpoint_due(1e9, None, 0.0)                # null: never
+    assert checkpoint_due(0.0, 0.0, 1e3)                     # 0: after every loading
+    assert not checkpoint_due(599.9, 600.0, 1.0)
+    assert checkpoint_due(600.0, 600.0, 1.0)
+    assert not checkpoint_due(600.0, 600.0, 100.0)           # slow copy: wait 10 x 100 s
+    assert checkpoint_due(1000.0, 600.0, 100.0)
+
+
+@pytest.mark.mpi
+def test_checkpoints_publish_each_finished_loading(comm, shared_tmp_path, monkeypatch, capsys):
+    """``fom.checkpoint: 0``: after each loading but the last, every rank commits and the
+    path holds the finished loadings (complete); the default (600 s) commits nothing here."""
+    case = _write_case(shared_tmp_path) if comm.rank == 0 else shared_tmp_path / "case.yaml"
+    names = _many_loadings(case, extra=1, steps=2, checkpoint="0") if comm.rank == 0 else None
+    names = comm.bcast(names, root=0)
+    commit = SnapshotStore.commit
+    seen = []
+
+    def spy(store):
+        commit(store)
+        content = None
+        if comm.rank == 0:
+            with SnapshotStore.open(store.path, comm=MPI.COMM_SELF) as s:
+                content = ([ld.name for ld in s.loadings], s.snapshot_table()["step"].tolist())
+        seen.append(content)
+
+    monkeypatch.setattr(SnapshotStore, "commit", spy)
+    capsys.readouterr()
+    store_path = run_case(load_fom_case(case), comm, progress=False)
+    out = capsys.readouterr().out
+    assert len(seen) == 2                                    # on every rank
+    if comm.rank == 0:
+        assert seen == [(names[:1], [1, 2]), (names[:2], [1, 2, 1, 2])]
+        assert f"rom.fom: checkpoint: {store_path} holds 2 loading(s)" in out
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == names and s.n_snapshots == 6
+    comm.barrier()
+    if comm.rank == 0:
+        case.write_text(case.read_text().replace("checkpoint: 0", "checkpoint: 600"))
+    comm.barrier()
+    run_case(load_fom_case(case), comm, overwrite=True, progress=False)
+    assert len(seen) == 2 and "rom.fom: checkpoint" not in capsys.readouterr().out
+    comm.barrier()
+
+
+def test_sigkill_keeps_the_checkpointed_loadings_and_resume_completes(tmp_path, capsys):
+    """A run killed outright (SIGKILL) after its first checkpoint: the store at the path
+    opens and holds complete loadings only; --resume removes the dead run's temporary and
+    computes the others; the result equals an uninterrupted run's."""
+    import signal
+    import time
+
+    from rom.io.atomic import temp_path_for
+    case = _write_case(tmp_path)
+    names = _many_loadings(case, extra=4, steps=8, checkpoint="0")
+    (tmp_path / "ref.yaml").write_text(case.read_text().replace("out/bar.snapshots.h5",
+                                                                "out/ref.h5"))
+    store_path = tmp_path / "out" / "bar.snapshots.h5"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "MPIR_", "HYDRA_", "OMPI_"))}
+    log = tmp_path / "log.txt"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "rom.fom", str(case), "--quiet"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not store_path.exists():     # appears at the first checkpoint (1 loading)
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "no checkpoint after 120 s"
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before the kill"
+    leftover = temp_path_for(store_path, proc.pid)
+    assert leftover.is_file()
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        held = [ld.name for ld in s.loadings]
+        table = s.snapshot_table()
+    assert 1 <= len(held) < len(names) and held == names[:len(held)]
+    assert table["loading"].tolist() == np.repeat(np.arange(len(held)), 8).tolist()
+    assert table["step"].tolist() == list(range(1, 9)) * len(held)
+    capsys.readouterr()
+    run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+    printed = capsys.readouterr().out
+    assert f"resuming {store_path}: {len(held)} loading(s) already stored, " \
+           f"{len(names) - len(held)} to run" in printed
+    assert "temporary file(s) left by killed runs" in printed and leftover.name in printed
+    assert not leftover.exists() and not list(store_path.parent.glob(".bar.snapshots.h5.tmp-*"))
+    ref_path = run_case(load_fom_case(tmp_path / "ref.yaml"), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s, \
+            SnapshotStore.open(ref_path, comm=MPI.COMM_SELF) as r:
+        assert [ld.name for ld in s.loadings] == names
+        assert np.array_equal(s.snapshot_table(), r.snapshot_table())
+        assert [ld.parameters for ld in s.loadings] == [ld.parameters for ld in r.loadings]
+        assert sorted(s.fields) == sorted(r.fields)
+        for name in r.fields:
+            a, b = s.read_global(name), r.read_global(name)
+            assert np.abs(a - b).max() <= 1e-10 * max(np.abs(b).max(), 1e-300), name
+
+
+@pytest.mark.mpi
+def test_failed_checkpoint_warns_and_the_run_goes_on(comm, shared_tmp_path, monkeypatch, capsys):
+    """No room for the checkpoint's copy: one warning, no more checkpoints, no partial copy
+    left, and the run still publishes the complete store at its end."""
+    import errno
+    import shutil
+    case = _write_case(shared_tmp_path) if comm.rank == 0 else shared_tmp_path / "case.yaml"
+    names = _many_loadings(case, extra=1, steps=2, checkpoint="0") if comm.rank == 0 else None
+    names = comm.bcast(names, root=0)
+    copyfile, attempts = shutil.copyfile, []
+
+    def no_room(src, dst):
+        if not str(dst).endswith(".commit"):
+            return copyfile(src, dst)
+        attempts.append(dst)
+        with open(dst, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", no_room)
+    capsys.readouterr()
+    store_path = run_case(load_fom_case(case), comm, progress=False)
+    err = capsys.readouterr().err
+    if comm.rank == 0:
+        assert len(attempts) == 1                      # no second try after the failure
+        assert err.count("rom.fom: warning: checkpoint of") == 1
+        assert "No space left on device" in err and "going on without checkpoints" in err
+        assert sorted(p.name for p in store_path.parent.iterdir()
+                      if p.name.startswith(".")) == []
+    with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == names and s.n_snapshots == 6
+    comm.barrier()

@@ -230,3 +230,8 @@ class FOMConfig:
     partition: Literal["auto", "metis", "rcb"] = _f("auto", doc="element partitioner")
     heat: HeatConfig | None = _f(None, doc="steady heat conduction (temperature.heat: true)")
     write_xdmf: bool = _f(True, doc="also write <name>.<loading>.xdmf for ParaView")
+    checkpoint: float | None = _f(
+        600.0, doc="publish the store after a loading once this many seconds [s] passed since "
+                   "the start or the last checkpoint, at least 10 times the last one's duration "
+                   "(0: after every loading; null: only at the end); each costs one copy of the "
+                   "store (docs/fom.md)", range=(0.0, None, False, False))

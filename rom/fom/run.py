@@ -5,6 +5,8 @@ Called by ``python -m rom.fom case.yaml``; usable from Python with any communica
 from __future__ import annotations
 
 import json
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 from mpi4py import MPI
 
 from ..config import CaseError, _Ctx, case_from_dict, load_case, read_case_mapping
+from ..io.atomic import remove_stale_temps
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
 from ..materials import von_mises
@@ -28,7 +31,10 @@ from .setup import (
 )
 from .solver import ConvergenceError, MechanicalSolver, NewtonOptions
 
-__all__ = ["FOMCase", "load_fom_case", "run_case"]
+__all__ = ["CHECKPOINT_COST_RATIO", "FOMCase", "checkpoint_due", "load_fom_case", "run_case"]
+
+#: a positive ``fom.checkpoint`` waits at least this many times the last checkpoint's duration
+CHECKPOINT_COST_RATIO = 10.0
 
 
 @dataclass
@@ -94,10 +100,16 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     ``resume``: add to an existing store only the loadings it does not hold yet (a loading
     it holds must have every time step and the same parameters, else a
     :class:`UserError`); without a store it is a normal run.
+
+    Checkpoints (``fom.checkpoint``, see :func:`checkpoint_due`): after a loading, the
+    store written so far is published at its path, so that a run killed outright keeps
+    the loadings up to the last checkpoint for ``resume``. Rank 0 first removes the
+    temporaries that killed runs left next to the store (:func:`remove_stale_temps`).
     """
     comm = as_comm(comm)
     if resume and overwrite:
         raise UserError("rom.fom: --resume and --overwrite exclude each other")
+    checkpoints = _Checkpoints(fc.fom.checkpoint, comm)
     case = fc.case
     mio = read_mesh(case.mesh)
     mesh = FEMesh.from_meshio(mio, source=str(case.mesh))
@@ -107,6 +119,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     store_path = Path(case.snapshots.store)
     if comm.rank == 0:
         store_path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(store_path)
     out_dir = Path(case.output.directory)
     failure = None
     todo = list(enumerate(fc.fom.loadings))
@@ -147,9 +160,6 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
         for k, (i, lc) in enumerate(todo):
-            if k and stop.requested(comm):   # SIGTERM / SIGINT: keep the loadings done
-                stopped = (k, len(todo))
-                break
             if k:
                 solver.destroy()
                 solver = make_solver(fc, mesh, law, lc.scale, comm)
@@ -188,6 +198,11 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                 _write_xdmf(out_dir / f"{case.name}.{lc.name}.xdmf", mesh, solver, series)
             if failure is not None:
                 break
+            if k + 1 < len(todo):            # the last one is published by the close
+                if stop.requested(comm):     # SIGTERM / SIGINT: keep the loadings done
+                    stopped = (k + 1, len(todo))
+                    break
+                checkpoints.after_loading(store)
         solver.destroy()
     if failure is not None:
         raise failure
@@ -199,6 +214,84 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         raise err
     rank0_print(comm, f"rom.fom: wrote {store_path}")
     return store_path
+
+
+def checkpoint_due(elapsed: float, interval: float | None, last_cost: float) -> bool:
+    """Whether to publish the store after a loading (``fom.checkpoint``).
+
+    Parameters
+    ----------
+    elapsed : seconds since the run's start or the end of the last checkpoint
+    interval : ``fom.checkpoint`` [s]; 0: after every loading; ``None``: never
+    last_cost : seconds the last checkpoint took (0 before the first)
+
+    A positive ``interval`` is stretched to :data:`CHECKPOINT_COST_RATIO` times the
+    last checkpoint's duration: a store so large that copying it takes more than a
+    tenth of the interval is copied less often, so that checkpoints take at most about
+    a tenth of the run. ``0`` is taken literally (every loading, whatever the cost).
+    """
+    if interval is None:
+        return False
+    if interval == 0:
+        return True
+    return elapsed >= max(interval, CHECKPOINT_COST_RATIO * last_cost)
+
+
+class _Checkpoints:
+    """The checkpoints of one run: rank 0's clock decides, every rank commits."""
+
+    def __init__(self, interval: float | None, comm: MPI.Comm):
+        self.interval = interval
+        self.comm = comm
+        self.last = time.monotonic()      # the run's start, then the last checkpoint's end
+        self.cost = 0.0
+
+    def after_loading(self, store: SnapshotStore) -> None:
+        """Collective: publish ``store`` (:meth:`SnapshotStore.commit`) if one is due.
+
+        A failed checkpoint (e.g. no room for the copy) does not stop the run, which can
+        still publish the store at its end (a rename, no copy): it is reported, and the
+        run goes on without checkpoints.
+        """
+        due = checkpoint_due(time.monotonic() - self.last, self.interval, self.cost) \
+            if self.comm.rank == 0 else None
+        if not self.comm.bcast(due, root=0):
+            return
+        start = time.monotonic()
+        try:
+            store.commit()
+        except Exception as exc:  # noqa: BLE001 - raised on every rank (agreed in commit)
+            self.interval = None
+            rank0_print(self.comm, f"rom.fom: warning: checkpoint of {store.path} failed "
+                                   f"({type(exc).__name__}: {exc}); going on without "
+                                   "checkpoints", file=sys.stderr)
+            return
+        self.last = time.monotonic()
+        self.cost = self.last - start
+        if self.comm.rank == 0:
+            rank0_print(self.comm, f"rom.fom: checkpoint: {store.path} holds "
+                                   f"{len(store.loadings)} loading(s) "
+                                   f"({_bytes(store.path.stat().st_size)}, "
+                                   f"written in {self.cost:.2g} s)")
+
+
+def _remove_leftovers(store_path: Path) -> None:
+    """Remove (rank 0) the temporaries of ``store_path`` left by killed runs; one line."""
+    removed = remove_stale_temps(store_path)
+    if removed:
+        print(f"rom.fom: removed {len(removed)} temporary file(s) left by killed runs in "
+              f"{store_path.parent}: " + ", ".join(f"{p.name} ({_bytes(n)})" for p, n in removed),
+              flush=True)
+
+
+def _bytes(n: int) -> str:
+    """A size in bytes for people: ``'9.0 GB'`` (decimal units)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
 
 
 def _as_json(value):

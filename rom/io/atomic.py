@@ -8,6 +8,10 @@ is replaced only on success.
 
 h5py from pip is not built with parallel HDF5, so only rank 0 holds the file;
 the other ranks take part in the agreement on success or failure.
+
+A writer killed outright also leaves its temporary (and, killed during
+:meth:`AtomicH5.commit`, a ``.commit`` copy of it): :func:`remove_stale_temps`
+removes those of processes that are no longer alive.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import getpass
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sys
@@ -30,13 +35,67 @@ from mpi4py import MPI
 
 from ..parallel import as_comm
 
-__all__ = ["AtomicH5", "atomic_h5", "fsync_path", "stamp_provenance", "temp_path_for"]
+__all__ = ["AtomicH5", "atomic_h5", "fsync_path", "remove_stale_temps", "stamp_provenance",
+           "temp_path_for"]
 
 
 def temp_path_for(path: str | os.PathLike, pid: int | None = None) -> Path:
     """The temporary file used while writing ``path``: ``<dir>/.{name}.tmp-{pid}``."""
     path = Path(path)
     return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (``os.kill(pid, 0)``; another user's
+    process counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:          # PermissionError: it exists but is not ours
+        return True
+    return True
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Remove the temporaries of ``path`` left by writers that are no longer alive.
+
+    Not collective (call it on the rank that writes, before writing). A writer
+    killed outright (``SIGKILL``, out of memory, node failure) leaves
+    ``.{name}.tmp-{pid}`` (:func:`temp_path_for`) and maybe
+    ``.{name}.tmp-{pid}.commit`` (:meth:`AtomicH5.commit`) next to ``path``. Exactly
+    these names, for this ``path``'s name, are considered; those whose ``pid`` is
+    alive on this host are kept. The pid check cannot see other hosts: a file being
+    written from another host at the same time under a pid that is free here would
+    be removed (two writers of one file clobber each other anyway).
+
+    Parameters
+    ----------
+    path : the destination file whose leftovers are looked for
+
+    Returns
+    -------
+    list of (file, size in bytes) : the files removed, sorted by name
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.tmp-([1-9][0-9]*)(\.commit)?")
+    try:
+        names = sorted(os.listdir(path.parent))
+    except OSError:          # no directory (yet), or not readable: nothing to clean
+        return []
+    removed = []
+    for name in names:  # loop over the directory's entries
+        match = pattern.fullmatch(name)
+        leftover = path.parent / name
+        if match is None or not leftover.is_file() or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            size = leftover.stat().st_size
+            leftover.unlink()
+        except OSError:      # removed meanwhile, or not ours to remove: leave it
+            continue
+        removed.append((leftover, size))
+    return removed
 
 
 def fsync_path(path: str | os.PathLike, *, directory: bool = False) -> None:
@@ -127,10 +186,13 @@ class AtomicH5:
 
         Rank 0 flushes the temporary file and atomically replaces ``path`` with
         a copy of it (the cost is one copy of the file). Use it as a checkpoint
-        in long runs: a later crash leaves the last committed state.
+        in long runs: a later crash leaves the last committed state. On failure
+        (e.g. no room for the copy) the partial copy is removed, ``path`` is left
+        as it was, and every rank raises; the file stays open for writing.
         """
         error: BaseException | None = None
         if self.comm.rank == 0:
+            copy = None
             try:
                 assert self.file is not None and self.tmp is not None
                 self.file.flush()
@@ -139,6 +201,9 @@ class AtomicH5:
                 _publish(copy, self.path)
             except BaseException as exc:  # noqa: BLE001
                 error = exc
+                if copy is not None:          # a partial copy (gone if it was published)
+                    with contextlib.suppress(OSError):
+                        copy.unlink()
         _raise_agreed(self.comm, error, f"committing {self.path}")
 
     def close(self, success: bool = True) -> None:

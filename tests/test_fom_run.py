@@ -249,6 +249,8 @@ def test_resume_adds_only_the_missing_loadings(tmp_path):
     fc = load_fom_case(case)
     with pytest.raises(UserError, match="exclude each other"):
         run_case(fc, MPI.COMM_SELF, overwrite=True, resume=True, progress=False)
+    with pytest.raises(UserError, match="already exists: run with --resume"):
+        run_case(fc, MPI.COMM_SELF, progress=False)           # neither flag: refused
     run_case(fc, MPI.COMM_SELF, resume=True, progress=False)
     ref = tmp_path / "ref"
     ref.mkdir()

@@ -130,6 +130,11 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
             return store_path
         opened = SnapshotStore.update(store_path, comm=comm)
     else:
+        if not overwrite and comm.bcast(store_path.exists() if comm.rank == 0 else None, root=0):
+            err = UserError(f"{store_path} already exists: run with --resume to compute only "
+                            "the loadings it does not hold, or --overwrite to start again")
+            err.collective = True        # the same on every rank: printed once
+            raise err
         opened = SnapshotStore.create(store_path, comm=comm, overwrite=overwrite,
                                       provenance={"case_hash": getattr(case, "source_hash", ""),
                                                   "writer": "rom.fom"})

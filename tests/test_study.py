@@ -186,6 +186,9 @@ def test_full_order_answers_are_stored_and_reused(study, monkeypatch, capsys):
     assert reference_key(fc, q, times[:-1], "m") != k
     warm = dataclasses.replace(fc, material=dataclasses.replace(fc.material, T_ref=fc.material.T_ref + 10.0))
     assert reference_key(warm, q, times, "m") != k
+    # ... and not on how often rom.fom checkpoints its store
+    rare = dataclasses.replace(fc, fom=dataclasses.replace(fc.fom, checkpoint=None))
+    assert reference_key(rare, q, times, "m") == k
 
 
 def test_sampled_queries_are_deterministic_and_named():

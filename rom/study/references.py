@@ -58,6 +58,7 @@ def reference_key(fc, query, times: np.ndarray, mesh_sha: str) -> str:
     from ..fom.setup import _plain, loading_parameters
     fom = _plain(fc.fom)
     fom.pop("loadings", None)        # the training loadings do not change a query's answer
+    fom.pop("checkpoint", None)      # nor does how often rom.fom publishes its store
     key = {"query": loading_parameters(query, fc), "times": np.asarray(times, float),
            "material": _plain(fc.material), "fom": fom, "loading": _plain(fc.loading),
            "mesh": mesh_sha}

@@ -10,6 +10,7 @@ from test_online_common import INSIDE, OUTSIDE, TIMES, TOL, copy_case, errors, r
 
 from rom.config import load_case
 from rom.online import OnlineConfig, ReducedModel, build_reduced_model, load
+from rom.online.model import n_columns, stacked
 from rom.parallel import UserError
 
 
@@ -47,6 +48,7 @@ def test_inside_family_below_one_percent_and_cost_independent_of_mesh(built):
 
 def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, capsys):
     model = load(built[0])
+    fresh_full = dict(model.full)
     plain = model.solve(OUTSIDE, TIMES)
     eu0, ep0 = errors(plain, built[1]["outside"])
     assert eu0.max() > 2e-2 and ep0.max() > 5e-2     # the classical ROM is wrong here
@@ -70,7 +72,7 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
     # the result keeps the width of the stress basis per step (a prefix of the model's:
     # enrichment appends columns), not every generation of it
     ks = [e[1] for e in enriched._stress if e is not None]
-    assert ks == sorted(ks) and ks[0] < ks[-1] == model.full["sigma"].shape[1]
+    assert ks == sorted(ks) and ks[0] < ks[-1] == n_columns(model.full, "sigma")
     assert all(e is None or e[0] is model for e in enriched._stress)
     s_last = enriched.stress(TIMES.size - 1)
     assert s_last.shape == (model.meta["n_qp"], 6) and np.all(np.isfinite(s_last))
@@ -82,10 +84,17 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
     assert np.array_equal(a.indicator, b.indicator)
     assert again.n_modes == model.n_modes > load(built[0]).n_modes
     # internal-variable basis: the training modes, then one direction per enrichment
-    z0, z1 = load(built[0]).full["psi_z"], model.full["psi_z"]
+    z0, z1 = load(built[0]).full["psi_z"], stacked(model.full, "psi_z")
     assert np.array_equal(z1[:, :z0.shape[1]], z0) and z1.shape[1] > z0.shape[1]
     assert np.abs(z1.T @ z1 - np.eye(z1.shape[1])).max() < 1e-10
     assert model.full["psi_z_sv"].size == z1.shape[1]
+    # ... appended in a block of its own: the training arrays are not copied, and the
+    # file holds the blocks side by side
+    for name in ("psi_z", "sigma"):
+        assert model.full[name] is fresh_full[name]
+        assert model.full[name + "_added"].shape[1] == n_columns(model.full, name) - \
+            fresh_full[name].shape[1] > 0
+        assert np.array_equal(again.full[name], stacked(model.full, name))
 
 
 def test_enrichment_newton_starts_from_the_reduced_prediction(built, monkeypatch):
@@ -397,3 +406,32 @@ def test_extend_span_spans_what_the_brand_update_spans():
     inside = U @ rng.normal(size=8)
     q0, s0 = extend_span(U, s, inside)
     assert q0 is None and s0.size == 8
+    # the basis given as column blocks (training, then appended): the same answer
+    qb, sb = extend_span([U[:, :5], U[:, 5:]], s, x)
+    assert np.abs(qb - q).max() < 1e-14 and np.allclose(sb, s_new, rtol=1e-14)
+
+
+def test_stress_blocks_read_like_the_stacked_snapshots():
+    """The ECM of an enrichment reads the stress snapshots as column blocks (training,
+    added) through an (s, points, 6) array-like on a rank's points: every slice equals
+    that of the stacked (N 6, s) array's, and the blocks and their helpers agree with the
+    stacked matrix."""
+    from rom.online.enrich import _Stresses
+    from rom.online.model import block_dot, block_rows
+
+    rng = np.random.default_rng(6)
+    A, B = rng.normal(size=(60, 5)), rng.normal(size=(60, 2))      # 10 points x 6
+    full = {"sigma": A, "sigma_added": B}
+    S = stacked(full, "sigma")
+    assert S.shape == (60, 7) and n_columns(full, "sigma") == 7
+    ref = S.T.reshape(7, 10, 6)[:, 3:8]
+    view = _Stresses([A, B], 3, 8)
+    assert view.shape == (7, 5, 6)
+    np.testing.assert_array_equal(view[:, 1:4, :], ref[:, 1:4, :])
+    np.testing.assert_array_equal(view[:, np.array([0, 4]), :], ref[:, [0, 4], :])
+    rows = np.array([1, 7, 59])
+    np.testing.assert_array_equal(block_rows(full, "sigma", rows), S[rows])
+    np.testing.assert_array_equal(block_rows(full, "sigma", rows, 6), S[rows, :6])
+    c = rng.normal(size=6)                                           # a prefix of the columns
+    assert np.abs(block_dot(full, "sigma", c) - S[:, :6] @ c).max() < 1e-13
+    assert stacked({"sigma": A}, "sigma") is A

@@ -13,6 +13,7 @@ from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
 from ..parallel import UserError, as_comm, bcast_arrays, even_split
 from .build import restrict
+from .model import block_dot, block_rows, blocks
 from .points import mode_strains_all
 from .solve import StepState
 
@@ -27,18 +28,27 @@ def extend_basis(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 
     return np.ascontiguousarray(isvd.modes), np.asarray(isvd.singular_values)
 
 
-def extend_span(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
-    """The direction of ``x`` outside ``span(modes)`` (modes (N, r) orthonormal), for a
-    basis only used through its span: ``(q, s)`` with ``q`` (N,) the unit residual of ``x``
-    (Gram-Schmidt twice), or None when it is below ``tol |x|``, and ``s`` the singular
-    values of the POD updated by ``x`` (Brand's small r+1 SVD; what :func:`extend_basis`
-    would give, for the record). Appending ``q`` costs O(N r) where Brand's update rotates
-    the whole basis, O(N r^2), and must then be sent whole to every rank."""
+def extend_span(modes, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
+    """The direction of ``x`` outside ``span(modes)`` (modes (N, r) orthonormal, or a list
+    of column blocks of such a matrix), for a basis only used through its span:
+    ``(q, s)`` with ``q`` (N,) the unit residual of ``x`` (Gram-Schmidt twice), or None
+    when it is below ``tol |x|``, and ``s`` the singular values of the POD updated by ``x``
+    (Brand's small r+1 SVD; what :func:`extend_basis` would give, for the record).
+    Appending ``q`` costs O(N r) where Brand's update rotates the whole basis, O(N r^2),
+    and must then be sent whole to every rank."""
     x = np.asarray(x, float).ravel()
-    m = modes.T @ x
-    res = x - modes @ m
-    m2 = modes.T @ res
-    res -= modes @ m2
+    bs = [modes] if isinstance(modes, np.ndarray) else list(modes)
+
+    def project(v):                      # (coefficients, v minus its projection)
+        m = np.concatenate([b.T @ v for b in bs])
+        start = 0
+        for b in bs:  # loop over the column blocks
+            v = v - b @ m[start:start + b.shape[1]]
+            start += b.shape[1]
+        return m, v
+
+    m, res = project(x)
+    m2, res = project(res)
     m += m2
     rho = float(np.linalg.norm(res))
     grow = rho > tol * float(np.linalg.norm(x))
@@ -49,6 +59,19 @@ def extend_span(modes: np.ndarray, sv: np.ndarray, x: np.ndarray, tol: float = 1
     K[r, r] = rho if grow else 0.0
     s = np.linalg.svd(K, compute_uv=False)[:r + 1 if grow else r]
     return (res / rho if grow else None), s
+
+
+class _Stresses:
+    """Stress snapshots held as column blocks (N 6, s_i) seen as the (s, n_points, 6)
+    array-like of the ECM (:mod:`rom.hyper.integrand`), on the points ``[lo, hi)``: a slice
+    along the points reads every block there, no block is copied whole."""
+
+    def __init__(self, cols: list[np.ndarray], lo: int, hi: int):
+        self._views = [b.T.reshape(b.shape[1], -1, 6)[:, lo:hi] for b in cols]
+        self.shape = (sum(v.shape[0] for v in self._views), hi - lo, 6)
+
+    def __getitem__(self, key):
+        return np.concatenate([v[key] for v in self._views], axis=0)
 
 
 def _solver(model, comm: MPI.Comm, scale: float):
@@ -90,7 +113,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
         # the internal variables only serve the reconstruction (least squares at the
         # reduced points): their span matters, so the new direction is appended instead of
         # rotating the basis (154,560 x 165 at size 1 of the blade, 1.2e6 rows at size 2)
-        z_new, psi_z_sv = extend_span(full["psi_z"], full["psi_z_sv"], z_g.ravel())
+        z_new, psi_z_sv = extend_span(blocks(full, "psi_z"), full["psi_z_sv"], z_g.ravel())
         bases = (phi, phi_sv, psi_p, psi_p_sv, np.zeros(0) if z_new is None else z_new,
                  psi_z_sv)
     else:
@@ -101,18 +124,20 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     # rows (the same pivots at any rank count)
     lo, hi = even_split(psi_p.shape[0], comm.size)[comm.rank:comm.rank + 2]
     imposed = np.setdiff1d(qdeim(psi_p[lo:hi], comm=comm), warm)
-    psi_z = full["psi_z"] if bases[4].size == 0 else np.column_stack([full["psi_z"], bases[4]])
-    sig = np.column_stack([full["sigma"], sig_g.ravel()])      # (same sig_g on every rank)
-    stresses = sig.T.reshape(sig.shape[1], -1, 6)
+    # the new columns go to the (small) blocks of added columns: the training arrays are
+    # never copied (same sig_g on every rank)
+    added = {"psi_z_added": _append(full.get("psi_z_added"), bases[4], full["psi_z"]),
+             "sigma_added": _append(full.get("sigma_added"), sig_g.ravel(), full["sigma"])}
     t1 = time.perf_counter()
-    lo, hi = even_split(stresses.shape[1], comm.size)[comm.rank:comm.rank + 2]
+    lo, hi = even_split(full["sigma"].shape[0] // 6, comm.size)[comm.rank:comm.rank + 2]
+    stresses = _Stresses(blocks({**full, **added}, "sigma"), lo, hi)
     # the history at every new point comes from the HF step, so warm-start points may
     # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread.
     # No compression: warm-started, the residual starts below what compressed rows
     # resolve, and every scan would evaluate (nearly) all points exactly anyway
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", RuntimeWarning)   # achieved error is reported
-        pts, wts, info = ecm_fields(mode_strains_all(es, phi)[:, lo:hi], stresses[:, lo:hi],
+        pts, wts, info = ecm_fields(mode_strains_all(es, phi)[:, lo:hi], stresses,
                                     full["weights_fe"][lo:hi], comm=comm,
                                     tol=meta["ecm_tol"], warm_start=warm, imposed=imposed,
                                     warm_weights=warm_weights,
@@ -120,8 +145,8 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True,
                                     compress=False)
     phi, phi_sv, psi_p, psi_p_sv, _, psi_z_sv = bases
-    model.full = {**full, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv,
-                  "psi_z": psi_z, "psi_z_sv": psi_z_sv, "sigma": sig}
+    model.full = {**full, **added, "phi": phi, "phi_sv": phi_sv, "psi_p": psi_p,
+                  "psi_p_sv": psi_p_sv, "psi_z_sv": psi_z_sv}
     model.reduced = restrict(model.mesh, phi, full["f_unit"], pts, wts, imposed)
     meta["n_enrichments"] = int(meta["n_enrichments"]) + 1
     meta["last_ecm_error"] = float(info["error"])
@@ -129,6 +154,14 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     meta["last_enrichment_seconds"] = {"full_order_step": full_order_seconds,
                                        "bases": t1 - t0, "ecm": t2 - t1}
     return phi, pts
+
+
+def _append(added: np.ndarray | None, x: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The block of added columns with column ``x`` (none if x is empty): a copy of the
+    added block only, O(N e), never of ``base``."""
+    if added is None:
+        added = np.zeros((base.shape[0], 0))
+    return added if x.size == 0 else np.column_stack([added, x])
 
 
 def enrichment_event(model, step: int, indicator_before: float, seconds: float) -> dict:
@@ -163,8 +196,8 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     u_prev = (full["phi"] @ st.q).reshape(-1, 3)
     strain = es.strains(u_prev)
     rows = (red["points"][:, None] * ns + np.arange(ns)).ravel()
-    c = np.linalg.lstsq(full["psi_z"][rows], st.z.ravel(), rcond=None)[0]
-    z_all = (full["psi_z"] @ c).reshape(-1, ns)
+    c = np.linalg.lstsq(block_rows(full, "psi_z", rows), st.z.ravel(), rcond=None)[0]
+    z_all = block_dot(full, "psi_z", c).reshape(-1, ns)
     z_all[red["points"]] = st.z          # exact where the reduced model knows it
     # 2. one high-fidelity step
     t0 = time.perf_counter()

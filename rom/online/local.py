@@ -53,7 +53,7 @@ from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
 from . import model as _model
 from .build import Partition, _at_points, build_distributed, read_blocks, write_built
 from .config import OnlineConfig
-from .model import ReducedModel, write_layout
+from .model import ReducedModel, block_rows, write_layout
 from .result import OnlineResult
 from .solve import (
     ReducedDivergence,
@@ -163,9 +163,9 @@ class LocalReducedModels:
             pa, pb = A.reduced["points"], B.reduced["points"]
             ra = (pa[:, None] * ns + np.arange(ns)).ravel()
             rb = (pb[:, None] * ns + np.arange(ns)).ravel()
-            psi = A.full["psi_z"]
             # Gappy-POD: z at b's points = psi_z_a[b] c, c = argmin |psi_z_a[a] c - z_a|
-            W = psi[rb] @ np.linalg.pinv(psi[ra])            # (q_b ns, q_a ns), O(q r^2)
+            W = block_rows(A.full, "psi_z", rb) @ np.linalg.pinv(
+                block_rows(A.full, "psi_z", ra))            # (q_b ns, q_a ns), O(q r^2)
             _, ib, ia = np.intersect1d(pb, pa, assume_unique=True, return_indices=True)
             self._zmap[(b, a)] = (key, W, ib, ia)
         return self._zmap[(b, a)][1:]

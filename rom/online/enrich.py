@@ -61,19 +61,6 @@ def extend_span(modes, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
     return (res / rho if grow else None), s
 
 
-class _Stresses:
-    """Stress snapshots held as column blocks (N 6, s_i) seen as the (s, n_points, 6)
-    array-like of the ECM (:mod:`rom.hyper.integrand`), on the points ``[lo, hi)``: a slice
-    along the points reads every block there, no block is copied whole."""
-
-    def __init__(self, cols: list[np.ndarray], lo: int, hi: int):
-        self._views = [b.T.reshape(b.shape[1], -1, 6)[:, lo:hi] for b in cols]
-        self.shape = (sum(v.shape[0] for v in self._views), hi - lo, 6)
-
-    def __getitem__(self, key):
-        return np.concatenate([v[key] for v in self._views], axis=0)
-
-
 def _solver(model, comm: MPI.Comm, scale: float):
     key = (id(comm), scale)
     if key not in model._solvers:
@@ -130,7 +117,10 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
              "sigma_added": _append(full.get("sigma_added"), sig_g.ravel(), full["sigma"])}
     t1 = time.perf_counter()
     lo, hi = even_split(full["sigma"].shape[0] // 6, comm.size)[comm.rank:comm.rank + 2]
-    stresses = _Stresses(blocks({**full, **added}, "sigma"), lo, hi)
+    # the ECM streams over this rank's points: their stress snapshots (training, added)
+    # side by side, copied for this rank's rows only, read in place by its products
+    sig_local = np.hstack([b[6 * lo:6 * hi] for b in blocks({**full, **added}, "sigma")])
+    stresses = sig_local.T.reshape(sig_local.shape[1], -1, 6)
     # the history at every new point comes from the HF step, so warm-start points may
     # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread.
     # No compression: warm-started, the residual starts below what compressed rows

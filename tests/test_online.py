@@ -281,24 +281,30 @@ def test_accumulated_indicator_is_a_case_choice():
     assert cfg.indicator == "accumulated" and OnlineConfig().indicator == "p"
 
 
+def _creep_step(seed: int, q: int, n: int):
+    """Random mode strains (q, 6, n) and weights, a Norton law and a creeping step of it at
+    q points: (E3, w, law, strain_old, strain_new, temperature)."""
+    from rom.materials import Norton
+    rng = np.random.default_rng(seed)
+    E3 = rng.normal(size=(q, 6, n)) * 1e-3
+    w = rng.uniform(0.5, 2.0, q) * 1e-9
+    e0 = rng.normal(size=(q, 6)) * 1e-3
+    e1 = e0 + rng.normal(size=(q, 6)) * 2e-3
+    return E3, w, Norton(E=200e9, nu=0.3, K=1e9, n=5), e0, e1, rng.uniform(800, 1200, q)
+
+
 def test_reduced_tangent_split_form_equals_the_general_form(built):
     """K = sum_g w_g E_g^T D_g E_g from the three-term isotropic tangent (syrk and thin
     products) equals the per-point 6 x 6 product, for a creeping Norton state (gamma < 0 at
     the creeping points), for elasticity (no gamma term) and when beta < 0 somewhere
     (the general form is used)."""
-    from rom.materials import Norton, ThermoElastic
+    from rom.materials import ThermoElastic
     from rom.materials.tensors import IsotropicTangent
     from rom.online.solve import reduced_tangent
 
-    rng = np.random.default_rng(3)
-    q, n = 50, 7
-    E3 = rng.normal(size=(q, 6, n)) * 1e-3
-    w = rng.uniform(0.5, 2.0, q) * 1e-9
-    law = Norton(E=200e9, nu=0.3, K=1e9, n=5)
-    e0 = rng.normal(size=(q, 6)) * 1e-3
-    e1 = e0 + rng.normal(size=(q, 6)) * 2e-3
+    q = 50
+    E3, w, law, e0, e1, T = _creep_step(3, q, 7)
     st = law.initial_state(q)
-    T = rng.uniform(800, 1200, q)
     s_full, z_full, D_full = law.integrate(e0, e1, st, T, 100.0)
     s, z, D = law.integrate(e0, e1, st, T, 100.0, split_tangent=True)
     assert isinstance(D, IsotropicTangent) and np.all(D.gamma < 0)
@@ -325,15 +331,8 @@ def test_single_precision_tangent_is_close_to_the_double_one(built):
     float32 rounding of the (6q, n) product), still symmetric."""
     from rom.online.solve import reduced_tangent
 
-    rng = np.random.default_rng(4)
-    from rom.materials import Norton
-    q, n = 60, 9
-    E3 = rng.normal(size=(q, 6, n)) * 1e-3
-    w = rng.uniform(0.5, 2.0, q) * 1e-9
-    law = Norton(E=200e9, nu=0.3, K=1e9, n=5)
-    e0 = rng.normal(size=(q, 6)) * 1e-3
-    _, _, D = law.integrate(e0, e0 + rng.normal(size=(q, 6)) * 2e-3, law.initial_state(q),
-                            np.full(q, 1000.0), 100.0, split_tangent=True)
+    E3, w, law, e0, e1, T = _creep_step(4, 60, 9)
+    _, _, D = law.integrate(e0, e1, law.initial_state(60), T, 100.0, split_tangent=True)
     red = {"eps": E3}
     K, K1 = reduced_tangent(E3, w, D, red), reduced_tangent(E3, w, D, red, single=True)
     assert K1.dtype == np.float64 and np.abs(K1 - K1.T).max() <= 1e-14 * np.abs(K1).max()

@@ -327,8 +327,9 @@ def test_reduced_tangent_split_form_equals_the_general_form(built):
 
 
 def test_single_precision_tangent_is_close_to_the_double_one(built):
-    """The syrk term in single precision: K within 1e-6 of the double-precision K (the
-    float32 rounding of the (6q, n) product), still symmetric."""
+    """The three terms as two syrk in single precision: K within 1e-6 of the
+    double-precision K (the float32 rounding of the (7q, n) product), still symmetric;
+    the double form where gamma > 0."""
     from rom.online.solve import reduced_tangent
 
     E3, w, law, e0, e1, T = _creep_step(4, 60, 9)
@@ -338,6 +339,11 @@ def test_single_precision_tangent_is_close_to_the_double_one(built):
     assert K1.dtype == np.float64 and np.abs(K1 - K1.T).max() <= 1e-14 * np.abs(K1).max()
     err = np.abs(K1 - K).max() / np.abs(K).max()
     assert 1e-12 < err < 1e-6, err                    # single precision, not double
+    # a gamma > 0 somewhere (not a creep softening): the double-precision form
+    from rom.materials.tensors import IsotropicTangent
+    odd = IsotropicTangent(D.alpha, D.beta, np.abs(D.gamma), D.m)
+    K2 = reduced_tangent(E3, w, odd, red, single=True)
+    assert np.abs(K2 - reduced_tangent(E3, w, odd, red)).max() <= 1e-14 * np.abs(K2).max()
 
 
 def test_fast_reduced_newton_agrees_with_the_exact_one(built, monkeypatch):

@@ -67,14 +67,11 @@ def n_columns(full: dict, name: str) -> int:
     return sum(b.shape[1] for b in blocks(full, name))
 
 
-def stacked(full: dict, name: str, k: int | None = None) -> np.ndarray:
-    """``full[name]`` with the columns enrichment added, as one (N, k) array (a copy
-    when there are added columns; the first ``k`` columns only, if given)."""
+def stacked(full: dict, name: str) -> np.ndarray:
+    """``full[name]`` with the columns enrichment added, as one array (a copy when there
+    are added columns)."""
     bs = blocks(full, name)
-    if len(bs) == 1:
-        return bs[0] if k is None else bs[0][:, :k]
-    out = np.hstack(bs)
-    return out if k is None else out[:, :k]
+    return bs[0] if len(bs) == 1 else np.hstack(bs)
 
 
 def block_rows(full: dict, name: str, rows: np.ndarray, k: int | None = None) -> np.ndarray:
@@ -94,7 +91,7 @@ def block_dot(full: dict, name: str, c: np.ndarray) -> np.ndarray:
         part = b[:, :k] @ c[start:start + k]
         out = part if out is None else out + part
         start += k
-    return out
+    return np.zeros(full[name].shape[0]) if out is None else out
 
 
 def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,

@@ -104,10 +104,10 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
 
     The tangent only steers the iterations (the residual, hence the converged answer, is in
     double precision): the first iteration takes the previous step's last tangent when the
-    step has the same length (kept in ``st.extra["tangent"]``), and the largest term of the
-    isotropic laws' tangent is formed in single precision. On the blade this saves a
-    quarter of a step at the same iteration count except the unloading step's one or two
-    more (docs/online.md). If that Newton fails, the step is retried with a fresh
+    step has the same length (kept in ``st.extra["tangent"]``), and the isotropic laws'
+    tangent is formed in single precision (:func:`_tangent_single`). On the blade this
+    saves a fifth to a quarter of a step at the same iteration count except the unloading
+    step's one or two more (docs/online.md). If that Newton fails, the step is retried with a fresh
     double-precision tangent at every iteration before it counts as diverged."""
     try:
         return _newton(model, st, T, t_new, scale, fast=True)

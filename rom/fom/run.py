@@ -143,9 +143,12 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         if not store.loadings:
             store.set_mesh(path=str(case.mesh))
         # one solver alive at a time (each holds its matrix, preconditioner and element
-        # data: 32 of them took 6.5 GB per rank at 75k dofs); the first one's partition and
-        # points (the same for all) set the store's rows
-        solver = make_solver(fc, mesh, law, todo[0][1].scale, comm)
+        # data: 32 of them took 6.5 GB per rank at 75k dofs), kept for the next loading of
+        # the same load scale: its preconditioner is reused (and rebuilt when it goes stale,
+        # as across time steps) instead of factored again (the blade's subdomain Cholesky:
+        # ~35 s per loading at 75k dofs, docs/fom.md); the first one's partition and points
+        # (the same for all) set the store's rows
+        solver, scale = make_solver(fc, mesh, law, todo[0][1].scale, comm), todo[0][1].scale
         nq = solver.elements.n_qp_global
         fields = {"displacement": ("nodal", mesh.n_nodes, 3, "m"),
                   "temperature": ("nodal", mesh.n_nodes, 1, "K"),
@@ -165,9 +168,10 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
                 for n, (kind, _, k, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
         for k, (i, lc) in enumerate(todo):
-            if k:
+            if lc.scale != scale:
                 solver.destroy()
-                solver = make_solver(fc, mesh, law, lc.scale, comm)
+                solver, scale = make_solver(fc, mesh, law, lc.scale, comm), lc.scale
+            n_cuts = len(solver.cuts)
             try:
                 temp = temperature_history(lc.temperature, mesh, fc, comm=comm,
                                            where=f"fom.loadings[{i}].temperature",
@@ -197,8 +201,9 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
             except ConvergenceError as exc:
                 failure = ConvergenceError(f"loading {lc.name!r}: {exc}")
             bar.close()
-            if solver.cuts:
-                rank0_print(comm, cuts_message(f"rom.fom: loading {lc.name!r}", solver.cuts))
+            if solver.cuts[n_cuts:]:
+                rank0_print(comm, cuts_message(f"rom.fom: loading {lc.name!r}",
+                                               solver.cuts[n_cuts:]))
             if fc.fom.write_xdmf and comm.rank == 0 and series:
                 _write_xdmf(out_dir / f"{case.name}.{lc.name}.xdmf", mesh, solver, series)
             if failure is not None:

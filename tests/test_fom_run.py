@@ -233,6 +233,37 @@ def test_cli_under_mpiexec_writes_the_serial_store(tmp_path):
     assert (tmp_path / "out" / "bar.hot.xdmf").is_file()
 
 
+def test_solver_kept_for_loadings_of_the_same_scale(tmp_path, monkeypatch):
+    """Loadings of the same load scale share one full-order solver (its preconditioner is
+    reused); each loading still starts from the virgin state: the second loading's fields
+    equal those of a run of that loading alone, to the Newton tolerance."""
+    case = _write_case(tmp_path)
+    text = case.read_text().replace(', scale: 0.8}', '}')
+    case.write_text(text)
+    made = []
+    make = rom.fom.run.make_solver
+
+    def counted(*args, **kwargs):
+        made.append(1)
+        return make(*args, **kwargs)
+
+    monkeypatch.setattr(rom.fom.run, "make_solver", counted)
+    both = run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    assert len(made) == 1
+    alone_dir = tmp_path / "alone"
+    alone_dir.mkdir()
+    alone = _write_case(alone_dir)
+    alone.write_text(text.replace(
+        '    - {name: cold, temperature: {uniform: 400}}\n', ""))
+    one = run_case(load_fom_case(alone), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(both, comm=MPI.COMM_SELF) as a, \
+            SnapshotStore.open(one, comm=MPI.COMM_SELF) as b:
+        assert [ld.name for ld in b.loadings] == ["hot"]
+        for name in ("displacement", "stress", "p"):
+            x, y = a.read_global(name, loading="hot"), b.read_global(name)
+            assert np.abs(x - y).max() <= 1e-8 * np.abs(y).max(), name
+
+
 def test_resume_adds_only_the_missing_loadings(tmp_path):
     """--resume: a store holding "cold" gets "hot" appended, identical to a fresh run's;
     complete stores are left alone; other parameters or a cut-short loading are errors."""

@@ -1,6 +1,6 @@
 """Reduced-step benchmark: time per step of the reduced Newton on a case's reduced model,
-as ``rom.online`` runs it (``fast``: the isotropic laws' three-term tangent, its largest
-term in single precision, the previous step's tangent for the first iteration), with a
+as ``rom.online`` runs it (``fast``: the isotropic laws' three-term tangent in single
+precision, the previous step's tangent for the first iteration), with a
 fresh double-precision tangent at every iteration (``exact``), and with the general 6 x 6
 form of the tangent (``general``, also exact).
 

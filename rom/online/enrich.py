@@ -13,7 +13,7 @@ from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
 from ..parallel import UserError, as_comm, bcast_arrays, even_split
 from .build import restrict
-from .model import block_dot, block_rows, blocks
+from .model import block_dot, block_rows, blocks, dot_blocks
 from .points import mode_strains_all
 from .solve import StepState
 
@@ -41,11 +41,7 @@ def extend_span(modes, sv: np.ndarray, x: np.ndarray, tol: float = 1e-10):
 
     def project(v):                      # (coefficients, v minus its projection)
         m = np.concatenate([b.T @ v for b in bs])
-        start = 0
-        for b in bs:  # loop over the column blocks
-            v = v - b @ m[start:start + b.shape[1]]
-            start += b.shape[1]
-        return m, v
+        return m, v - dot_blocks(bs, m)
 
     m, res = project(x)
     m2, res = project(res)
@@ -108,7 +104,7 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     bases = bcast_arrays(bases, comm)
     phi, psi_p = bases[0], bases[2]
     # the indicator's points: Q-DEIM of the new p basis, each rank on its share of the
-    # rows (the same pivots at any rank count)
+    # points (the same pivots at any rank count); the ECM below works on the same share
     lo, hi = even_split(psi_p.shape[0], comm.size)[comm.rank:comm.rank + 2]
     imposed = np.setdiff1d(qdeim(psi_p[lo:hi], comm=comm), warm)
     # the new columns go to the (small) blocks of added columns: the training arrays are
@@ -116,7 +112,6 @@ def _update(model, u, eps_g, sig_g, z_g, comm: MPI.Comm, full_order_seconds: flo
     added = {"psi_z_added": _append(full.get("psi_z_added"), bases[4], full["psi_z"]),
              "sigma_added": _append(full.get("sigma_added"), sig_g.ravel(), full["sigma"])}
     t1 = time.perf_counter()
-    lo, hi = even_split(full["sigma"].shape[0] // 6, comm.size)[comm.rank:comm.rank + 2]
     # the ECM streams over this rank's points: their stress snapshots (training, added)
     # side by side, copied for this rank's rows only, read in place by its products
     sig_local = np.hstack([b[6 * lo:6 * hi] for b in blocks({**full, **added}, "sigma")])

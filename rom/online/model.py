@@ -43,7 +43,7 @@ from ..io.mesh import read_mesh
 from ..parallel import UserError, as_comm
 
 __all__ = ["APPENDED", "SCHEMA", "SCHEMA_VERSION", "ReducedModel", "block_dot", "block_rows",
-           "blocks", "load", "n_columns", "stacked"]
+           "blocks", "dot_blocks", "load", "n_columns", "stacked"]
 
 SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
 FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
@@ -83,15 +83,19 @@ def block_rows(full: dict, name: str, rows: np.ndarray, k: int | None = None) ->
 
 def block_dot(full: dict, name: str, c: np.ndarray) -> np.ndarray:
     """``stacked(full, name)[:, :len(c)] @ c`` without forming it: (N,)."""
-    out, start = None, 0
-    for b in blocks(full, name):  # loop over the column blocks
+    return dot_blocks(blocks(full, name), c)
+
+
+def dot_blocks(bs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
+    """``[B_1 B_2 ...][:, :len(c)] @ c`` for column blocks ``bs`` (N, k_i): (N,)."""
+    out, start = np.zeros(bs[0].shape[0]), 0
+    for b in bs:  # loop over the column blocks
         k = min(b.shape[1], c.size - start)
         if k <= 0:
             break
-        part = b[:, :k] @ c[start:start + k]
-        out = part if out is None else out + part
+        out += b[:, :k] @ c[start:start + k]
         start += k
-    return np.zeros(full[name].shape[0]) if out is None else out
+    return out
 
 
 def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,

@@ -107,8 +107,9 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
     step has the same length (kept in ``st.extra["tangent"]``), and the isotropic laws'
     tangent is formed in single precision (:func:`_tangent_single`). On the blade this
     saves a fifth to a quarter of a step at the same iteration count except the unloading
-    step's one or two more (docs/online.md). If that Newton fails, the step is retried with a fresh
-    double-precision tangent at every iteration before it counts as diverged."""
+    step's one or two more (docs/online.md). If that Newton fails, the step is retried
+    with a fresh double-precision tangent at every iteration before it counts as
+    diverged."""
     try:
         return _newton(model, st, T, t_new, scale, fast=True)
     except ReducedDivergence:
@@ -180,7 +181,7 @@ def reduced_tangent(E3: np.ndarray, w: np.ndarray, D, red: dict | None = None, *
     (the traces, cached in ``red``) and ``B = m_g^T E_g``: one symmetric rank-6q product
     (BLAS syrk) and two (q, n) products, about half the time of the general form.
     ``single``: the three terms as two syrk in single precision (:func:`_tangent_single`),
-    0.45 ms instead of 0.95 ms on the blade's 905 points and 42 modes; its relative error,
+    0.61 ms instead of 0.94 ms on the blade's 905 points and 42 modes; its relative error,
     ~1e-7 cond(K), only slows a Newton whose residual is in double precision when cond(K)
     approaches 1e6 (measured: 9.6e4 there, same iteration counts)."""
     n = E3.shape[2]
@@ -213,7 +214,7 @@ def _tangent_single(E3: np.ndarray, w: np.ndarray, D: IsotropicTangent,
     ``sqrt(-w gamma) m_g^T E_g`` (float32 mode strains and traces cached in ``red``)."""
     q, _, n = E3.shape
     E3s = _derived(red, "_eps32", E3, lambda e: e.astype(np.float32))
-    A = _derived(red, "_traces32", E3, lambda e: e[:, :3, :].sum(axis=1).astype(np.float32))
+    A = _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32))
     F = np.empty((q, 7, n), np.float32)
     np.multiply(E3s, (np.sqrt(w * D.beta) * _SQRT_S[:, None]).T.astype(np.float32)[:, :, None],
                 out=F[:, :6])

@@ -20,6 +20,7 @@ the parameters and the choice are kept in ``<output>/<case>.design.h5``.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -177,8 +178,12 @@ def _write(design: Design, case_file, out, loadings, model_path, h5_path, seed, 
     from ..io.atomic import atomic_h5, stamp_provenance
     out = Path(out)
     base = Path(case_file).resolve()
+    try:
+        shown = os.path.relpath(Path(model_path).resolve(), out.resolve().parent)
+    except ValueError:          # another drive
+        shown = str(model_path)
     header = (f"# written by python -m rom.online.design from {case_file}: the training loadings "
-              f"and {len(design.chosen)} proposed by the indicator of {model_path}\n"
+              f"and {len(design.chosen)} proposed by the indicator of {shown}\n"
               f"# next: mpirun -n 2 python -m rom.fom {out} --resume; "
               f"mpirun -n 2 python -m rom.offline {out}\n")
     body = {"extends": base.name,

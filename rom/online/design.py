@@ -111,6 +111,7 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
     from ..fom.run import load_fom_case
     from ..io.mesh import read_mesh
     from . import load
+    from .model import case_model_path
 
     comm = as_comm(comm)
     if candidates < 1 or add < 1:
@@ -123,12 +124,7 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
                         f"that extends it)")
     fc = load_fom_case(case_file)
     case = fc.case
-    if case.online is None:
-        raise UserError(f"{case_file}: online: section missing (the reduced model to score with)")
-    model_path = Path(case.online.model or Path(case.output.directory) / f"{case.name}.rom.h5")
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: reduced model not found; build it first with "
-                        f"python -m rom.offline {case_file}")
+    model_path = case_model_path(case, case_file, "the reduced model to score with")
     names, lo, hi, template = parameter_box(fc.fom.loadings)
     t0 = time.perf_counter()
     X = lo + (hi - lo) * np.random.default_rng(seed).random((candidates, len(names)))

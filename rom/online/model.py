@@ -43,7 +43,7 @@ from ..io.mesh import read_mesh
 from ..parallel import UserError, as_comm
 
 __all__ = ["APPENDED", "SCHEMA", "SCHEMA_VERSION", "ReducedModel", "block_dot", "block_rows",
-           "blocks", "dot_blocks", "load", "n_columns", "stacked"]
+           "blocks", "case_model_path", "dot_blocks", "load", "n_columns", "stacked"]
 
 SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
 FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
@@ -230,3 +230,16 @@ class ReducedModel:
 def load(path: str | Path) -> ReducedModel:
     """Read a reduced-model file: ``model = rom.load(path)``."""
     return ReducedModel.load(path)
+
+
+def case_model_path(case, case_file: str | Path, purpose: str) -> Path:
+    """The reduced-model file of a case (``online.model``, else
+    ``<output>/<case>.rom.h5``); a :class:`UserError` when the case has no ``online:``
+    section (``purpose``: what the model is for) or the file is not built yet."""
+    if case.online is None:
+        raise UserError(f"{case_file}: online: section missing ({purpose})")
+    path = Path(case.online.model or Path(case.output.directory) / f"{case.name}.rom.h5")
+    if not path.is_file():
+        raise UserError(f"{path}: reduced model not found; build it first with "
+                        f"python -m rom.offline {case_file}")
+    return path

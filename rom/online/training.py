@@ -238,11 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         case = load_case(args.case)
         if case.online is None or case.fom is None:
             raise UserError(f"{args.case}: needs online: and fom: sections")
-        path = Path(case.online.model or Path(case.output.directory) / f"{case.name}.rom.h5")
-        if not path.is_file():
-            raise UserError(f"{path}: reduced model not found; build it with "
-                            f"python -m rom.offline {args.case}")
-        check_and_calibrate(case, path, comm)
+        from .model import case_model_path
+        check_and_calibrate(case, case_model_path(case, args.case, "the model to check"), comm)
     return 0
 
 

@@ -176,6 +176,7 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     from ..fom.mesh import FEMesh
     from ..io.mesh import read_mesh
     from ..online import load
+    from ..online.model import case_model_path
 
     comm = as_comm(comm)
     fc = load_fom_case(case_file)
@@ -183,12 +184,7 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     cfg = getattr(case, "study", None)
     if cfg is None:
         raise UserError(f"{case_file}: study: section missing (the held-out queries)")
-    if case.online is None:
-        raise UserError(f"{case_file}: online: section missing (the reduced model to study)")
-    model_path = Path(case.online.model or Path(case.output.directory) / f"{case.name}.rom.h5")
-    if not model_path.is_file():
-        raise UserError(f"{model_path}: reduced model not found; build it first with "
-                        f"python -m rom.offline {case_file}")
+    model_path = case_model_path(case, case_file, "the reduced model to study")
     mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
     grid = fc.loading.times
     model = load(model_path)

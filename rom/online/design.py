@@ -116,7 +116,7 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
     comm = as_comm(comm)
     if candidates < 1 or add < 1:
         raise UserError(f"design: --candidates ({candidates}) and --add ({add}) must be >= 1")
-    if not 0 <= min_distance <= np.sqrt(1e6):
+    if not min_distance >= 0:
         raise UserError(f"design: --min-distance {min_distance} must be >= 0")
     if Path(out).resolve().parent != Path(case_file).resolve().parent:
         raise UserError(f"design: -o {out}: write the proposal next to {case_file} (it extends "
@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     from ..parallel import abort_on_error, world
     parser = argparse.ArgumentParser(
         prog="python -m rom.online.design",
-        description="Score random loadings in the box of the training loadings' "
-                    "temperature parameters by the reduced model's indicator and propose the worst as new "
+        description="Score random loadings in the box of the training loadings' temperature "
+                    "parameters by the reduced model's indicator and propose the worst as new "
                     "training loadings (a case file extending the case; docs/online.md).")
     parser.add_argument("case", help="case file with fom:, online: and a built reduced model")
     parser.add_argument("-o", "--output", required=True, help="case file to write")

@@ -49,6 +49,11 @@ class TimeGrid:
     stop: float = _f(1.0, doc="last time [s]")
     steps: int = _f(10, doc="number of time steps after the start", range=(1, None, False, False))
 
+    def array(self):
+        """The ``steps + 1`` equally spaced times [s], the start included (numpy array)."""
+        import numpy as np
+        return np.linspace(self.start, self.stop, self.steps + 1)
+
 
 @dataclass(frozen=True)
 class ParameterRange:

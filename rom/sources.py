@@ -70,7 +70,7 @@ def write_analytical_store(case: Case, mesh: meshio.Mesh, comm: MPI.Comm | None 
             raise CaseError(f"{where}: snapshots.analytical.parameters.{name}: min > max")
     mus = sample_parameters({k: (r.min, r.max) for k, r in src.parameters.items()},
                             src.samples, src.seed)
-    times = np.linspace(src.times.start, src.times.stop, src.times.steps + 1)[1:]
+    times = src.times.array()[1:]
     n_nodes = len(mesh.points)
     off = even_split(n_nodes, comm.size)
     lo, hi = int(off[comm.rank]), int(off[comm.rank + 1])

@@ -114,8 +114,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     mio = read_mesh(case.mesh)
     mesh = FEMesh.from_meshio(mio, source=str(case.mesh))
     law = material_from_config(fc.material)
-    grid = fc.loading.times
-    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
+    times = fc.loading.times.array()
     store_path = Path(case.snapshots.store)
     if comm.rank == 0:
         store_path.parent.mkdir(parents=True, exist_ok=True)

@@ -131,8 +131,8 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
     X = np.vectorize(lambda v: float(f"{v:.6g}"))(X)    # as written in the case file
     mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
     model = load(model_path)
-    grid = fc.loading.times
-    times = np.linspace(grid.start, grid.stop, grid.steps + 1)
+    model._mesh = mesh
+    times = fc.loading.times.array()
     eta = score(model, fc, mesh, times, template, names, X, comm, progress=progress)
     span = np.where(hi > lo, hi - lo, 1.0)
     chosen = select((X - lo) / span, eta, add, min_distance)
@@ -173,7 +173,6 @@ def _write(design: Design, case_file, out, loadings, model_path, h5_path, seed, 
 
     from ..io.atomic import atomic_h5, stamp_provenance
     out = Path(out)
-    base = Path(case_file).resolve()
     try:
         shown = os.path.relpath(Path(model_path).resolve(), out.resolve().parent)
     except ValueError:          # another drive
@@ -182,9 +181,7 @@ def _write(design: Design, case_file, out, loadings, model_path, h5_path, seed, 
               f"and {len(design.chosen)} proposed by the indicator of {shown}\n"
               f"# next: mpirun -n 2 python -m rom.fom {out} --resume; "
               f"mpirun -n 2 python -m rom.offline {out}\n")
-    body = {"extends": base.name,
-            "fom": {"loadings": loadings}}
-    out.parent.mkdir(parents=True, exist_ok=True)
+    body = {"extends": Path(case_file).name, "fom": {"loadings": loadings}}
     out.write_text(header + yaml.safe_dump(body, default_flow_style=None, width=120,
                                            sort_keys=False))
     h5_path.parent.mkdir(parents=True, exist_ok=True)

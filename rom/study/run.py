@@ -186,12 +186,11 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
         raise UserError(f"{case_file}: study: section missing (the held-out queries)")
     model_path = case_model_path(case, case_file, "the reduced model to study")
     mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
-    grid = fc.loading.times
     model = load(model_path)
     model._mesh = mesh
     fields_dir = Path(case.output.directory) / cfg.report
     return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
-                       np.linspace(grid.start, grid.stop, grid.steps + 1), model_path, model,
+                       fc.loading.times.array(), model_path, model,
                        fields_dir, ReferenceStore(fields_dir / "references", case.name, comm))
 
 

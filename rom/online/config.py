@@ -53,6 +53,11 @@ class OnlineConfig:
                                                     "with indicator_factor the smaller "
                                                     "tolerance (needs check_training)",
                                           range=(0.0, 1.0, True, False))
+    indicator_crossval_margin: float = _f(
+        0.0, doc="with indicator_crossval: the left-out loadings above the error targets by "
+                 "at most this fraction of them do not set the tolerance (the study still "
+                 "counts them above target); 0: every one above target does",
+        range=(0.0, None, False, False))
     newton_rtol: float = _f(1e-9, doc="relative tolerance of the reduced Newton",
                             range=(0.0, 1.0, True, True))
     newton_max_iter: int = _f(20, doc="reduced Newton iterations per step",

@@ -128,7 +128,8 @@ def crossval(model, data: list[FoldData], rtol_u: float, rtol_p: float) -> dict:
     return out
 
 
-def crossval_tolerance(indicator, score, fraction: float, names=None) -> tuple[float, str]:
+def crossval_tolerance(indicator, score, fraction: float, names=None,
+                       margin: float = 0.0) -> tuple[float, str]:
     """Enrichment tolerance from cross-validated (indicator, error score) pairs, ``score`` =
     largest error relative to its target (> 1: above target).
 
@@ -136,18 +137,30 @@ def crossval_tolerance(indicator, score, fraction: float, names=None) -> tuple[f
     of them when none is): the indicator at which the first of them would have reached its
     target had its error grown in proportion to its indicator. Every left-out loading above
     target is flagged (``indicator_j > tol``); a loading far above target (a fold of a
-    sparse training) gives a tolerance that far below its own indicator. Non-finite pairs
-    (a diverged fold) are skipped. Returns the tolerance and a sentence saying where it
-    comes from."""
+    sparse training) gives a tolerance that far below its own indicator.
+
+    ``margin``: loadings above target by at most this fraction (``1 < score <= 1 +
+    margin``) do not set the tolerance (and may be missed by it): one fold barely above
+    target with a small indicator otherwise sets the tolerance for all (docs/online.md).
+    When no loading is above ``1 + margin`` the minimum runs over all of them, as when none
+    is above target. Non-finite pairs (a diverged fold) are skipped. Returns the
+    tolerance and a sentence saying where it comes from."""
     eta, score = np.asarray(indicator, float), np.asarray(score, float)
+    if not margin >= 0.0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
     ok = np.isfinite(eta) & np.isfinite(score) & (score > 0)
     if not ok.any():
         raise ValueError("no finite cross-validated indicator")
-    above = ok & (score > 1.0)
+    above = ok & (score > 1.0 + margin)
+    excused = np.flatnonzero(ok & (score > 1.0) & ~above)
     pool = np.flatnonzero(above if above.any() else ok)
     k = pool[np.argmin(eta[pool] / score[pool])]
     who = f" ({names[k]})" if names is not None else ""
+    over = "the error targets" + (f" by more than {margin:g} of them" if margin > 0 else "")
     why = (f"indicator / (error / target) {eta[k]:.3g} / {score[k]:.3g}{who}, the smallest "
-           + (f"of the {int(above.sum())} cross-validated loading(s) above the error targets"
-              if above.any() else "cross-validated one (none above the error targets)"))
+           + (f"of the {int(above.sum())} cross-validated loading(s) above {over}"
+              if above.any() else f"cross-validated one (none above {over})"))
+    if excused.size:
+        what = (": " + ", ".join(str(names[j]) for j in excused)) if names is not None else ""
+        why += (f"; {excused.size} within the margin {margin:g} not counted{what}")
     return fraction * float(eta[k] / score[k]), f"online.indicator_crossval {fraction:g} x {why}"

@@ -197,7 +197,7 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
             raise UserError(f"{case.source_file}: online.indicator_crossval: needs at least two "
                             f"training loadings described in fom.loadings, found {len(folds)}")
         tols.append(crossval_tolerance(cvc.indicator, cvc.score(), cfg.indicator_crossval,
-                                       cvc.names))
+                                       cvc.names, cfg.indicator_crossval_margin))
     if tols:
         tol, source = min(tols)
         model.meta["indicator_tol"], model.meta["indicator_tol_source"] = tol, source

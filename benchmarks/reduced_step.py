@@ -5,7 +5,11 @@ fresh double-precision tangent at every iteration (``exact``), and with the gene
 form of the tangent (``general``, also exact).
 
     python benchmarks/reduced_step.py [--case cases/blade/case.yaml] [--queries inside hotter]
-                                      [--repeat 15] [--out FILE.json]
+                                      [--repeat 15] [--base REV] [--out FILE.json]
+
+``--base REV``: also the ``fast`` Newton of ``rom/online/solve.py`` as it was at git
+revision REV (``base``; the rest of the package is this tree's), to measure a change of
+the reduced Newton against what it replaced in the same run.
 
 Needs the case's reduced model (``rom.offline``). One process, no enrichment: for every
 query, ``--repeat`` rounds of the three variants interleaved (so that the load of a shared
@@ -43,13 +47,32 @@ def _median_ms(f, k: int) -> float:
     return float(np.median(ts)) * 1e3
 
 
+def _base_step(rev: str):
+    """``reduced_step`` of rom/online/solve.py at git revision ``rev`` (imported as a module
+    of this tree's package, so that its relative imports resolve here)."""
+    import importlib.util
+    import subprocess
+    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:rom/online/solve.py"],
+                         check=True, capture_output=True, text=True).stdout
+    name = "rom.online._solve_base"
+    spec = importlib.util.spec_from_loader(name, loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    mod.__package__ = "rom.online"
+    sys.modules[name] = mod                  # dataclasses look their module up
+    exec(compile(src, f"{rev}:rom/online/solve.py", "exec"), mod.__dict__)
+    return mod.reduced_step
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", default=str(ROOT / "cases/blade/case.yaml"))
     ap.add_argument("--queries", nargs="+", default=["inside", "hotter"])
     ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--base", default=None, help="git revision of rom/online/solve.py to "
+                                                  "compare with (variant 'base')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    base_step = _base_step(args.base) if args.base else None
     inp = study_inputs(args.case, MPI.COMM_SELF)
     model, times = inp.model, inp.times
     law, steps = model.law, times.size - 1
@@ -59,6 +82,7 @@ def main() -> int:
     def exact_step(model, st, T, t_new, scale):
         return online_solve._newton(model, st, T, t_new, scale, fast=False)
     out = {"case": args.case, "machine": platform.node(), "repeat": args.repeat,
+           "base": args.base,
            "n_modes": model.n_modes, "n_points": model.n_points, "queries": {}}
     print(f"{args.case}: {model.n_modes} modes, {model.n_points} reduced points, "
           f"{steps} steps, one process")
@@ -66,12 +90,14 @@ def main() -> int:
     for name in args.queries:  # loop over queries
         q = specs[name]
         T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
-        rows = {v: {"wall": [], "cpu": []} for v in ("fast", "exact", "general")}
+        rows = {v: {"wall": [], "cpu": []}
+                for v in ("fast", "exact", "general") + (("base",) if base_step else ())}
         u = {}
         for _ in range(args.repeat + 1):  # loop over rounds (the first: warm-up)
             for v in rows:  # loop over variants
                 law.split_tangent = v != "general"
-                online_solve.reduced_step = fast_step if v == "fast" else exact_step
+                online_solve.reduced_step = {"fast": fast_step, "base": base_step}.get(
+                    v, exact_step)
                 w0, c0 = time.perf_counter(), time.process_time()
                 res = model.solve(T, times, scale=q.scale, enrich=False, verbose=False)
                 rows[v]["wall"].append((time.perf_counter() - w0) / steps * 1e3)
@@ -86,7 +112,7 @@ def main() -> int:
             print(f"{name:>8} {v:>8} {rec[v]['wall_ms_per_step']:13.2f} "
                   f"{rec[v]['cpu_ms_per_step']:12.2f} {r['newton']:7d}")
         rec["max_rel_displacement_difference"] = {v: float(
-            np.abs(u[v] - u["exact"]).max() / np.abs(u["exact"]).max()) for v in ("fast", "general")}
+            np.abs(u[v] - u["exact"]).max() / np.abs(u["exact"]).max()) for v in rows if v != "exact"}
         out["queries"][name] = rec
     del law.split_tangent                                  # back to the class's value
     online_solve.reduced_step = fast_step

@@ -85,6 +85,30 @@ def test_norton_consistent_tangent_fd(rng, dt):
     assert np.allclose(np.sqrt(2 / 3 * np.einsum("nij,nij->n", m, m)), dp, rtol=1e-10)
 
 
+def test_norton_work_gives_the_same_answer_over_iterations_and_steps(rng):
+    """``work`` (the reduced Newton's scratch): the same stress, state and tangent as a call
+    without it, while the strain moves within a step (cached properties, warm local
+    Newton) and when the next step brings another state_old (properties recomputed even
+    with the same temperature array)."""
+    law = Norton(**_tables(), K=Table([300.0, 1200.0], [600e6, 200e6]),
+                 n=Table([300.0, 1200.0], [4.0, 7.0]))
+    n = 50
+    T = rng.uniform(300, 1200, n)
+    e0 = rng.normal(size=(n, 6)) * 1e-3
+    st = law.initial_state(n)
+    work: dict = {}
+    for step in range(3):  # loop over steps: same T array, new state_old each time
+        e1 = e0 + rng.normal(size=(n, 6)) * 2e-3
+        for k in range(3):  # loop over "Newton iterations": the strain moves a little
+            e = e1 * (1 + 1e-3 * k)
+            got = law.integrate(e0, e, st, T, 100.0, work=work)
+            ref = law.integrate(e0, e, st, T, 100.0)
+            for a, b in zip(got, ref):
+                np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11 * np.abs(b).max())
+            assert work["props"][1] is st and work["x"].shape == (n,)
+        e0, st = e, got[1]
+
+
 def test_norton_dt_zero_is_elastic(rng):
     law = Norton(E0, NU, K=K0, n=N0)
     el = ThermoElastic(E0, NU)

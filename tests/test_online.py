@@ -390,6 +390,22 @@ def test_fast_reduced_newton_agrees_with_the_exact_one(built, monkeypatch):
     np.testing.assert_allclose(retried.coordinates[-1], exact.coordinates[-1], rtol=1e-12)
 
 
+def test_hold_predictor_extrapolates_only_on_a_hold():
+    """The Newton of a step starts from 2 q_n - q_(n-1) when the previous step had the same
+    length, temperature at the points and load amplitude; from q_n otherwise."""
+    from rom.online.solve import StepState, _hold_predictor
+    T = np.array([900.0, 950.0])
+    q0, q1 = np.array([1.0, 2.0]), np.array([1.5, 2.5])
+    st = StepState(200.0, q1, np.zeros((2, 6)), np.zeros((2, 7)),
+                   {"hold": (100.0, q0, T.copy(), 1.0)})
+    np.testing.assert_array_equal(_hold_predictor(st, 100.0, T, 1.0), [2.0, 3.0])
+    for dt, TT, a in ((50.0, T, 1.0), (100.0, T + 1.0, 1.0), (100.0, T, 0.5)):
+        np.testing.assert_array_equal(_hold_predictor(st, dt, TT, a), q1)
+    st.extra["hold"] = (100.0, np.zeros(3), T, 1.0)          # after an enrichment: new size
+    np.testing.assert_array_equal(_hold_predictor(st, 100.0, T, 1.0), q1)
+    assert _hold_predictor(StepState(0.0, q1, None, None), 100.0, T, 1.0) is not q1
+
+
 def test_extend_span_spans_what_the_brand_update_spans():
     """The internal-variable basis gets the new direction appended: the same span and
     singular values as Brand's update, orthonormal, the old columns untouched; nothing

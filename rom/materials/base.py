@@ -125,4 +125,7 @@ class Material(Protocol):
 
         Laws whose class sets ``split_tangent = True`` also accept the keyword
         ``split_tangent=True`` and then return the tangent as a
-        :class:`~rom.materials.tensors.IsotropicTangent` (the reduced Newton uses it)."""
+        :class:`~rom.materials.tensors.IsotropicTangent` (the reduced Newton uses it).
+        Laws whose class sets ``step_work = True`` also accept ``work=dict``, a scratch
+        the caller keeps over the calls of one step (same ``state_old``, ``temperature``
+        and ``dt``) for what does not change between them."""

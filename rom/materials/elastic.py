@@ -53,6 +53,7 @@ class ThermoElastic:
 
     n_state = 0
     split_tangent = True
+    step_work = False           # no per-step scratch (Norton's ``work``)
     state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType({})
 
     def __init__(self, E, nu, alpha=0.0, T_ref: float = 293.15):

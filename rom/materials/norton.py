@@ -44,6 +44,7 @@ class Norton(ThermoElastic):
 
     n_state = 7
     split_tangent = True
+    step_work = True
     state_names: ClassVar[Mapping[str, tuple[slice, str]]] = MappingProxyType(
         {"viscoplastic_strain": (slice(0, 6), "1"), "p": (slice(6, 7), "1")})
 
@@ -62,7 +63,8 @@ class Norton(ThermoElastic):
         return np.zeros((n, self.n_state))
 
     def integrate(self, strain_old: np.ndarray, strain_new: np.ndarray, state_old: np.ndarray,
-                  temperature: np.ndarray, dt: float, *, split_tangent: bool = False):
+                  temperature: np.ndarray, dt: float, *, split_tangent: bool = False,
+                  work: dict | None = None):
         """One backward-Euler step at every point.
 
         Parameters
@@ -72,6 +74,13 @@ class Norton(ThermoElastic):
         temperature : (n,) temperature at the end of the step [K]
         dt : time step [s] (>= 0; 0 gives the elastic response)
         split_tangent : return the tangent as an :class:`IsotropicTangent` (its three terms)
+        work : a dict the caller keeps over calls (empty at the first): while
+            ``temperature`` and ``state_old`` are the same arrays as at the previous
+            call (unchanged: the iterations of a Newton on one step) and ``dt`` is the
+            same, the temperature-dependent properties are not recomputed; the local
+            Newton starts from the previous call's equivalent stress (3-4 iterations
+            instead of 5-6; any start converges). The results agree with those without
+            it to the local Newton's ``rtol``.
 
         Returns
         -------
@@ -83,18 +92,30 @@ class Norton(ThermoElastic):
         """
         strain_new = np.asarray(strain_new, float)
         state_old = np.asarray(state_old, float)
-        T = np.broadcast_to(np.asarray(temperature, float), strain_new.shape[:-1])
-        E, nu, K, nexp = self.E(T), self.nu(T), self.K(T), self.n(T)
-        G = E / (2 * (1 + nu))
-        bulk = E / (3 * (1 - 2 * nu))
+        props = None if work is None else work.get("props")
+        if (props is None or props[0] is not temperature or props[1] is not state_old
+                or props[2] != dt):
+            T = np.broadcast_to(np.asarray(temperature, float), strain_new.shape[:-1])
+            E, nu, K, nexp = self.E(T), self.nu(T), self.K(T), self.n(T)
+            props = (temperature, state_old, dt, K, nexp, E / (2 * (1 + nu)),
+                     E / (3 * (1 - 2 * nu)), self.thermal_strain(T) + state_old[..., :6])
+            if work is not None:
+                work["props"] = props
+        K, nexp, G, bulk, eps_in = props[3:]
         evp_old = state_old[..., :6]
-        eps_e = strain_to_mandel(strain_new - self.thermal_strain(T) - evp_old)
+        eps_e = strain_to_mandel(strain_new - eps_in)
         tr = eps_e[..., :3].sum(-1)
         e_dev = eps_e - (tr / 3.0)[..., None] * _ONE
         s_tr = 2 * G[..., None] * e_dev                                  # Mandel deviator
         q_tr = np.sqrt(1.5 * np.einsum("...i,...i->...", s_tr, s_tr))
         shape = q_tr.shape
-        x, h = self._solve_scalar(q_tr.ravel(), G.ravel(), K.ravel(), nexp.ravel(), float(dt))
+        start = None if work is None else work.get("x")
+        if start is not None and start.size != q_tr.size:
+            start = None
+        x, h = self._solve_scalar(q_tr.ravel(), G.ravel(), K.ravel(), nexp.ravel(), float(dt),
+                                  start)
+        if work is not None:
+            work["x"] = x
         x, h = x.reshape(shape), h.reshape(shape)
         dp = (q_tr - x) / (3 * G)
         safe = np.where(q_tr > 0, q_tr, 1.0)
@@ -112,15 +133,22 @@ class Norton(ThermoElastic):
         D = IsotropicTangent(bulk - beta / 3.0, beta, 2.0 * b / 3.0 - a, strain_to_mandel(N))
         return mandel_to_stress(sig), state_new, (D if split_tangent else D.full())
 
-    def _solve_scalar(self, q_tr, G, K, nexp, dt):
-        """Solve q_tr - x - 3 G dt (x/K)^n = 0 for x in [0, q_tr]; also h = d dp / d x."""
+    def _solve_scalar(self, q_tr, G, K, nexp, dt, start=None):
+        """Solve q_tr - x - 3 G dt (x/K)^n = 0 for x in [0, q_tr]; also h = d dp / d x.
+
+        ``start``: first iterate (clipped to [0, q_tr]; the function is concave and
+        decreasing, so a start left of the root goes right of it in one step and Newton
+        then converges monotonically)."""
         x = q_tr.copy()
         if dt > 0:
             c = 3 * G * dt
-            with np.errstate(divide="ignore", over="ignore"):
-                # start where the creep term alone equals q_tr: to the right of the root
-                x0 = K * (q_tr / c) ** (1.0 / nexp)
-            x = np.minimum(q_tr, x0)
+            if start is not None:
+                x = np.clip(start, 0.0, q_tr)
+            else:
+                with np.errstate(divide="ignore", over="ignore"):
+                    # where the creep term alone equals q_tr: to the right of the root
+                    x0 = K * (q_tr / c) ** (1.0 / nexp)
+                x = np.minimum(q_tr, x0)
             # Newton on the points not converged yet, compacted when some converge
             idx = np.flatnonzero(q_tr > 0)
             xa, qa, Ka, na, ca = x[idx], q_tr[idx], K[idx], nexp[idx], c[idx]

@@ -107,9 +107,14 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
     step has the same length (kept in ``st.extra["tangent"]``), and the isotropic laws'
     tangent is formed in single precision (:func:`_tangent_single`). On the blade this
     saves a fifth to a quarter of a step at the same iteration count except the unloading
-    step's one or two more (docs/online.md). If that Newton fails, the step is retried
-    with a fresh double-precision tangent at every iteration before it counts as
-    diverged."""
+    step's one or two more (docs/online.md). A tangent is kept for the next iteration
+    while the residual falls by more than ``1 / _REFRESH`` per iteration (a tangent costs
+    about an iteration's law and residual), and on a creep hold (same step length,
+    temperature at the points and load amplitude as the previous step) the Newton starts
+    from the linear extrapolation of the last two steps' coordinates
+    (:func:`_hold_predictor`). If that Newton fails, the step is retried from the
+    previous coordinates with a fresh double-precision tangent at every iteration before
+    it counts as diverged."""
     try:
         return _newton(model, st, T, t_new, scale, fast=True)
     except ReducedDivergence:
@@ -121,12 +126,15 @@ def _newton(model, st: StepState, T: np.ndarray, t_new: float, scale: float, fas
     E3, w = red["eps"], red["weights"]                  # (q, 6, n), (q,)
     n = E3.shape[2]
     E = E3.reshape(-1, n)                               # (6 q, n)
-    f = scale * amplitude(model, t_new) * red["f_red"]
     dt = t_new - st.time
-    q = st.q.copy()
+    a = amplitude(model, t_new)
+    f = scale * a * red["f_red"]
+    q = _hold_predictor(st, dt, T, a) if fast else st.q.copy()
     split = {"split_tangent": True} if getattr(law, "split_tangent", False) else {}
+    if getattr(law, "step_work", False):                # the law's scratch, kept over steps
+        split["work"] = st.extra.get("law_work", {}) if fast else {}
     K = _previous_tangent(st, dt, n) if fast else None
-    ref, rtol = None, model.meta["newton_rtol"]
+    ref, rtol, rn_prev = None, model.meta["newton_rtol"], None
     for it in range(model.meta["newton_max_iter"] + 1):
         eps = (E @ q).reshape(-1, 6)
         try:
@@ -142,19 +150,39 @@ def _newton(model, st: StepState, T: np.ndarray, t_new: float, scale: float, fas
         if not np.isfinite(rn):
             break
         if rn <= rtol * ref or ref == 0.0:
-            extra = {"stress": sig}
+            extra = {"stress": sig, "hold": (dt, st.q, T, a)}
+            if "work" in split:
+                extra["law_work"] = split["work"]
             if K is not None:
                 extra["tangent"] = (dt, K)
             return StepState(t_new, q, eps, z, extra), it
         if it == model.meta["newton_max_iter"]:
             break
-        if it or K is None:
+        if not fast or K is None or (rn_prev is not None and rn > _REFRESH * rn_prev):
             K = reduced_tangent(E3, w, D, red, single=fast)
         try:
             q = q - np.linalg.solve(K, r)
         except np.linalg.LinAlgError:
             break
+        rn_prev = rn
     raise ReducedDivergence(f"reduced Newton did not converge at t = {t_new:g} s")
+
+
+#: a Newton iteration keeps its tangent when the residual fell by more than 1 / _REFRESH in
+#: the last one (measured on the size-2 blade, 5 queries: 0.1 and 0.01 cost more per step)
+_REFRESH = 0.03
+
+
+def _hold_predictor(st: StepState, dt: float, T: np.ndarray, a: float) -> np.ndarray:
+    """Start of the Newton of the step from ``st`` to ``st.time + dt``: ``2 q_n - q_(n-1)``
+    on a hold (the step that led to ``st`` had the same length to rounding, the same
+    temperature at the reduced points and the same load amplitude; kept in
+    ``st.extra["hold"]``), where the creep displacement changes smoothly; else ``q_n``."""
+    prev = st.extra.get("hold")
+    if (prev is None or prev[1].shape != st.q.shape or abs(prev[0] - dt) > 1e-12 * abs(dt)
+            or prev[3] != a or not np.array_equal(prev[2], T)):
+        return st.q.copy()
+    return 2.0 * st.q - prev[1]
 
 
 def _previous_tangent(st: StepState, dt: float, n: int) -> np.ndarray | None:

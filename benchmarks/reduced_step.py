@@ -52,14 +52,17 @@ def _base_step(rev: str):
     of this tree's package, so that its relative imports resolve here)."""
     import importlib.util
     import subprocess
+    import tempfile
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:rom/online/solve.py"],
                          check=True, capture_output=True, text=True).stdout
-    name = "rom.online._solve_base"
-    spec = importlib.util.spec_from_loader(name, loader=None)
-    mod = importlib.util.module_from_spec(spec)
-    mod.__package__ = "rom.online"
-    sys.modules[name] = mod                  # dataclasses look their module up
-    exec(compile(src, f"{rev}:rom/online/solve.py", "exec"), mod.__dict__)
+    name = "rom.online._solve_base"          # a submodule name: relative imports resolve
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "_solve_base.py"
+        path.write_text(src)
+        spec = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod              # dataclasses look their module up
+        spec.loader.exec_module(mod)
     return mod.reduced_step
 
 

@@ -127,5 +127,7 @@ class Material(Protocol):
         ``split_tangent=True`` and then return the tangent as a
         :class:`~rom.materials.tensors.IsotropicTangent` (the reduced Newton uses it).
         Laws whose class sets ``step_work = True`` also accept ``work=dict``, a scratch
-        the caller keeps over the calls of one step (same ``state_old``, ``temperature``
-        and ``dt``) for what does not change between them."""
+        the caller keeps over its calls (the iterations of a Newton, and the next steps):
+        the law reuses what does not change between calls with the same ``state_old`` and
+        ``temperature`` arrays and ``dt``, and may start its own iterations from the last
+        call's answer; the results are those without it to the law's tolerances."""

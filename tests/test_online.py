@@ -276,6 +276,21 @@ def test_accumulated_indicator_sums_the_unrepresented_increments(built):
     assert ep.max() < 0.5 * ep0.max()
 
 
+def test_prepared_factorizations_are_shared_by_copies_until_an_enrichment(built):
+    """ReducedModel.prepare computes the indicator's Gappy-POD once; copies share it (the
+    study copies the model for every query) and an enrichment of a copy gives the copy its
+    own, for its new basis and points, leaving the original's in place."""
+    from rom.online.solve import gappy_of
+    model = load(built[0]).prepare()
+    g = gappy_of(model)
+    c = model.copy()
+    assert gappy_of(c) is g and c.reduced["_eps32"][1] is model.reduced["_eps32"][1]
+    c.solve(OUTSIDE, TIMES[:2], enrich=True, tol=0.0, verbose=False)    # one enrichment
+    assert c.n_points != model.n_points or c.n_modes != model.n_modes
+    assert gappy_of(c) is not g and gappy_of(model) is g
+    assert gappy_of(c).n_points == c.n_points
+
+
 def test_accumulated_indicator_is_a_case_choice():
     cfg = OnlineConfig(indicator="accumulated")
     assert cfg.indicator == "accumulated" and OnlineConfig().indicator == "p"

@@ -17,7 +17,8 @@ from ..materials.tensors import IsotropicTangent
 from ..parallel import UserError, as_comm, rank0_print
 from .result import OnlineResult
 
-__all__ = ["AccumulatedIndicator", "ReducedDivergence", "StepState", "gappy_indicator", "solve"]
+__all__ = ["AccumulatedIndicator", "ReducedDivergence", "StepState", "gappy_indicator",
+           "prepare", "solve"]
 
 
 class ReducedDivergence(RuntimeError):
@@ -290,6 +291,19 @@ def reduced_step_cut(model, st: StepState, T_old: np.ndarray, T: np.ndarray, t_n
     mid, i1 = reduced_step_cut(model, st, T_old, T_mid, t_mid, scale, cuts - 1)
     end, i2 = reduced_step_cut(model, mid, T_mid, T, t_new, scale, cuts - 1)
     return end, i1 + i2
+
+
+def prepare(model) -> None:
+    """Compute what the online solve caches on first use (the Gappy-POD factorization of
+    the indicator, the single-precision mode strains and their traces, ``|E|``): once per
+    model; :meth:`ReducedModel.copy` shares them (an enrichment recomputes them for the
+    new arrays)."""
+    red = model.reduced
+    gappy_of(model)
+    _abs(red)
+    E3 = red["eps"]
+    _derived(red, "_eps32", E3, lambda e: e.astype(np.float32))
+    _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32))
 
 
 def gappy_of(model) -> GappyPOD:

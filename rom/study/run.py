@@ -84,6 +84,7 @@ class StudyResult:
     point_imposed: np.ndarray | None = None                # (q,) bool: Q-DEIM (weight 0)
     mesh_points: np.ndarray | None = None                  # (n_nodes, 3) [m]
     hf_setup_seconds: float = 0.0
+    rom_setup_seconds: float = 0.0                         # ReducedModel.prepare, once
     n_planned: int = 0                                     # queries asked for
     tol_source: str = ""                                   # where the tolerance comes from
     training: dict | None = None                           # the model's training check
@@ -231,6 +232,9 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.n_planned = len(queries)
     out.tol_source, out.training = tol_source, base.meta.get("training_check")
     out.crossval = base.meta.get("crossval")
+    t0 = time.perf_counter()
+    base.prepare()                      # the copies of every query share its factorizations
+    out.rom_setup_seconds = time.perf_counter() - t0
     hf = _HF(fc, mesh, law, comm)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}

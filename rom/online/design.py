@@ -82,6 +82,7 @@ def score(model, fc, mesh, times: np.ndarray, template, names, X: np.ndarray,
     candidates are split over the ranks of ``comm``, each heat solve on one rank."""
     from ..fom.setup import temperature_history
     from .solve import ReducedDivergence
+    model.prepare()                     # the candidates' copies share its factorizations
     eta = np.zeros(len(X))
     mine = range(comm.rank, len(X), comm.size)
     bar = Progress(comm, len(mine), f"design: {len(X)} candidates (rank 0's share)",
@@ -107,11 +108,8 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
     ``out`` (extends ``case_file`` by the ``add`` chosen loadings, named ``greedy<k>``
     after the existing ones) and ``<output>/<case>.design.h5``. Collective."""
     from ..config import read_case_mapping
-    from ..fom.mesh import FEMesh
     from ..fom.run import load_fom_case
-    from ..io.mesh import read_mesh
-    from . import load
-    from .model import case_model_path
+    from .model import case_model_path, load_for_case
 
     comm = as_comm(comm)
     if candidates < 1 or add < 1:
@@ -129,9 +127,8 @@ def propose(case_file: str | Path, out: str | Path, *, candidates: int = 200, ad
     t0 = time.perf_counter()
     X = lo + (hi - lo) * np.random.default_rng(seed).random((candidates, len(names)))
     X = np.vectorize(lambda v: float(f"{v:.6g}"))(X)    # as written in the case file
-    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
-    model = load(model_path)
-    model._mesh = mesh
+    model = load_for_case(case, model_path)
+    mesh = model.mesh
     times = fc.loading.times.array()
     eta = score(model, fc, mesh, times, template, names, X, comm, progress=progress)
     span = np.where(hi > lo, hi - lo, 1.0)

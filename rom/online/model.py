@@ -43,7 +43,8 @@ from ..io.mesh import read_mesh
 from ..parallel import UserError, as_comm
 
 __all__ = ["APPENDED", "SCHEMA", "SCHEMA_VERSION", "ReducedModel", "block_dot", "block_rows",
-           "blocks", "case_model_path", "dot_blocks", "load", "n_columns", "stacked"]
+           "blocks", "case_model_path", "dot_blocks", "load", "load_for_case", "n_columns",
+           "stacked"]
 
 SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
 FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
@@ -241,6 +242,15 @@ class ReducedModel:
 def load(path: str | Path) -> ReducedModel:
     """Read a reduced-model file: ``model = rom.load(path)``."""
     return ReducedModel.load(path)
+
+
+def load_for_case(case, path: str | Path) -> ReducedModel:
+    """The reduced model in ``path`` with the mesh of ``case`` (its ``mesh:``, read now)
+    instead of the one named in the model, which may have moved since the build."""
+    model = ReducedModel.load(path)
+    mesh_file = str(Path(case.mesh).resolve())
+    model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
+    return model
 
 
 def case_model_path(case, case_file: str | Path, purpose: str) -> Path:

@@ -242,8 +242,7 @@ def _tangent_single(E3: np.ndarray, w: np.ndarray, D: IsotropicTangent,
     ``sqrt(w beta S) E_g`` and ``sqrt(w alpha) 1^T E_g``, H the q rows
     ``sqrt(-w gamma) m_g^T E_g`` (float32 mode strains and traces cached in ``red``)."""
     q, _, n = E3.shape
-    E3s = _derived(red, "_eps32", E3, lambda e: e.astype(np.float32))
-    A = _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32))
+    E3s, A = _single(E3, red)
     F = np.empty((q, 7, n), np.float32)
     np.multiply(E3s, (np.sqrt(w * D.beta) * _SQRT_S[:, None]).T.astype(np.float32)[:, :, None],
                 out=F[:, :6])
@@ -265,6 +264,12 @@ def _derived(red: dict | None, key: str, E3: np.ndarray, make) -> np.ndarray:
     if red.get(key, (None,))[0] is not E3:
         red[key] = (E3, make(E3))
     return red[key][1]
+
+
+def _single(E3: np.ndarray, red: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """The mode strains and their traces (:func:`_traces`) in single precision (cached)."""
+    return (_derived(red, "_eps32", E3, lambda e: e.astype(np.float32)),
+            _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32)))
 
 
 def _traces(E3: np.ndarray, red: dict | None) -> np.ndarray:
@@ -301,9 +306,7 @@ def prepare(model) -> None:
     red = model.reduced
     gappy_of(model)
     _abs(red)
-    E3 = red["eps"]
-    _derived(red, "_eps32", E3, lambda e: e.astype(np.float32))
-    _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32))
+    _single(red["eps"], red)
 
 
 def gappy_of(model) -> GappyPOD:

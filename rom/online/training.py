@@ -140,15 +140,11 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
     """The training check and cross-validation of the model file ``path``, stored in its
     meta; with ``online.indicator_factor`` or ``online.indicator_crossval`` also the
     calibrated ``indicator_tol`` (file rewritten atomically). Collective."""
-    from ..fom.mesh import FEMesh
-    from ..io.mesh import read_mesh
-    from .model import ReducedModel
+    from .model import load_for_case
 
     comm = as_comm(comm)
     cfg = case.online
-    model = ReducedModel.load(path)
-    mesh_file = str(Path(case.mesh).resolve())
-    model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
+    model = load_for_case(case, path)
     folds: list = []
     chk = training_check(case.source_file, model, comm, folds=folds)
     chk.targets = error_targets(case)

@@ -174,10 +174,7 @@ class StudyInputs:
 def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyInputs:
     """The case, its queries, mesh, time grid, reduced model and stored full-order answers
     of a study; errors name what is missing (a study: or online: section, the model)."""
-    from ..fom.mesh import FEMesh
-    from ..io.mesh import read_mesh
-    from ..online import load
-    from ..online.model import case_model_path
+    from ..online.model import case_model_path, load_for_case
 
     comm = as_comm(comm)
     fc = load_fom_case(case_file)
@@ -186,9 +183,8 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     if cfg is None:
         raise UserError(f"{case_file}: study: section missing (the held-out queries)")
     model_path = case_model_path(case, case_file, "the reduced model to study")
-    mesh = FEMesh.from_meshio(read_mesh(case.mesh), source=str(case.mesh))
-    model = load(model_path)
-    model._mesh = mesh
+    model = load_for_case(case, model_path)
+    mesh = model.mesh
     fields_dir = Path(case.output.directory) / cfg.report
     return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
                        fc.loading.times.array(), model_path, model,

@@ -31,7 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from rom.fom.discretization import ElementSet
-from rom.online.build import restrict
+from rom.online.build import reduced_operator
 from rom.online.solve import temperature_at_points
 from rom.online.training import history_errors
 from rom.study.references import mesh_digest, reference_key
@@ -42,7 +42,8 @@ def budget(inp, model, full_red, q, ref) -> dict:
     comm = MPI.COMM_SELF
     times = inp.times
     T = temperature_history(inp.fc, q.temperature, inp.mesh, times, comm)
-    phi, psi, pts = model.full["phi"], model.full["psi_p"], model.reduced["points"]
+    phi, psi = model.bases.phi.local, model.bases.psi_p.local
+    pts = model.operator.points
     law, pc = model.law, model.meta["p_column"]
     us = [np.ravel(u) for u in ref.u]
     nu = max(np.linalg.norm(u) for u in us)
@@ -54,19 +55,19 @@ def budget(inp, model, full_red, q, ref) -> dict:
     rom_pm = max(np.linalg.norm(res.p_reduced[i] - p[pts]) / npm
                  for i, p in enumerate(ref.p, start=1))
     full = model.copy()
-    full.reduced, full._gappy = full_red, None
+    full.operator = full_red
     rf = full.solve(T, times, scale=q.scale)
     fu, _ = history_errors(rf, ref.u, ref.p)
     fp = max(np.linalg.norm(rf.p_reduced[i] - p) / npp for i, p in enumerate(ref.p, start=1))
     # the law along the strains of the projected displacement, at the reduced points
-    E = model.reduced["eps"].reshape(-1, phi.shape[1])
+    E = model.operator.E
     eps_old, z = np.zeros((pts.size, 6)), law.initial_state(pts.size)
     proj_u, proj_pm = [], []
     for i, u in enumerate(us, start=1):  # loop over steps
         c = phi.T @ u
         proj_u.append(np.linalg.norm(phi @ c - u) / nu)
         eps = (E @ c).reshape(-1, 6)
-        _, z, _ = law.integrate(eps_old, eps, z, temperature_at_points(model, T, times[i], i),
+        _, z, _ = law.integrate(eps_old, eps, z, temperature_at_points(model.operator, T, times[i], i),
                                 times[i] - times[i - 1])
         eps_old = eps
         proj_pm.append(np.linalg.norm(z[:, pc] - ref.p[i - 1][pts]) / npm)
@@ -90,8 +91,9 @@ def main(argv=None) -> int:
     inp = study_inputs(args.case, MPI.COMM_SELF)
     model = inp.model
     es = ElementSet(inp.mesh)
-    full_red = restrict(inp.mesh, model.full["phi"], model.full["f_unit"], np.arange(es.n_qp),
-                        es.weights(), np.zeros(0, np.int64))
+    B = model.bases
+    full_red = reduced_operator(inp.mesh, B.phi, B.f_unit, B.psi_p, np.arange(es.n_qp),
+                                es.weights(), np.zeros(0, np.int64), model.meta, model.law)
     sha = mesh_digest(inp.mesh)
     out = {"case": args.case, "n_modes": model.n_modes, "n_points": model.n_points,
            "n_qp": int(es.n_qp), "queries": {}}

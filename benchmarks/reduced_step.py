@@ -123,16 +123,15 @@ def main() -> int:
     q = specs[args.queries[0]]
     T = temperature_history(inp.fc, q.temperature, inp.mesh, times, MPI.COMM_SELF)
     i = min(4, steps)
-    red = model.reduced
-    E3, w = red["eps"], red["weights"]
+    red = model.operator
     st = online_solve.StepState(float(times[0]), np.zeros(model.n_modes),
                                 np.zeros((model.n_points, 6)), law.initial_state(model.n_points))
-    T_M = [online_solve.temperature_at_points(model, T, float(t), j)
+    T_M = [online_solve.temperature_at_points(model.operator, T, float(t), j)
            for j, t in enumerate(times[:i + 1])]
     for j in range(1, i + 1):  # loop over the steps up to i
         prev = st
-        st, _ = online_solve.reduced_step_cut(model, st, T_M[j - 1], T_M[j], float(times[j]),
-                                              q.scale)
+        st, _ = online_solve.reduced_step_cut(model.operator, st, T_M[j - 1], T_M[j],
+                                              float(times[j]), q.scale)
     eps0, z0, eps1, T_M = prev.eps, prev.z, st.eps, T_M[i]
     dt = float(times[i] - times[i - 1])
     k = 5 * args.repeat
@@ -141,11 +140,11 @@ def main() -> int:
                  lambda: law.integrate(eps0, eps1, z0, T_M, dt, split_tangent=True), k),
              "law_general_ms": _median_ms(lambda: law.integrate(eps0, eps1, z0, T_M, dt), k),
              "tangent_split_single_ms": _median_ms(
-                 lambda: online_solve.reduced_tangent(E3, w, Ds, red, single=True), k),
+                 lambda: online_solve.reduced_tangent(red, Ds, single=True), k),
              "tangent_split_ms": _median_ms(
-                 lambda: online_solve.reduced_tangent(E3, w, Ds, red), k),
+                 lambda: online_solve.reduced_tangent(red, Ds), k),
              "tangent_general_ms": _median_ms(
-                 lambda: online_solve.reduced_tangent(E3, w, Ds.full(), red), k)}
+                 lambda: online_solve.reduced_tangent(red, Ds.full()), k)}
     out["one_iteration_cpu"] = parts
     print("one Newton iteration (CPU ms, step %d of %s): " % (i, args.queries[0]) +
           ", ".join(f"{key[:-3]} {val:.3f}" for key, val in parts.items()))

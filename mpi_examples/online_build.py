@@ -39,7 +39,7 @@ def main(comm, tmp: Path) -> None:
     if comm.rank == 0:
         ser = build_reduced_model(load_case(case_file), None, cfg, path=tmp / "ser.rom.h5")
         a_model, b_model = load(par), load(ser)
-        assert np.array_equal(a_model.reduced["points"], b_model.reduced["points"])
+        assert np.array_equal(a_model.operator.points, b_model.operator.points)
         times = np.linspace(0.0, 20.0, 5)
         worst = 0.0
         for formula in (INSIDE, OUTSIDE):

@@ -10,7 +10,7 @@ from test_online_common import INSIDE, OUTSIDE, TIMES, TOL, copy_case, errors, r
 
 from rom.config import load_case
 from rom.online import OnlineConfig, ReducedModel, build_reduced_model, load
-from rom.online.model import n_columns, stacked
+from rom.linalg.rowblocks import RowBlocks
 from rom.parallel import UserError
 
 
@@ -39,16 +39,20 @@ def test_artifact_is_self_describing(built):
 def test_inside_family_below_one_percent_and_cost_independent_of_mesh(built):
     model = load(built[0])
     res = model.solve(INSIDE, TIMES)
+    # the online solve read neither the mesh nor any full-size array (O(N) data): they
+    # are read, by rows, when a field is asked for
+    assert model._mesh is None and not any(a.loaded for a in model.bases.arrays().values())
+    assert res.displacement(1).shape == (model.meta["n_nodes"], 3)
+    assert model.bases.phi.loaded and not model.bases.psi_z.loaded
     eu, ep = errors(res, built[1]["inside"])
     assert eu.max() < 1e-2 and ep.max() < 1e-2, (eu, ep)
     assert res.indicator[1:].max() < TOL
     assert np.all(res.newton_iterations[1:] <= 8)
-    assert model._mesh is None          # the online solve never read the mesh (O(N) data)
 
 
 def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, capsys):
     model = load(built[0])
-    fresh_full = dict(model.full)
+    fresh = model.bases.arrays()
     plain = model.solve(OUTSIDE, TIMES)
     eu0, ep0 = errors(plain, built[1]["outside"])
     assert eu0.max() > 2e-2 and ep0.max() > 5e-2     # the classical ROM is wrong here
@@ -69,11 +73,11 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
         parts = e["full_order_step_seconds"] + e["bases_seconds"] + e["ecm_seconds"]
         assert 0 < parts <= e["seconds"] and min(e["full_order_step_seconds"],
                                                  e["bases_seconds"], e["ecm_seconds"]) > 0
-    # the result keeps the width of the stress basis per step (a prefix of the model's:
-    # enrichment appends columns), not every generation of it
-    ks = [e[1] for e in enriched._stress if e is not None]
-    assert ks == sorted(ks) and ks[0] < ks[-1] == n_columns(model.full, "sigma")
-    assert all(e is None or e[0] is model for e in enriched._stress)
+    # the result keeps the bases of each step: enrichment makes new ones that share the
+    # training block (appended columns), so holding every generation costs no copy of it
+    ks = [b.sigma.n_cols for b in enriched._bases]
+    assert ks == sorted(ks) and ks[0] < ks[-1] == model.bases.sigma.n_cols
+    assert all(b.sigma.blocks[0] is model.bases.sigma.blocks[0] for b in enriched._bases)
     s_last = enriched.stress(TIMES.size - 1)
     assert s_last.shape == (model.meta["n_qp"], 6) and np.all(np.isfinite(s_last))
     # the enriched model saves and reloads bit-identically
@@ -84,17 +88,17 @@ def test_outside_family_flagged_and_enrichment_reduces_error(built, tmp_path, ca
     assert np.array_equal(a.indicator, b.indicator)
     assert again.n_modes == model.n_modes > load(built[0]).n_modes
     # internal-variable basis: the training modes, then one direction per enrichment
-    z0, z1 = load(built[0]).full["psi_z"], stacked(model.full, "psi_z")
+    z0, z1 = load(built[0]).bases.psi_z.local, model.bases.psi_z.local
     assert np.array_equal(z1[:, :z0.shape[1]], z0) and z1.shape[1] > z0.shape[1]
     assert np.abs(z1.T @ z1 - np.eye(z1.shape[1])).max() < 1e-10
-    assert model.full["psi_z_sv"].size == z1.shape[1]
+    assert model.bases.psi_z_sv.size == z1.shape[1]
     # ... appended in a block of its own: the training arrays are not copied, and the
     # file holds the blocks side by side
     for name in ("psi_z", "sigma"):
-        assert model.full[name] is fresh_full[name]
-        assert model.full[name + "_added"].shape[1] == n_columns(model.full, name) - \
-            fresh_full[name].shape[1] > 0
-        assert np.array_equal(again.full[name], stacked(model.full, name))
+        now, before = getattr(model.bases, name), fresh[name]
+        assert now.blocks[0] is before.blocks[0] and len(now.blocks) == 2
+        assert now.n_cols - before.n_cols == now.blocks[1].shape[1] > 0
+        assert np.array_equal(getattr(again.bases, name).local, now.local)
 
 
 def test_enrichment_newton_starts_from_the_reduced_prediction(built, monkeypatch):
@@ -154,7 +158,9 @@ def test_temperature_as_array_or_callable_and_xdmf(built, tmp_path):
 def test_diverging_reduced_newton_raises_or_is_repaired(built):
     from rom.online import ReducedDivergence
     model = load(built[0])
-    model.meta["newton_max_iter"] = 1               # a reduced Newton that cannot converge
+    # a reduced Newton that cannot converge (the operator's setting, and the model's for
+    # the operators enrichment makes)
+    model.meta["newton_max_iter"] = model.operator.newton_max_iter = 1
     t = np.linspace(0.0, 20.0, 3)
     with pytest.raises(ReducedDivergence, match="did not converge"):
         model.solve(INSIDE, t)
@@ -254,7 +260,7 @@ def test_accumulated_indicator_sums_the_unrepresented_increments(built):
     model = load(built[0])
     model.meta["indicator"] = "accumulated"
     res = model.solve(OUTSIDE, TIMES)
-    gappy = GappyPOD(model.full["psi_p"][model.reduced["points"]])
+    gappy = GappyPOD(model.bases.psi_p.gather()[model.operator.points])
     total, p_max, prev = 0.0, 0.0, np.zeros(model.n_points)
     for i in range(1, TIMES.size):  # loop over steps
         pM = res.p_reduced[i]
@@ -280,15 +286,14 @@ def test_prepared_factorizations_are_shared_by_copies_until_an_enrichment(built)
     """ReducedModel.prepare computes the indicator's Gappy-POD once; copies share it (the
     study copies the model for every query) and an enrichment of a copy gives the copy its
     own, for its new basis and points, leaving the original's in place."""
-    from rom.online.solve import gappy_of
     model = load(built[0]).prepare()
-    g = gappy_of(model)
+    g = model.operator.gappy
     c = model.copy()
-    assert gappy_of(c) is g and c.reduced["_eps32"][1] is model.reduced["_eps32"][1]
+    assert c.operator.gappy is g and c.operator.eps32 is model.operator.eps32
     c.solve(OUTSIDE, TIMES[:2], enrich=True, tol=0.0, verbose=False)    # one enrichment
     assert c.n_points != model.n_points or c.n_modes != model.n_modes
-    assert gappy_of(c) is not g and gappy_of(model) is g
-    assert gappy_of(c).n_points == c.n_points
+    assert c.operator.gappy is not g and model.operator.gappy is g
+    assert c.operator.gappy.n_points == c.n_points
 
 
 def test_accumulated_indicator_is_a_case_choice():
@@ -325,9 +330,9 @@ def test_reduced_tangent_split_form_equals_the_general_form(built):
     assert isinstance(D, IsotropicTangent) and np.all(D.gamma < 0)
     assert np.array_equal(s, s_full) and np.array_equal(z, z_full)
     assert np.array_equal(D.full(), D_full)
-    red = {"eps": E3}
+    red = _operator(E3, w, law)
     K_ref = np.einsum("gin,gij,gjm,g->nm", E3, D_full, E3, w)
-    for K in (reduced_tangent(E3, w, D, red), reduced_tangent(E3, w, D, red)):  # 2nd: cached
+    for K in (reduced_tangent(red, D), reduced_tangent(red, D)):  # 2nd: cached
         assert np.abs(K - K_ref).max() <= 1e-13 * np.abs(K_ref).max()
         assert np.abs(K - K.T).max() <= 1e-14 * np.abs(K).max()
     el = ThermoElastic(E=200e9, nu=0.3)
@@ -335,10 +340,10 @@ def test_reduced_tangent_split_form_equals_the_general_form(built):
     assert De.gamma is None
     assert np.allclose(De.full(), el.stiffness(T), rtol=1e-14, atol=1e-14 * 200e9)
     K_el = np.einsum("gin,gij,gjm,g->nm", E3, el.stiffness(T), E3, w)
-    assert np.abs(reduced_tangent(E3, w, De, red) - K_el).max() <= 1e-13 * np.abs(K_el).max()
+    assert np.abs(reduced_tangent(red, De) - K_el).max() <= 1e-13 * np.abs(K_el).max()
     neg = IsotropicTangent(D.alpha, np.where(np.arange(q) == 0, -1e9, D.beta), D.gamma, D.m)
     K_neg = np.einsum("gin,gij,gjm,g->nm", E3, neg.full(), E3, w)
-    assert np.abs(reduced_tangent(E3, w, neg, red) - K_neg).max() <= 1e-13 * np.abs(K_neg).max()
+    assert np.abs(reduced_tangent(red, neg) - K_neg).max() <= 1e-13 * np.abs(K_neg).max()
 
 
 def test_single_precision_tangent_is_close_to_the_double_one(built):
@@ -349,16 +354,16 @@ def test_single_precision_tangent_is_close_to_the_double_one(built):
 
     E3, w, law, e0, e1, T = _creep_step(4, 60, 9)
     _, _, D = law.integrate(e0, e1, law.initial_state(60), T, 100.0, split_tangent=True)
-    red = {"eps": E3}
-    K, K1 = reduced_tangent(E3, w, D, red), reduced_tangent(E3, w, D, red, single=True)
+    red = _operator(E3, w, law)
+    K, K1 = reduced_tangent(red, D), reduced_tangent(red, D, single=True)
     assert K1.dtype == np.float64 and np.abs(K1 - K1.T).max() <= 1e-14 * np.abs(K1).max()
     err = np.abs(K1 - K).max() / np.abs(K).max()
     assert 1e-12 < err < 1e-6, err                    # single precision, not double
     # a gamma > 0 somewhere (not a creep softening): the double-precision form
     from rom.materials.tensors import IsotropicTangent
     odd = IsotropicTangent(D.alpha, D.beta, np.abs(D.gamma), D.m)
-    K2 = reduced_tangent(E3, w, odd, red, single=True)
-    assert np.abs(K2 - reduced_tangent(E3, w, odd, red)).max() <= 1e-14 * np.abs(K2).max()
+    K2 = reduced_tangent(red, odd, single=True)
+    assert np.abs(K2 - reduced_tangent(red, odd)).max() <= 1e-14 * np.abs(K2).max()
 
 
 def test_fast_reduced_newton_agrees_with_the_exact_one(built, monkeypatch):
@@ -431,8 +436,10 @@ def test_extend_span_spans_what_the_brand_update_spans():
     X = rng.normal(size=(500, 8)) * np.logspace(0, -4, 8)
     U, s, _ = np.linalg.svd(X, full_matrices=False)
     x = rng.normal(size=500)
-    q, s_new = extend_span(U, s, x)
-    B, s_brand = extend_basis(U, s, x)
+    Ub = RowBlocks.from_local(U)
+    q, s_new = extend_span(Ub, s, x)
+    B, s_brand = extend_basis(Ub, s, x)
+    B = B.local
     W = np.column_stack([U, q])
     assert np.abs(W.T @ W - np.eye(9)).max() < 1e-14
     assert np.abs(W @ W.T - B @ B.T).max() < 1e-13              # the same span
@@ -440,10 +447,11 @@ def test_extend_span_spans_what_the_brand_update_spans():
     assert np.allclose(s_new, np.linalg.svd(np.column_stack([X, x]), compute_uv=False),
                        rtol=1e-10)
     inside = U @ rng.normal(size=8)
-    q0, s0 = extend_span(U, s, inside)
+    q0, s0 = extend_span(Ub, s, inside)
     assert q0 is None and s0.size == 8
     # the basis given as column blocks (training, then appended): the same answer
-    qb, sb = extend_span([U[:, :5], U[:, 5:]], s, x)
+    blocks = RowBlocks([U[:, :5], U[:, 5:]], Ub.offsets)
+    qb, sb = extend_span(blocks, s, x)
     assert np.abs(qb - q).max() < 1e-14 and np.allclose(sb, s_new, rtol=1e-14)
 
 
@@ -451,18 +459,28 @@ def test_column_blocks_read_like_the_stacked_matrix():
     """Enrichment keeps the columns it adds in a block beside the training array: rows,
     products with a prefix of the columns and the stacked matrix agree with the stacked
     matrix's, and a single block is returned as is (no copy)."""
-    from rom.online.model import block_dot, block_rows
-
     rng = np.random.default_rng(6)
     A, B = rng.normal(size=(60, 5)), rng.normal(size=(60, 2))
-    full = {"sigma": A, "sigma_added": B}
-    S = stacked(full, "sigma")
-    assert S.shape == (60, 7) and n_columns(full, "sigma") == 7
+    M = RowBlocks([A, B], np.array([0, 60]))
+    S = np.hstack([A, B])
+    assert M.shape == (60, 7) and np.array_equal(M.local, S)
     rows = np.array([1, 7, 59])
-    np.testing.assert_array_equal(block_rows(full, "sigma", rows), S[rows])
-    np.testing.assert_array_equal(block_rows(full, "sigma", rows, 6), S[rows, :6])
+    np.testing.assert_array_equal(M.rows(rows), S[rows])
+    np.testing.assert_array_equal(M.rows(rows, 6), S[rows, :6])
     for k in (3, 6, 7):                                      # prefixes of the columns
         c = rng.normal(size=k)
-        assert np.abs(block_dot(full, "sigma", c) - S[:, :k] @ c).max() < 1e-13
-    assert stacked({"sigma": A}, "sigma") is A
-    assert stacked({"sigma": A, "sigma_added": np.zeros((60, 0))}, "sigma") is A
+        assert np.abs(M.dot(c) - S[:, :k] @ c).max() < 1e-13
+    assert RowBlocks([A], np.array([0, 60])).local is A
+    x = rng.normal(size=60)
+    assert np.abs(M.tdot(x) - S.T @ x).max() < 1e-13
+    C = M.appended(x)
+    assert C.blocks[0] is A and C.n_cols == 8 and M.n_cols == 7
+
+
+def _operator(E3, w, law):
+    """A reduced operator of mode strains E3 (q, 6, n) and weights w (q,) (tangent tests)."""
+    from rom.online.operator import ReducedOperator
+    q, _, n = E3.shape
+    return ReducedOperator(np.arange(q), w, np.zeros(0, int), E3, np.zeros((q, 1), int),
+                           np.ones((q, 1)), np.zeros((q, 1, 3)), np.zeros(n), np.eye(q, 1),
+                           law, 1, 1e-6, 1e-8, 10)

@@ -18,6 +18,8 @@ from rom.fom.mesh import FEMesh
 from rom.io.snapshots import SnapshotStore
 from rom.meshes import solid_block
 from rom.online import OnlineConfig, build_reduced_model, load
+from rom.linalg import rowblocks
+from rom.linalg.rowblocks import fetch_rows, rows_at, send_to_owners
 from rom.online import build as B
 from rom.parallel import UserError
 
@@ -47,10 +49,11 @@ def test_partition_holds_whole_elements_and_is_even(which):
         off = parts[0].points
         assert off[0] == 0 and off[-1] == n_qp and np.all(np.diff(off) >= 0)
         assert np.all(np.abs(np.diff(off) - n_qp / size) <= nq_max + 1)
-        elements = np.concatenate([p.elements for p in parts])
+        elements = np.concatenate([p.elements(mesh) for p in parts])
         assert np.array_equal(np.sort(elements), np.arange(mesh.n_elements))
         for r, p in enumerate(parts):   # the local element set covers exactly the block
-            assert np.array_equal(ElementSet(mesh, p.elements).qp, np.arange(off[r], off[r + 1]))
+            assert np.array_equal(ElementSet(mesh, p.elements(mesh)).qp,
+                                  np.arange(off[r], off[r + 1]))
         assert parts[0].nodes[-1] == mesh.n_nodes
 
 
@@ -61,9 +64,15 @@ def test_fetch_rows(comm):
     off = np.array([0, *np.cumsum(np.diff(np.linspace(0, 103, comm.size + 1).astype(int)))])
     local = X[off[comm.rank]:off[comm.rank + 1]]
     wanted = np.sort(rng.choice(103, 10 + 7 * comm.rank, replace=False))
-    np.testing.assert_array_equal(B._fetch_rows(local, off, wanted, comm), X[wanted])
-    np.testing.assert_array_equal(B._fetch_rows(local, off, np.zeros(0, np.int64), comm),
+    np.testing.assert_array_equal(fetch_rows(local, off, wanted, comm), X[wanted])
+    np.testing.assert_array_equal(fetch_rows(local, off, wanted[::-1], comm), X[wanted[::-1]])
+    np.testing.assert_array_equal(fetch_rows(local, off, np.zeros(0, np.int64), comm),
                                   X[:0])
+    # and back: rows held anywhere (here: by rank r, the rows r, r + size, ...) to owners
+    rows = np.arange(comm.rank, 103, comm.size)
+    np.testing.assert_array_equal(send_to_owners(X[rows], rows, off, comm), local)
+    common = np.array([0, 5, 102, 51, 5])          # rows_at: the same rows on every rank
+    np.testing.assert_array_equal(rows_at(local, off, common, comm), X[common])
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +109,7 @@ def test_each_rank_reads_its_block_and_file_matches_serial(comm, store_case, mon
         return out
 
     monkeypatch.setattr(SnapshotStore, "read", recording)
-    monkeypatch.setattr(B, "WRITE_BYTES", 4096)        # many blocks per array when writing
+    monkeypatch.setattr(rowblocks, "WRITE_BYTES", 4096)   # many blocks per array when writing
     out = case_file.parent / f"par{comm.size}.rom.h5"
     build_reduced_model(load_case(case_file), comm, CFG, path=out)
     monkeypatch.undo()

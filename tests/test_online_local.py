@@ -83,8 +83,8 @@ def test_offline_stage_writes_one_self_describing_file(built):
     # each local model is smaller than the global model, at the same tolerances
     assert max(models.n_modes) < glob.n_modes and max(models.n_points) < glob.n_points
     for (b, a), C in models.cross.items():          # the stored cross projections
-        np.testing.assert_allclose(C, models.models[b].full["phi"].T
-                                   @ models.models[a].full["phi"], atol=1e-12)
+        np.testing.assert_allclose(C, models.models[b].bases.phi.local.T
+                                   @ models.models[a].bases.phi.local, atol=1e-12)
     assert 1 <= models.sensors.size <= 16 and models.features.shape == (64, models.sensors.size)
     assert models.models[0].meta["n_training_snapshots"] == 32
 
@@ -179,7 +179,7 @@ def test_forced_model_and_transfer(built):
     from rom.online.solve import StepState
     A = models.models[hot]
     z = np.tile(A.law.initial_state(1), (A.n_points, 1))
-    moved = models.transfer(StepState(2.5, st, A.reduced["eps"] @ st, z), hot, grad)
+    moved = models.transfer(StepState(2.5, st, A.operator.eps @ st, z), hot, grad)
     assert moved.q.shape == (models.n_modes[grad],) and moved.z.shape[0] == models.n_points[grad]
     np.testing.assert_allclose(moved.z, np.tile(A.law.initial_state(1), (moved.z.shape[0], 1)),
                                atol=1e-12)
@@ -236,7 +236,7 @@ def test_selection_independent_of_rank_count(comm, shared_tmp_path):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     np.testing.assert_allclose(a.features, b.features, rtol=1e-13)
     assert a.n_modes == b.n_modes
-    assert all(np.array_equal(x.reduced["points"], y.reduced["points"])
+    assert all(np.array_equal(x.operator.points, y.operator.points)
                for x, y in zip(a.models, b.models))
     rng = np.random.default_rng(1)
     queries = [f.format(T0=rng.uniform(780, 970), A=rng.uniform(150, 350))

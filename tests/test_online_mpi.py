@@ -36,8 +36,8 @@ def test_artifact_independent_of_rank_count_and_parallel_enrichment(comm, shared
             u = b.displacement(i)
             assert np.linalg.norm(a.displacement(i) - u) <= 1e-8 * max(np.linalg.norm(u), 1e-300)
         np.testing.assert_allclose(a.indicator, b.indicator, rtol=1e-8, atol=1e-14)
-    # enrichment with the high-fidelity step distributed over comm
-    model = load(par)
+    # enrichment with the high-fidelity step and the bases distributed over comm
+    model = load(par, comm)
     plain = model.solve(OUTSIDE, TIMES)
     res = model.solve(OUTSIDE, TIMES, enrich=True, tol=TOL, comm=comm)
     assert len(res.enrichments) >= 1

@@ -127,16 +127,16 @@ def test_fold_with_the_whole_bases_is_the_training_check(built):
     """A cross-validation fold whose bases are the model's (R = I) is the model itself: its
     errors, computed from the snapshots' coordinates and residuals only, and its indicator
     equal the training check's, computed from the full-size fields."""
-    from rom.online.crossval import _fold_solve
+    from rom.online.crossval import fold_solve
     from rom.online.training import training_check
     case_file, path, _ = built
     model = load(path)
     folds: list = []
     chk = training_check(case_file, model, MPI.COMM_SELF, folds=folds)
     assert [d.name for d in folds] == chk.names
-    n, n_p = model.n_modes, model.full["psi_p"].shape[1]
+    n, n_p = model.n_modes, model.operator.psi_p_M.shape[1]
     for k, d in enumerate(folds):  # loop over training loadings
-        eu, ep, eta = _fold_solve(model, np.eye(n), np.eye(n_p), d)
+        eu, ep, eta = fold_solve(model.operator, np.eye(n), np.eye(n_p), d)
         assert eu == pytest.approx(chk.err_u[k], rel=1e-6)
         assert ep == pytest.approx(chk.err_p[k], rel=1e-6)
         assert eta == pytest.approx(chk.indicator[k], rel=1e-9)

@@ -27,7 +27,6 @@ import numpy as np
 from mpi4py import MPI
 from scipy.stats import spearmanr
 
-from rom.hyper import GappyPOD
 from rom.online.solve import (AccumulatedIndicator, StepState, indicator, reduced_step_cut,
                               temperature_at_points)
 from rom.online.training import TARGET_P, TARGET_U
@@ -37,22 +36,23 @@ from rom.study.run import study_inputs, temperature_history
 
 def query_rows(model, T, times, scale, ref) -> np.ndarray:
     """(steps, 4): e_u, e_p, eta_p, accumulated, per step 1.."""
-    full, pts, pc = model.full, model.reduced["points"], model.meta["p_column"]
+    op, B = model.operator, model.bases
+    pts, pc = op.points, op.p_column
     nu = max(np.linalg.norm(u) for u in ref.u)
     npp = max(np.linalg.norm(p) for p in ref.p)
-    gappy = GappyPOD(full["psi_p"][pts])
+    gappy = op.gappy
     st = StepState(times[0], np.zeros(model.n_modes), np.zeros((pts.size, 6)),
                    model.law.initial_state(pts.size))
-    T_prev = temperature_at_points(model, T, times[0], 0)
+    T_prev = temperature_at_points(op, T, times[0], 0)
     accumulated, rows = AccumulatedIndicator(model.meta["dual_floor"]), []
     for i in range(1, times.size):  # loop over steps
-        T_i = temperature_at_points(model, T, times[i], i)
-        st, _ = reduced_step_cut(model, st, T_prev, T_i, times[i], scale)
+        T_i = temperature_at_points(op, T, times[i], i)
+        st, _ = reduced_step_cut(op, st, T_prev, T_i, times[i], scale)
         T_prev = T_i
-        eta, c = indicator(model, st.z)
+        eta, c = indicator(op, st.z)
         acc = accumulated.step(gappy, st.z[:, pc])
-        e_u = np.linalg.norm(full["phi"] @ st.q - np.ravel(ref.u[i - 1])) / nu
-        e_p = np.linalg.norm(full["psi_p"] @ c - ref.p[i - 1]) / npp
+        e_u = np.linalg.norm(B.phi.dot(st.q) - np.ravel(ref.u[i - 1])) / nu
+        e_p = np.linalg.norm(B.psi_p.dot(c) - ref.p[i - 1]) / npp
         rows.append([e_u, e_p, eta, acc])
     return np.array(rows)
 

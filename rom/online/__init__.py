@@ -10,10 +10,12 @@ from __future__ import annotations
 from .build import build_from_arrays, build_reduced_model
 from .config import OnlineConfig
 from .local import LocalOnlineResult, LocalReducedModels, build_local_models, load, load_local
-from .model import ReducedModel
+from .model import FullBases, ReducedModel
+from .operator import ReducedOperator
 from .result import OnlineResult
 from .solve import ReducedDivergence
 
-__all__ = ["LocalOnlineResult", "LocalReducedModels", "OnlineConfig", "OnlineResult",
-           "ReducedDivergence", "ReducedModel", "build_from_arrays", "build_local_models",
-           "build_reduced_model", "load", "load_local"]
+__all__ = ["FullBases", "LocalOnlineResult", "LocalReducedModels", "OnlineConfig",
+           "OnlineResult", "ReducedDivergence", "ReducedModel", "ReducedOperator",
+           "build_from_arrays", "build_local_models", "build_reduced_model", "load",
+           "load_local"]

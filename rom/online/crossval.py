@@ -27,14 +27,15 @@ the error targets (:func:`crossval_tolerance`, ``online.indicator_crossval``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
+from mpi4py import MPI
 
-from ..hyper import GappyPOD
 from ..linalg.pod import pod
+from ..parallel import allreduce_sum, as_comm
 
-__all__ = ["FoldData", "crossval", "crossval_tolerance", "fold_data", "truncated_basis"]
+__all__ = ["FoldData", "crossval", "crossval_tolerance", "fold_data", "fold_solve",
+           "spread", "truncated_basis"]
 
 
 @dataclass
@@ -59,20 +60,23 @@ class FoldData:
     npp: float
 
 
-def fold_data(model, name: str, times, T_M, scale: float, us, ps) -> FoldData:
-    """:class:`FoldData` of a training loading from its full-order fields ``us`` (k, 3 N)
-    and ``ps`` (k, n_qp) at ``times[1:]``."""
-    U = np.asarray(us, float).reshape(len(us), -1).T          # (3 N, k)
-    P = np.asarray(ps, float).reshape(len(ps), -1).T          # (n_qp, k)
-    phi, psi = model.full["phi"], model.full["psi_p"]
-    a, b = phi.T @ U, psi.T @ P
-
-    def res2(X, c):     # |x - B c|^2 = |x|^2 - |c|^2 for an orthonormal B, c = B^T x
-        return np.maximum(np.sum(X * X, axis=0) - np.sum(c * c, axis=0), 0.0)
+def fold_data(bases, name: str, times, T_M, scale: float, U: np.ndarray,
+              P: np.ndarray) -> FoldData:
+    """:class:`FoldData` of a training loading from this rank's rows of its full-order
+    fields at ``times[1:]``, ``U`` (3 n_local_nodes, k) and ``P`` (n_local_qp, k), and the
+    model's distributed bases (:class:`~rom.online.model.FullBases`). Collective (one
+    Allreduce per basis)."""
+    comm = bases.comm
+    U, P = np.asarray(U, float), np.asarray(P, float)
+    a, b = bases.phi.tdot(U), bases.psi_p.tdot(P)
+    # the squared norms and residuals |x - B B^T x|^2, summed by rows (not |x|^2 - |c|^2,
+    # whose cancellation loses digits to the ratio of the norm to the residual)
+    ru, rp = U - bases.phi.local @ a, P - bases.psi_p.local @ b
+    sq = allreduce_sum(np.stack([np.sum(U * U, axis=0), np.sum(P * P, axis=0),
+                                 np.sum(ru * ru, axis=0), np.sum(rp * rp, axis=0)]), comm)
     return FoldData(name, np.asarray(times, float), np.asarray(T_M, float), float(scale),
-                    a, res2(U, a), b, res2(P, b),
-                    float(np.linalg.norm(U, axis=0).max()) or 1.0,
-                    float(np.linalg.norm(P, axis=0).max()) or 1.0)
+                    a, sq[2], b, sq[3],
+                    float(np.sqrt(sq[0].max())) or 1.0, float(np.sqrt(sq[1].max())) or 1.0)
 
 
 def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
@@ -82,50 +86,74 @@ def truncated_basis(C: np.ndarray, rtol: float) -> np.ndarray:
     return pod(C, rtol=rtol, method="tsqr").modes
 
 
-def _fold_solve(model, R: np.ndarray, Rp: np.ndarray, d: FoldData) -> tuple[float, float, float]:
-    """Largest e_u, e_p and indicator over the steps of loading ``d`` solved by the fold
-    model (displacement basis ``Phi R``, p basis ``Psi_p Rp``)."""
-    from .solve import (AccumulatedIndicator, ReducedDivergence, StepState, gappy_indicator,
-                        reduced_step_cut)
+def fold_solve(op, R: np.ndarray, Rp: np.ndarray, d: FoldData,
+               indicator_kind: str = "p") -> tuple[float, float, float]:
+    """Largest e_u, e_p and indicator over the steps of loading ``d`` solved by the
+    operator ``op`` in the displacement basis ``Phi R`` and p basis ``Psi_p Rp``
+    (:meth:`~rom.online.operator.ReducedOperator.fold`; ``R = Rp = I``: the model itself,
+    the training check). Reduced only: O(q n), no full-size field."""
+    from .solve import (
+        AccumulatedIndicator,
+        ReducedDivergence,
+        gappy_indicator,
+        initial_state,
+        march,
+        reduced_step_cut,
+    )
 
-    red = model.reduced
-    fold = SimpleNamespace(law=model.law, meta=model.meta, reduced={
-        **red, "eps": np.einsum("qcn,nr->qcr", red["eps"], R), "f_red": R.T @ red["f_red"]})
-    gappy = GappyPOD(model.full["psi_p"][red["points"]] @ Rp)
-    pc, floor = model.meta["p_column"], model.meta["dual_floor"]
-    nq = red["points"].size
-    st = StepState(float(d.times[0]), np.zeros(R.shape[1]), np.zeros((nq, 6)),
-                   model.law.initial_state(nq))
-    acc = AccumulatedIndicator.of(model)                  # the model's indicator
-    eu = ep = eta = 0.0
+    fold = op.fold(R, Rp)
+    acc = AccumulatedIndicator.of({"indicator": indicator_kind, "dual_floor": op.dual_floor})
+    worst = np.zeros(3)                                   # e_u, e_p, indicator
+
+    def step(i, st):
+        st, _ = reduced_step_cut(fold, st, d.T_M[i - 1], d.T_M[i], float(d.times[i]), d.scale)
+        return st, None
+
+    def record(i, st, _):
+        pM = st.z[:, op.p_column]
+        e, c = gappy_indicator(fold.gappy, pM, op.dual_floor)
+        eta = e if acc is None else acc.step(fold.gappy, pM)
+        eu = np.sqrt(np.sum((R @ st.q - d.a[:, i - 1]) ** 2) + d.ru2[i - 1]) / d.nu
+        ep = np.sqrt(np.sum((Rp @ c - d.b[:, i - 1]) ** 2) + d.rp2[i - 1]) / d.npp
+        np.maximum(worst, [eu, ep, eta], out=worst)
+
     try:
-        for i in range(1, d.times.size):  # loop over time steps
-            st, _ = reduced_step_cut(fold, st, d.T_M[i - 1], d.T_M[i], float(d.times[i]),
-                                     d.scale)
-            e, c = gappy_indicator(gappy, st.z[:, pc], floor)
-            eta = max(eta, e if acc is None else acc.step(gappy, st.z[:, pc]))
-            eu = max(eu, np.sqrt(np.sum((R @ st.q - d.a[:, i - 1]) ** 2) + d.ru2[i - 1]) / d.nu)
-            ep = max(ep, np.sqrt(np.sum((Rp @ c - d.b[:, i - 1]) ** 2) + d.rp2[i - 1]) / d.npp)
+        march(d.times, initial_state(fold, d.times[0]), step, record)
     except ReducedDivergence:
         return np.inf, np.inf, np.inf
-    return float(eu), float(ep), float(eta)
+    return float(worst[0]), float(worst[1]), float(worst[2])
 
 
-def crossval(model, data: list[FoldData], rtol_u: float, rtol_p: float) -> dict:
+def spread(items: list, work, comm: MPI.Comm | None) -> list:
+    """``[work(x) for x in items]`` with item j done on rank ``j % size`` of ``comm`` and
+    the results gathered on every rank (independent items: training loadings, folds)."""
+    comm = as_comm(comm)
+    mine = [(j, work(x)) for j, x in enumerate(items) if j % comm.size == comm.rank]
+    if comm.size == 1:
+        return [r for _, r in mine]
+    done = dict(pair for part in comm.allgather(mine) for pair in part)
+    return [done[j] for j in range(len(items))]
+
+
+def crossval(op, data: list[FoldData], rtol_u: float, rtol_p: float,
+             indicator_kind: str = "p", comm: MPI.Comm | None = None) -> dict:
     """Leave each loading of ``data`` out of the bases in turn and solve it (see the module
-    doc). Returns lists ``names``, ``err_u``, ``err_p``, ``indicator`` (largest over the
-    steps; inf where the fold diverges) and ``n_modes``, ``n_dual`` (fold basis sizes)."""
+    doc; the folds spread over the ranks of ``comm``). Returns lists ``names``, ``err_u``,
+    ``err_p``, ``indicator`` (largest over the steps; inf where the fold diverges) and
+    ``n_modes``, ``n_dual`` (fold basis sizes)."""
     if len(data) < 2:
         raise ValueError("cross-validation needs at least two training loadings")
-    out: dict = {k: [] for k in ("names", "err_u", "err_p", "indicator", "n_modes", "n_dual")}
-    for j, d in enumerate(data):  # loop over left-out loadings
+
+    def one(j):
+        d = data[j]
         others = [x for i, x in enumerate(data) if i != j]
         R = truncated_basis(np.hstack([x.a for x in others]), rtol_u)
         Rp = truncated_basis(np.hstack([x.b for x in others]), rtol_p)
-        eu, ep, eta = _fold_solve(model, R, Rp, d)
-        for k, v in zip(out, (d.name, eu, ep, eta, R.shape[1], Rp.shape[1])):
-            out[k].append(v)
-    return out
+        return (d.name, *fold_solve(op, R, Rp, d, indicator_kind), R.shape[1], Rp.shape[1])
+
+    rows = spread(list(range(len(data))), one, comm)
+    keys = ("names", "err_u", "err_p", "indicator", "n_modes", "n_dual")
+    return {k: [r[i] for r in rows] for i, k in enumerate(keys)}
 
 
 def crossval_tolerance(indicator, score, fraction: float, names=None,

@@ -49,11 +49,11 @@ from ..hyper import eim
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
+from ..linalg.rowblocks import rows_at
 from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
-from . import model as _model
-from .build import Partition, _at_points, build_distributed, read_blocks, write_built
+from .build import Partition, build_distributed, read_blocks
 from .config import OnlineConfig
-from .model import ReducedModel, block_rows, write_layout
+from .model import ReducedModel, read_layout, write_layout
 from .result import OnlineResult
 from .solve import (
     ReducedDivergence,
@@ -61,6 +61,8 @@ from .solve import (
     _check_inputs,
     _eval,
     indicator,
+    initial_state,
+    march,
     reduced_step,
     temperature_at_nodes,
     temperature_at_points,
@@ -151,7 +153,8 @@ class LocalReducedModels:
     # ---------------------------------------------------------------- state transfer
     def _cross(self, b: int, a: int) -> np.ndarray:
         if (b, a) not in self.cross:      # after an enrichment: O(N n_a n_b), as the enrichment
-            self.cross[(b, a)] = self.models[b].full["phi"].T @ self.models[a].full["phi"]
+            pb, pa = self.models[b].bases.phi, self.models[a].bases.phi
+            self.cross[(b, a)] = allreduce_sum(pb.local.T @ pa.local, pb.comm)
         return self.cross[(b, a)]
 
     def _z_map(self, b: int, a: int):
@@ -160,12 +163,12 @@ class LocalReducedModels:
         key = (b, a, A.meta["n_enrichments"], B.meta["n_enrichments"], A.n_points, B.n_points)
         if self._zmap.get((b, a), (None,))[0] != key:
             ns = A.meta["n_state"]
-            pa, pb = A.reduced["points"], B.reduced["points"]
+            pa, pb = A.operator.points, B.operator.points
             ra = (pa[:, None] * ns + np.arange(ns)).ravel()
             rb = (pb[:, None] * ns + np.arange(ns)).ravel()
             # Gappy-POD: z at b's points = psi_z_a[b] c, c = argmin |psi_z_a[a] c - z_a|
-            W = block_rows(A.full, "psi_z", rb) @ np.linalg.pinv(
-                block_rows(A.full, "psi_z", ra))            # (q_b ns, q_a ns), O(q r^2)
+            W = A.bases.psi_z.rows(rb) @ np.linalg.pinv(
+                A.bases.psi_z.rows(ra))                     # (q_b ns, q_a ns), O(q r^2)
             _, ib, ia = np.intersect1d(pb, pa, assume_unique=True, return_indices=True)
             self._zmap[(b, a)] = (key, W, ib, ia)
         return self._zmap[(b, a)][1:]
@@ -180,7 +183,7 @@ class LocalReducedModels:
         W, ib, ia = self._z_map(b, a)
         z = (W @ st.z.ravel()).reshape(B.n_points, -1)
         z[ib] = st.z[ia]
-        return StepState(st.time, q, B.reduced["eps"] @ q, z)
+        return StepState(st.time, q, B.operator.eps @ q, z)
 
     # ---------------------------------------------------------------- online
     def solve(self, temperature, times, *, scale: float = 1.0, enrich: bool = False,
@@ -216,20 +219,20 @@ class LocalReducedModels:
                             "implemented (the models switch and their points differ); use p")
         temperature, times = _check_inputs(first, temperature, times)
         tol = first.meta["indicator_tol"] if tol is None else float(tol)
-        hf_comm = as_comm(comm)
+        hf_comm = first._same_comm(comm, "enrichment") if enrich else first.comm
         t0 = time.perf_counter()
         F = self.sensor_temperature(temperature, times)
         cur = int(self.selector.select(F[1])) if model is None else int(model)
         if not 0 <= cur < self.k:
             raise UserError(f"model must be in [0, {self.k}), got {model}")
-        M = self.models[cur]
-        nq = M.n_points
-        st = StepState(float(times[0]), np.zeros(M.n_modes), np.zeros((nq, 6)),
-                       M.law.initial_state(nq))
+        st = initial_state(self.models[cur].operator, times[0])
         res = LocalOnlineResult(self, times, cur)
         res.selection_seconds = time.perf_counter() - t0
         res.record_model(cur, st, 0, 0.0, None, 0, 0.0)
-        for i in range(1, times.size):  # loop over time steps
+        current = [cur]
+
+        def step(i: int, st: StepState):
+            cur = current[0]
             t = float(times[i])
             t0 = time.perf_counter()
             tried = {cur: _attempt(self.models[cur], st, temperature, t, i, scale)}
@@ -273,8 +276,13 @@ class LocalReducedModels:
                     res.flagged.append(i)
             res.tries[i] = len(tried)
             res.candidates[i] = {b: float(r[2]) for b, r in tried.items()}
-            res.record_model(cur, new, its, eta, c, i, dt_red)
-            st = new
+            return new, (cur, its, eta, c, dt_red)
+
+        def record(i: int, new: StepState, info) -> None:
+            current[0] = info[0]
+            res.record_model(*info[:1], new, *info[1:4], i, info[4])
+
+        march(times, st, step, record)
         return res
 
     def _share_mesh(self) -> None:
@@ -301,7 +309,7 @@ class LocalReducedModels:
         T_nodes = temperature_at_nodes(A, temperature, t, i)
         # the state was computed with A; the high-fidelity snapshot enriches B
         new = enrich_step(B, st, T_nodes, t, scale, comm, source=A, guess=guess)
-        eta, c = indicator(B, new.z)
+        eta, c = indicator(B.operator, new.z)
         for j in range(self.k):  # phi_b changed: its cross projections are recomputed
             self.cross.pop((b, j), None)
             self.cross.pop((j, b), None)
@@ -310,20 +318,29 @@ class LocalReducedModels:
         return new, -1, eta, c
 
     # ---------------------------------------------------------------- I/O
+    @property
+    def comm(self) -> MPI.Comm:
+        """The communicator the models' bases are split over."""
+        return self.models[0].comm
+
     def save(self, path: str | Path, *, comm: MPI.Comm | None = None) -> Path:
-        """Write everything to one HDF5 file (atomic; rank 0 of ``comm`` writes)."""
+        """Write everything to one HDF5 file (atomic; collective over the models'
+        communicator, rank 0 writes)."""
+        comm = self.models[0]._same_comm(comm, "save")
         path = Path(path)
         for b in range(self.k):
             for a in range(self.k):
                 if a != b:
                     self._cross(b, a)
-        with atomic_h5(path, comm=as_comm(comm)) as f:
+        with atomic_h5(path, comm=comm) as f:
             if f is not None:
-                _stamp(f, self.k, self.meta, as_comm(comm).size)
-                for c, m in enumerate(self.models):  # loop over models
-                    g = f.create_group(f"model_{c}")
-                    write_layout(g, m.full, m.reduced, m.meta, m.material_json)
+                _stamp(f, self.k, self.meta, comm.size)
+            for c, m in enumerate(self.models):  # loop over models
+                g = None if f is None else f.create_group(f"model_{c}")
+                write_layout(g, m.operator, m.bases, m.meta, m.material_json, comm)
+                if g is not None:
                     g.attrs["columns"] = np.asarray(self.meta["columns"][c], np.int64)
+            if f is not None:
                 _write_selector(f, self._selector_data())
                 _write_transfer(f, self.cross)
         return path
@@ -336,8 +353,9 @@ class LocalReducedModels:
                 "level": self.meta["level"], "dissimilarity": self.meta["dissimilarity"]}
 
     @classmethod
-    def load(cls, path: str | Path) -> LocalReducedModels:
-        """Read a file written by :func:`build_local_models` or :meth:`save`."""
+    def load(cls, path: str | Path, comm: MPI.Comm | None = None) -> LocalReducedModels:
+        """Read a file written by :func:`build_local_models` or :meth:`save` (the bases
+        by rows of ``comm``, read when first used, as :meth:`ReducedModel.load`)."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"local reduced models file {path} not found")
@@ -347,9 +365,7 @@ class LocalReducedModels:
             models = []
             for c in range(k):  # loop over models
                 g = f[f"model_{c}"]
-                models.append(ReducedModel({n: g["full"][n][()] for n in _model.FULL},
-                                           {n: g["reduced"][n][()] for n in _model.REDUCED},
-                                           json.loads(g.attrs["meta"]), str(g.attrs["material"])))
+                models.append(ReducedModel(*read_layout(g, path, comm)))
             s = f["selector"]
             sel = {n: s[n][()] for n in s}
             sel.update({n: str(s.attrs[n]) for n in ("metric", "representatives")})
@@ -364,9 +380,10 @@ def load_local(path: str | Path) -> LocalReducedModels:
     return LocalReducedModels.load(path)
 
 
-def load(path: str | Path) -> ReducedModel | LocalReducedModels:
+def load(path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel | LocalReducedModels:
     """Read a reduced-model file (``rom.load``): a :class:`ReducedModel`, or
-    :class:`LocalReducedModels` when the file holds local models."""
+    :class:`LocalReducedModels` when the file holds local models; the full-size arrays
+    by rows of ``comm`` (``None``: one process), read when first used."""
     p = Path(path)
     if p.is_file():
         try:
@@ -375,19 +392,20 @@ def load(path: str | Path) -> ReducedModel | LocalReducedModels:
         except OSError:
             local = False
         if local:
-            return LocalReducedModels.load(p)
-    return ReducedModel.load(p)
+            return LocalReducedModels.load(p, comm)
+    return ReducedModel.load(p, comm)
 
 
 def _attempt(model: ReducedModel, st: StepState, temperature, t: float, i: int, scale: float):
     """One reduced step of ``model`` from ``st``: (state, iterations, indicator, coefficients);
     (None, -1, inf, None) if the reduced Newton fails."""
-    T = temperature_at_points(model, temperature, t, i)
+    op = model.operator
+    T = temperature_at_points(op, temperature, t, i)
     try:
-        new, its = reduced_step(model, st, T, t, scale)
+        new, its = reduced_step(op, st, T, t, scale)
     except ReducedDivergence:
         return None, -1, np.inf, None
-    eta, c = indicator(model, new.z)
+    eta, c = indicator(op, new.z)
     return new, its, eta, c
 
 
@@ -517,10 +535,9 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
                            level=cl.level, groups=groups, rtol=cfg.displacement_rtol,
                            overlap=cl.overlap, seed=cl.seed)
     # 2. sensors: EIM on the temperature snapshots, features of every training snapshot
-    n0 = part.node_range[0]
     sensors = np.asarray(eim(T, tol=SENSOR_TOL, max_terms=cfg.sensors, comm=comm).indices,
                          np.int64)
-    features = _at_points(T, n0, sensors, comm).T                     # (m, s) [K]
+    features = rows_at(T, part.nodes, sensors, comm).T                    # (m, s) [K]
     if cl.level == "simulations":
         members = [np.flatnonzero(groups == g) for g in lb.group_ids]
     else:
@@ -553,11 +570,12 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
             built = build_distributed(mesh, case.material, case.loading, U[:, cols],
                                       S[cols], Z[cols], cfg, part, comm,
                                       case_file=meta["case_file"], mesh_file=mesh_file)
-            write_built(f, f"model_{c}", built, comm, what="the local reduced models")
-            if f is not None:
-                f[f"model_{c}"].attrs["columns"] = np.asarray(cols, np.int64)
-            phis.append(built.full["phi"])
-            sizes.append((built.full["phi"].shape[1], built.reduced["points"].size))
+            g = None if f is None else f.create_group(f"model_{c}")
+            write_layout(g, built.operator, built.bases, built.meta, built.material_json, comm)
+            if g is not None:
+                g.attrs["columns"] = np.asarray(cols, np.int64)
+            phis.append(built.bases.phi.local)
+            sizes.append((built.n_modes, built.n_points))
         cross = {(b, a): allreduce_sum(phis[b].T @ phis[a], comm)
                  for b in range(cl.k) for a in range(cl.k) if a != b}
         if f is not None:

@@ -1,33 +1,42 @@
-"""The reduced model: its data, HDF5 save/load, and :meth:`ReducedModel.solve`.
+"""The reduced model: a replicated reduced operator and distributed full-size bases, their
+HDF5 save/load by row blocks, and :meth:`ReducedModel.solve`.
 
-File layout (schema ``rom.online.reduced_model`` version 1), all arrays float64/int64:
+Where data lives (DESIGN.md section 7):
 
-``/full``     (size N, used only for reconstruction and enrichment)
+- :class:`~rom.online.operator.ReducedOperator`, replicated on every rank: the arrays at
+  the q reduced points and the law; everything a reduced step needs;
+- :class:`FullBases`, distributed: the full-size bases as :class:`~rom.linalg.rowblocks.RowBlocks`
+  split over the model's communicator by the offline build's :class:`Partition` (blocks
+  of nodes; blocks of whole elements' integration points). A model loaded with
+  ``rom.load(path, comm=comm)`` reads each rank's rows only, and only when they are first
+  used (fields on the mesh, enrichment); a query without enrichment reads none.
+
+File layout (schema ``rom.online.reduced_model`` version 1), all arrays float64/int64,
+the full-size ones in global row order whatever the number of ranks that wrote them:
+
+``/full``     (size N: fields on the mesh and enrichment)
     ``phi`` (3 n_nodes, n) displacement modes [m]; ``phi_sv`` (n,) singular values;
     ``psi_p`` (n_qp, k) dual (p) modes; ``psi_p_sv``; ``psi_z`` (n_qp n_state, r)
     orthonormal internal-variable basis (point-major): the POD modes of the training, then
     one direction appended per enrichment that added one (only its span is used);
     ``psi_z_sv`` the singular values of the POD updated by the enrichments (for the
-    record: after an enrichment they are not those of single columns); ``sigma`` (n_qp 6, s) stress
-    modes times singular values [Pa] (ECM updates); ``f_unit`` (3 n_nodes,) external
+    record); ``sigma`` (n_qp 6, s) stress modes times singular values [Pa], then the
+    stress snapshots of the enrichments (ECM updates); ``f_unit`` (3 n_nodes,) external
     forces of unit amplitude [N]; ``weights_fe`` (n_qp,) [m^3]
-``/reduced``  (size independent of N)
+``/reduced``  (size independent of N): :attr:`ReducedOperator.ARRAYS`
     ``points`` (q,) global integration points (ECM and imposed); ``weights`` (q,) [m^3]
     (0 at imposed points); ``imposed`` (k,); ``eps`` (q, 6, n) strains of the modes;
     ``nodes``, ``shape`` (q, n_en) temperature interpolation; ``node_coords`` (q, n_en, 3);
     ``f_red`` (n,) reduced external forces [N]
-``/material`` attrs: the ``material:`` section as JSON; ``/loads`` amplitude table
-root attrs: case file, mesh file, state names, tolerances, provenance.
-
-In memory, enrichment appends columns to ``psi_z`` and ``sigma`` without copying them
-(1.6 and 3 GB at size 2 of the blade, copied at every enrichment before): the columns
-added are kept in ``full["psi_z_added"]`` / ``full["sigma_added"]`` (:data:`APPENDED`), and
-the file holds the two blocks side by side (:func:`stacked`), as one array.
+``/material`` attrs: the ``material:`` section as JSON; root attrs ``meta`` (JSON: case
+file, mesh file, state names, tolerances, ``qp_layout`` the element blocks'
+(elements, points per element) that define the point split), provenance.
 """
 from __future__ import annotations
 
+import copy as _copy
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import h5py
@@ -40,87 +49,165 @@ from ..fom.mesh import FEMesh
 from ..fom.setup import material_from_config
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
-from ..parallel import UserError, as_comm
+from ..linalg.rowblocks import RowBlocks
+from ..parallel import UserError, as_comm, even_split
+from .operator import ReducedOperator
 
-__all__ = ["APPENDED", "SCHEMA", "SCHEMA_VERSION", "ReducedModel", "block_dot", "block_rows",
-           "blocks", "case_model_path", "dot_blocks", "load", "load_for_case", "n_columns",
-           "stacked"]
+__all__ = ["FullBases", "Partition", "ReducedModel", "SCHEMA", "SCHEMA_VERSION",
+           "case_model_path", "load", "load_for_case"]
 
 SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
-FULL = ("phi", "phi_sv", "psi_p", "psi_p_sv", "psi_z", "psi_z_sv", "sigma", "f_unit",
-        "weights_fe")
-REDUCED = ("points", "weights", "imposed", "eps", "nodes", "shape", "node_coords", "f_red")
-#: bases that enrichment extends by columns: ``full[name]`` is never copied, the columns
-#: added are ``full[name + "_added"]`` (absent: none)
-APPENDED = ("psi_z", "sigma")
+#: the full-size arrays (``/full``), distributed by rows; ``_sv``: replicated
+DISTRIBUTED = ("phi", "psi_p", "psi_z", "sigma", "f_unit", "weights_fe")
+SINGULAR = ("phi_sv", "psi_p_sv", "psi_z_sv")
 #: units attributes of the datasets
 UNITS = {"full/phi": "m", "full/sigma": "Pa", "full/f_unit": "N", "reduced/weights": "m^3"}
 
 
-def blocks(full: dict, name: str) -> list[np.ndarray]:
-    """The column blocks of ``full[name]``: the array, then the columns enrichment added."""
-    added = full.get(name + "_added")
-    return [full[name]] if added is None or added.shape[1] == 0 else [full[name], added]
+# ---------------------------------------------------------------- the row split
+def qp_layout(mesh: FEMesh) -> list[list[int]]:
+    """(elements, points per element) of every element block: the global point numbering
+    (block by block, element-major) without the mesh."""
+    return [[len(b.ids), int(b.etype.n_qp)] for b in mesh.blocks]
 
 
-def n_columns(full: dict, name: str) -> int:
-    """Number of columns of ``full[name]`` with those enrichment added."""
-    return sum(b.shape[1] for b in blocks(full, name))
+@dataclass(frozen=True)
+class Partition:
+    """The model's rows of one rank: a block of nodes and a block of whole elements'
+    integration points.
+
+    Attributes
+    ----------
+    nodes : (size + 1,) node offsets (even split); rank r holds nodes ``nodes[r]:nodes[r+1]``
+        i.e. dofs / displacement rows ``3 nodes[r] : 3 nodes[r+1]``
+    points : (size + 1,) integration-point offsets, an even split moved up to the next
+        element start, so that every rank holds whole elements
+    rank : this rank
+    """
+
+    nodes: np.ndarray
+    points: np.ndarray
+    rank: int
+
+    @property
+    def node_range(self) -> tuple[int, int]:
+        return int(self.nodes[self.rank]), int(self.nodes[self.rank + 1])
+
+    @property
+    def point_range(self) -> tuple[int, int]:
+        return int(self.points[self.rank]), int(self.points[self.rank + 1])
+
+    @classmethod
+    def from_layout(cls, n_nodes: int, layout, size: int, rank: int) -> Partition:
+        """The split of ``n_nodes`` nodes and of the points of ``layout``
+        (:func:`qp_layout`) over ``size`` ranks, seen from ``rank``."""
+        starts, off = [], 0
+        for n_el, n_qp in layout:  # loop over element blocks (types)
+            starts.append(off + np.arange(int(n_el), dtype=np.int64) * int(n_qp))
+            off += int(n_el) * int(n_qp)
+        starts = np.concatenate(starts + [[off]]).astype(np.int64)
+        points = starts[np.searchsorted(starts, even_split(off, size))]
+        return cls(even_split(int(n_nodes), size), points, rank)
+
+    @classmethod
+    def of(cls, mesh: FEMesh, size: int, rank: int) -> Partition:
+        """The partition of ``mesh`` over ``size`` ranks, seen from ``rank``."""
+        return cls.from_layout(mesh.n_nodes, qp_layout(mesh), size, rank)
+
+    def elements(self, mesh: FEMesh) -> np.ndarray:
+        """Global element numbers of this rank's points."""
+        ids, starts, off = [], [], 0
+        for b in mesh.blocks:  # loop over element blocks (types)
+            starts.append(off + np.arange(len(b.ids), dtype=np.int64) * b.etype.n_qp)
+            ids.append(np.asarray(b.ids, np.int64))
+            off += len(b.ids) * b.etype.n_qp
+        starts, ids = np.concatenate(starts), np.concatenate(ids)
+        lo, hi = self.point_range
+        return ids[(starts >= lo) & (starts < hi)]
+
+    def row_offsets(self, name: str, n_state: int) -> np.ndarray:
+        """Row offsets of the full-size array ``name`` (:data:`DISTRIBUTED`)."""
+        per = {"phi": 3, "f_unit": 3, "psi_p": 1, "weights_fe": 1, "psi_z": n_state,
+               "sigma": 6}[name]
+        return (self.nodes if name in ("phi", "f_unit") else self.points) * per
 
 
-def stacked(full: dict, name: str) -> np.ndarray:
-    """``full[name]`` with the columns enrichment added, as one array (a copy when there
-    are added columns)."""
-    bs = blocks(full, name)
-    return bs[0] if len(bs) == 1 else np.hstack(bs)
+# ---------------------------------------------------------------- full-size bases
+@dataclass(eq=False)
+class FullBases:
+    """The full-size arrays of a reduced model, by rows (:class:`RowBlocks`), and the
+    replicated singular values. Never modified in place: an enrichment makes a new one
+    (appending columns shares the training block)."""
+
+    phi: RowBlocks
+    psi_p: RowBlocks
+    psi_z: RowBlocks
+    sigma: RowBlocks
+    f_unit: RowBlocks
+    weights_fe: RowBlocks
+    phi_sv: np.ndarray
+    psi_p_sv: np.ndarray
+    psi_z_sv: np.ndarray
+    partition: Partition
+
+    @property
+    def comm(self) -> MPI.Comm:
+        return self.phi.comm
+
+    def arrays(self) -> dict:
+        return {n: getattr(self, n) for n in DISTRIBUTED}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of this rank's rows in memory (lazy rows not read yet count 0)."""
+        return sum(a.nbytes for a in self.arrays().values())
+
+    @classmethod
+    def from_local(cls, local: dict, part: Partition, n_state: int,
+                   comm: MPI.Comm | None) -> FullBases:
+        """From this rank's rows (``local[name]`` for :data:`DISTRIBUTED`) and the
+        singular values (:data:`SINGULAR`)."""
+        arrs = {}
+        for n in DISTRIBUTED:
+            a = np.asarray(local[n], float)
+            arrs[n] = RowBlocks([a if a.ndim == 2 else a[:, None]],
+                                part.row_offsets(n, n_state), comm, name=n)
+        return cls(**arrs, **{n: np.asarray(local[n], float) for n in SINGULAR},
+                   partition=part)
+
+    @classmethod
+    def read(cls, g, path: Path, part: Partition, n_state: int,
+             comm: MPI.Comm | None) -> FullBases:
+        """Lazy rows of group ``g`` (``full`` below it) of the open file at ``path`` (read
+        on first use)."""
+        prefix = g.name.rstrip("/")
+        arrs = {n: RowBlocks.lazy(path, f"{prefix}/full/{n}", part.row_offsets(n, n_state),
+                                  comm, n_cols=int(np.prod(g["full"][n].shape[1:])))
+                for n in DISTRIBUTED}
+        return cls(**arrs, **{n: g["full"][n][()] for n in SINGULAR}, partition=part)
+
+    def write(self, g, comm: MPI.Comm) -> str | None:
+        """Write into group ``g`` (``None`` except on rank 0): collective; returns rank 0's
+        error message."""
+        error = None
+        if g is not None:
+            try:
+                gf = g.create_group("full")
+                for n in SINGULAR:
+                    gf.create_dataset(n, data=getattr(self, n))
+                for n, a in self.arrays().items():
+                    shape = (a.n_rows,) if n in ("f_unit", "weights_fe") else a.shape
+                    gf.create_dataset(n, shape=shape, dtype=np.float64)
+            except Exception as exc:  # noqa: BLE001 - reported on every rank
+                error = f"{type(exc).__name__}: {exc}"
+        error = comm.bcast(error, root=0) if comm.size > 1 else error
+        if error is None:
+            for n, a in self.arrays().items():  # same order on every rank
+                error = a.write(None if g is None else g["full"][n]) or error
+        return comm.bcast(error, root=0) if comm.size > 1 else error
 
 
-def block_rows(full: dict, name: str, rows: np.ndarray, k: int | None = None) -> np.ndarray:
-    """Rows of :func:`stacked` (``full[name]`` and its added columns, the first ``k``)
-    without forming it: (len(rows), k)."""
-    out = np.hstack([b[rows] for b in blocks(full, name)])
-    return out if k is None else out[:, :k]
-
-
-def block_dot(full: dict, name: str, c: np.ndarray) -> np.ndarray:
-    """``stacked(full, name)[:, :len(c)] @ c`` without forming it: (N,)."""
-    return dot_blocks(blocks(full, name), c)
-
-
-def dot_blocks(bs: list[np.ndarray], c: np.ndarray) -> np.ndarray:
-    """``[B_1 B_2 ...][:, :len(c)] @ c`` for column blocks ``bs`` (N, k_i): (N,)."""
-    out, start = np.zeros(bs[0].shape[0]), 0
-    for b in bs:  # loop over the column blocks
-        k = min(b.shape[1], c.size - start)
-        if k <= 0:
-            break
-        out += b[:, :k] @ c[start:start + k]
-        start += k
-    return out
-
-
-def write_layout(g, full: dict, reduced: dict, meta: dict, material_json: str,
-                 shapes: dict | None = None) -> None:
-    """The reduced-model layout in group ``g`` (a file or a group): ``full/<FULL>``,
-    ``reduced/<REDUCED>``, ``meta`` and ``material`` attributes, units. The arrays named in
-    ``shapes`` are only created with that shape (a distributed build fills them by rows,
-    :func:`rom.online.build.write_built`)."""
-    shapes = shapes or {}
-    gf = g.create_group("full")
-    for n in FULL:
-        if n in shapes:
-            gf.create_dataset(n, shape=shapes[n], dtype=np.float64)
-        else:
-            gf.create_dataset(n, data=stacked(full, n) if n in APPENDED else full[n])
-    gr = g.create_group("reduced")
-    for n in REDUCED:
-        gr.create_dataset(n, data=reduced[n])
-    g.attrs["meta"] = json.dumps(meta, sort_keys=True)
-    g.attrs["material"] = material_json
-    for name, unit in UNITS.items():
-        g[name].attrs["units"] = unit
-
-
+# ---------------------------------------------------------------- material JSON
 def material_to_json(cfg: MaterialConfig) -> str:
     return json.dumps(asdict(cfg), sort_keys=True)
 
@@ -132,6 +219,76 @@ def material_from_json(text: str) -> MaterialConfig:
     return MaterialConfig(**kw)
 
 
+def make_operator(arrays: dict, psi_p_M: np.ndarray, meta: dict, law) -> ReducedOperator:
+    """The :class:`ReducedOperator` of reduced ``arrays`` (:attr:`ReducedOperator.ARRAYS`)
+    with the model's settings in ``meta``."""
+    amp = None
+    if meta.get("amplitude") is not None:
+        from ..fom.setup import Amplitude
+        a = meta["amplitude"]
+        amp = Amplitude(np.asarray(a[0], float), np.asarray(a[1], float), meta.get("period"))
+    return ReducedOperator(
+        **{k: np.asarray(arrays[k]) for k in ReducedOperator.ARRAYS},
+        psi_p_M=np.asarray(psi_p_M, float), law=law, p_column=int(meta["p_column"]),
+        dual_floor=float(meta["dual_floor"]), newton_rtol=float(meta["newton_rtol"]),
+        newton_max_iter=int(meta["newton_max_iter"]), load_factor=amp)
+
+
+def write_layout(g, operator: ReducedOperator, bases: FullBases, meta: dict,
+                 material_json: str, comm: MPI.Comm) -> None:
+    """The reduced-model layout in group ``g`` (a file or a group, open on rank 0 only,
+    ``None`` elsewhere): collective. Raises ``OSError`` on every rank when writing fails
+    on rank 0."""
+    error = None
+    if g is not None:
+        try:
+            gr = g.create_group("reduced")
+            for n in ReducedOperator.ARRAYS:
+                gr.create_dataset(n, data=getattr(operator, n))
+            g.attrs["meta"] = json.dumps(meta, sort_keys=True)
+            g.attrs["material"] = material_json
+        except Exception as exc:  # noqa: BLE001 - reported on every rank
+            error = f"{type(exc).__name__}: {exc}"
+    error = comm.bcast(error, root=0) if comm.size > 1 else error
+    if error is None:
+        error = bases.write(g, comm)
+    if error is None and g is not None:
+        for name, unit in UNITS.items():
+            g[name].attrs["units"] = unit
+    if error is not None:
+        raise OSError(f"writing the reduced model failed on rank 0: {error}")
+
+
+def read_layout(g, path: Path, comm: MPI.Comm | None, mesh: FEMesh | None = None):
+    """(operator, bases, meta, material JSON) of the layout in group ``g`` of the open
+    file at ``path``: the reduced arrays read whole, the full-size ones lazily by this
+    rank's rows of the build's partition (``meta["qp_layout"]``, or ``mesh``'s for files
+    written before it was recorded)."""
+    comm = as_comm(comm)
+    meta = json.loads(g.attrs["meta"])
+    material_json = str(g.attrs["material"])
+    law = material_from_config(material_from_json(material_json))
+    red = {k: g["reduced"][k][()] for k in ReducedOperator.ARRAYS}
+    layout = meta.get("qp_layout")
+    if layout is None:
+        if comm.size == 1:
+            layout = [[int(meta["n_qp"]), 1]]
+        else:
+            layout = qp_layout(mesh if mesh is not None else _read_mesh(meta["mesh_file"]))
+    part = Partition.from_layout(int(meta["n_nodes"]), layout, comm.size, comm.rank)
+    bases = FullBases.read(g, path, part, int(meta["n_state"]), comm)
+    psi_p_M = bases.psi_p.rows(red["points"])
+    return make_operator(red, psi_p_M, meta, law), bases, meta, material_json
+
+
+def _read_mesh(path: str) -> FEMesh:
+    if not Path(path).is_file():
+        raise UserError(f"reduced model: mesh file {path} not found (needed for fields on "
+                        "the mesh and enrichment)")
+    return FEMesh.from_meshio(read_mesh(path), source=path)
+
+
+# ---------------------------------------------------------------- the model
 class ReducedModel:
     """A hyper-reduced elasto-viscoplastic model with an error indicator (docs/online.md).
 
@@ -139,31 +296,42 @@ class ReducedModel:
 
     Attributes
     ----------
-    full, reduced : dicts of arrays (see the module doc)
+    operator : :class:`~rom.online.operator.ReducedOperator` (replicated)
+    bases : :class:`FullBases` (this rank's rows)
+    comm : the communicator the bases are split over (``MPI.COMM_SELF``: one process)
     meta : dict: ``case_file``, ``mesh_file``, ``state_names`` (name -> [start, stop]),
-        ``p_column``, ``n_state``, ``amplitude`` ([times, values] or None),
-        ``ecm_tol``, ``indicator_tol``, ``newton_rtol``, ``newton_max_iter``, ``dual_floor``,
-        ``n_enrichments``
+        ``p_column``, ``n_state``, ``n_nodes``, ``n_qp``, ``qp_layout``, ``amplitude``
+        ([times, values] or None), ``ecm_tol``, ``indicator_tol``, ``newton_rtol``,
+        ``newton_max_iter``, ``dual_floor``, ``n_enrichments``
     """
 
-    def __init__(self, full: dict, reduced: dict, meta: dict, material_json: str):
-        self.full, self.reduced, self.meta = full, reduced, meta
+    def __init__(self, operator: ReducedOperator, bases: FullBases, meta: dict,
+                 material_json: str):
+        self.operator, self.bases, self.meta = operator, bases, meta
         self.material_json = material_json
-        self.material_config = material_from_json(material_json)
-        self.law = material_from_config(self.material_config)
         self._mesh = None
         self._elements = None
         self._solvers: dict = {}
-        self._gappy = None      # (psi_p, points, GappyPOD) of the indicator
+
+    @property
+    def comm(self) -> MPI.Comm:
+        return self.bases.comm
+
+    @property
+    def law(self):
+        return self.operator.law
+
+    @property
+    def material_config(self) -> MaterialConfig:
+        return material_from_json(self.material_json)
 
     def copy(self) -> ReducedModel:
         """An independent copy (enrichment of the copy leaves this model unchanged) that
-        shares the read-only mesh, element data, cached high-fidelity solvers and the
-        online solve's cached factorizations (:meth:`prepare`)."""
-        new = ReducedModel(dict(self.full), dict(self.reduced), json.loads(json.dumps(self.meta)),
+        shares the read-only bases, mesh, element data, cached high-fidelity solvers and
+        the operator's cached arrays (:meth:`prepare`)."""
+        new = ReducedModel(_copy.copy(self.operator), self.bases, _copy.deepcopy(self.meta),
                            self.material_json)
         new._mesh, new._elements, new._solvers = self._mesh, self._elements, self._solvers
-        new._gappy = self._gappy     # valid while psi_p and the points are the same arrays
         return new
 
     def prepare(self) -> ReducedModel:
@@ -171,35 +339,37 @@ class ReducedModel:
         indicator's Gappy-POD factorization, single-precision mode strains: tens of ms on
         a thousand points), once for this model and the copies made after. Returns
         self."""
-        from .solve import prepare
-        prepare(self)
+        self.operator.prepare()
         return self
 
     # ---------------------------------------------------------------- sizes
     @property
     def n_modes(self) -> int:
-        return int(self.full["phi"].shape[1])
+        return self.operator.n_modes
 
     @property
     def n_points(self) -> int:
         """Number of reduced points (ECM + imposed)."""
-        return int(self.reduced["points"].size)
+        return self.operator.n_points
 
     # ---------------------------------------------------------------- mesh (lazy, O(N))
     @property
     def mesh(self) -> FEMesh:
         if self._mesh is None:
-            path = self.meta["mesh_file"]
-            if not Path(path).is_file():
-                raise UserError(f"reduced model: mesh file {path} not found (needed for "
-                                "fields on the mesh and enrichment)")
-            self._mesh = FEMesh.from_meshio(read_mesh(path), source=path)
+            self._mesh = _read_mesh(self.meta["mesh_file"])
         return self._mesh
+
+    def use_mesh(self, mesh: FEMesh) -> ReducedModel:
+        """Use ``mesh`` (the case's, read by the caller) instead of reading the one named
+        in the model. Returns self."""
+        self._mesh, self._elements = mesh, None
+        return self
 
     @property
     def elements(self) -> ElementSet:
+        """The element data of this rank's points (whole elements)."""
         if self._elements is None:
-            self._elements = ElementSet(self.mesh)
+            self._elements = ElementSet(self.mesh, self.bases.partition.elements(self.mesh))
         return self._elements
 
     def meshio_mesh(self):
@@ -209,28 +379,47 @@ class ReducedModel:
 
     # ---------------------------------------------------------------- I/O
     def save(self, path: str | Path, *, comm: MPI.Comm | None = None) -> Path:
-        """Write the model to one HDF5 file (atomic; rank 0 of ``comm`` writes)."""
+        """Write the model to one HDF5 file (atomic; collective over the model's
+        communicator, rank 0 writes the rows gathered in bounded blocks)."""
+        comm = self._same_comm(comm, "save")
         path = Path(path)
-        with atomic_h5(path, comm=as_comm(comm)) as f:
+        with atomic_h5(path, comm=comm) as f:
             if f is not None:
                 stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
-                                 writer="rom.online")
-                write_layout(f, self.full, self.reduced, self.meta, self.material_json)
+                                 writer="rom.online", writer_ranks=comm.size)
+            write_layout(f, self.operator, self.bases, self.meta, self.material_json, comm)
         return path
 
+    def _same_comm(self, comm: MPI.Comm | None, what: str) -> MPI.Comm:
+        """The model's communicator; ``comm``, if given, must be it (or of one rank when
+        the model's is)."""
+        mine = self.comm
+        if comm is None or comm is mine or (comm.size == mine.size == 1):
+            return mine
+        if mine.size == 1:
+            raise UserError(f"reduced model: {what} on {comm.size} ranks, but the model was "
+                            "loaded on one process: load it with rom.load(path, comm=comm) so "
+                            "that each rank holds its rows")
+        if MPI.Comm.Compare(comm, mine) not in (MPI.IDENT, MPI.CONGRUENT):
+            raise UserError(f"reduced model: {what} on a communicator other than the one "
+                            "the model was loaded on")
+        return mine
+
     @classmethod
-    def load(cls, path: str | Path) -> ReducedModel:
-        """Read a model written by :meth:`save` (any process, no communicator needed)."""
+    def load(cls, path: str | Path, comm: MPI.Comm | None = None, *,
+             mesh: FEMesh | None = None) -> ReducedModel:
+        """Read a model written by :meth:`save`: the reduced operator on every rank, the
+        full-size bases by rows of ``comm`` (``None``: one process, all rows), read when
+        first used. ``mesh``: the mesh to use (default: the one named in the model, read
+        when needed)."""
         path = Path(path)
         if not path.is_file():
             raise UserError(f"reduced model file {path} not found")
         with h5py.File(path, "r") as f:
             check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a reduced model")
-            full = {k: f["full"][k][()] for k in FULL}
-            red = {k: f["reduced"][k][()] for k in REDUCED}
-            meta = json.loads(f.attrs["meta"])
-            mat = str(f.attrs["material"])
-        return cls(full, red, meta, mat)
+            op, bases, meta, mat = read_layout(f, path, comm, mesh)
+        model = cls(op, bases, meta, mat)
+        return model if mesh is None else model.use_mesh(mesh)
 
     # ---------------------------------------------------------------- online
     def solve(self, temperature, times, **kwargs):
@@ -239,18 +428,18 @@ class ReducedModel:
         return solve(self, temperature, times, **kwargs)
 
 
-def load(path: str | Path) -> ReducedModel:
-    """Read a reduced-model file: ``model = rom.load(path)``."""
-    return ReducedModel.load(path)
+def load(path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel:
+    """Read a reduced-model file: ``model = rom.load(path)`` (one process) or
+    ``rom.load(path, comm=comm)`` (each rank its rows)."""
+    return ReducedModel.load(path, comm)
 
 
-def load_for_case(case, path: str | Path) -> ReducedModel:
+def load_for_case(case, path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel:
     """The reduced model in ``path`` with the mesh of ``case`` (its ``mesh:``, read now)
     instead of the one named in the model, which may have moved since the build."""
-    model = ReducedModel.load(path)
     mesh_file = str(Path(case.mesh).resolve())
-    model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
-    return model
+    return ReducedModel.load(path, comm, mesh=FEMesh.from_meshio(read_mesh(mesh_file),
+                                                                 source=mesh_file))
 
 
 def case_model_path(case, case_file: str | Path, purpose: str) -> Path:
@@ -264,3 +453,8 @@ def case_model_path(case, case_file: str | Path, purpose: str) -> Path:
         raise UserError(f"{path}: reduced model not found; build it first with "
                         f"python -m rom.offline {case_file}")
     return path
+
+
+def replaced(bases: FullBases, **changes) -> FullBases:
+    """``bases`` with some arrays replaced (a new object; the others shared)."""
+    return replace(bases, **changes)

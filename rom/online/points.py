@@ -1,17 +1,20 @@
-"""Finite-element data at a few integration points (the reduced points), from the mesh.
+"""Finite-element data at integration points from distributed displacement modes.
 
 Integration points use the global numbering of :class:`rom.fom.discretization.ElementSet`
-(block by block, element-major). Everything here costs O(number of points), except
-:func:`mode_strains_all`, which is O(N) and only used offline and for enrichment.
+(block by block, element-major). :func:`point_data` costs O(number of points) (the modes
+at the points' element nodes are fetched from their owners); :func:`mode_strains` is
+O(N n / P): the strains of the modes at this rank's points, offline and for enrichment.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..fom import kernels
 from ..fom.discretization import ElementSet
 from ..fom.mesh import FEMesh
+from ..linalg.rowblocks import RowBlocks, fetch_rows
 
-__all__ = ["mode_strains_all", "point_data"]
+__all__ = ["mode_strains", "point_data"]
 
 
 def _locate(mesh: FEMesh, points: np.ndarray):
@@ -29,14 +32,28 @@ def _locate(mesh: FEMesh, points: np.ndarray):
                          f"{points.min()}..{points.max()}")
 
 
-def point_data(mesh: FEMesh, points: np.ndarray, modes: np.ndarray) -> dict:
-    """Data of the reduced model at global integration points.
+def _strains(es: ElementSet, nodes: np.ndarray, U: np.ndarray) -> np.ndarray:
+    """Strains (n, es.n_qp, 6) of the modes whose rows at the sorted global ``nodes`` are
+    ``U`` (len(nodes), 3, n)."""
+    n = U.shape[-1]
+    out = np.empty((n, es.n_qp, 6))
+    for b in es.blocks:  # loop over element blocks
+        out[:, b.rows] = kernels.strains_many(b.dNdx, U[np.searchsorted(nodes, b.cells)]
+                                              ).reshape(n, -1, 6)
+    return out
+
+
+def point_data(mesh: FEMesh, points: np.ndarray, phi: RowBlocks | np.ndarray) -> dict:
+    """Data of the reduced model at global integration points (collective over
+    ``phi.comm`` when ``phi`` is distributed: the rows of the points' element nodes are
+    fetched, identical on every rank).
 
     Parameters
     ----------
     mesh : the mesh
     points : (q,) global integration-point indices
-    modes : (3 n_nodes, n) displacement modes [m], dof = 3 node + component
+    phi : (3 n_nodes, n) displacement modes [m], dof = 3 node + component, distributed
+        (:class:`RowBlocks`) or whole
 
     Returns
     -------
@@ -55,12 +72,21 @@ def point_data(mesh: FEMesh, points: np.ndarray, modes: np.ndarray) -> dict:
         shape[sel, :nn] = b.etype.N[lq]
         elems.append(b.ids[el])
     es = ElementSet(mesh, np.unique(np.concatenate(elems)))
+    touched = es.nodes
+    dofs = (3 * touched[:, None] + np.arange(3)).ravel()
+    U = phi.rows(dofs) if isinstance(phi, RowBlocks) else np.asarray(phi)[dofs]
+    U = U.reshape(len(touched), 3, -1)
     pos = np.searchsorted(es.qp, points)
-    eps = np.moveaxis(es.strains_many(modes)[:, pos], 0, -1)       # (q, 6, n)
+    eps = np.moveaxis(_strains(es, touched, U)[:, pos], 0, -1)          # (q, 6, n)
     return {"eps": np.ascontiguousarray(eps), "weights_fe": es.weights()[pos],
             "nodes": nodes, "shape": shape, "node_coords": mesh.points[nodes]}
 
 
-def mode_strains_all(elements: ElementSet, modes: np.ndarray) -> np.ndarray:
-    """Strains of the modes at every point, (n_modes, n_qp, 6) (ECM integrand layout)."""
-    return elements.strains_many(modes)
+def mode_strains(es: ElementSet, phi: RowBlocks) -> np.ndarray:
+    """Strains (n_modes, es.n_qp, 6) of the distributed modes at the points of ``es`` (this
+    rank's elements): the rows of the elements' nodes are fetched from their owners (one
+    ``Alltoallv``; collective over ``phi.comm``)."""
+    nodes = es.nodes
+    n = phi.n_cols
+    U = fetch_rows(phi.local.reshape(-1, 3, n), phi.offsets // 3, nodes, phi.comm)
+    return _strains(es, nodes, U)

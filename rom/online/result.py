@@ -6,13 +6,17 @@ from pathlib import Path
 import numpy as np
 
 from ..io.mesh import write_time_series
-from .model import block_dot, block_rows, n_columns
+from ..linalg.distributed import gather_rows
 
 __all__ = ["OnlineResult"]
 
 
 class OnlineResult:
     """Time history of a reduced solve.
+
+    Fields on the mesh are computed on demand from the reduced coordinates and the model's
+    full-size bases, each rank its rows (:class:`~rom.online.model.FullBases`): with one
+    process, the whole field.
 
     Attributes
     ----------
@@ -34,7 +38,7 @@ class OnlineResult:
         self.newton_iterations = np.zeros(self.times.size, np.int64)
         self.step_seconds = np.zeros(self.times.size)
         self.enrichments: list[dict] = []
-        self._phi: list[np.ndarray] = []
+        self._bases: list = []
         self._dual: list = []
         self.p_reduced: list[np.ndarray] = []
         self._stress: list = []
@@ -42,15 +46,13 @@ class OnlineResult:
     def record(self, st, its: int, eta: float, c, i: int, seconds: float) -> None:
         m = self.model
         self.coordinates.append(st.q.copy())
-        self._phi.append(m.full["phi"])
-        self._dual.append((m.full["psi_p"], c))
-        self.p_reduced.append(st.z[:, m.meta["p_column"]].copy())
+        # the bases of the step, not copies: an enrichment makes new ones (appending
+        # columns shares the training block), so holding them costs no memory until then
+        self._bases.append(m.bases)
+        self._dual.append(c)
+        self.p_reduced.append(st.z[:, m.operator.p_column].copy())
         sig = st.extra.get("stress")
-        # the model and the width of its stress basis, not the basis: enrichment only
-        # appends columns to it (the stress snapshot), so step i's basis is a prefix of the
-        # model's current one; holding each generation cost 1.8 GB per enrichment at 10^5 dofs
-        self._stress.append(None if sig is None else
-                            (m, n_columns(m.full, "sigma"), m.reduced["points"], np.array(sig)))
+        self._stress.append(None if sig is None else (m.operator.points, np.array(sig)))
         self.indicator[i], self.newton_iterations[i], self.step_seconds[i] = eta, its, seconds
 
     @property
@@ -58,31 +60,41 @@ class OnlineResult:
         return self.times.size - 1
 
     def displacement(self, i: int) -> np.ndarray:
-        """Nodal displacement (n_nodes, 3) [m] at step ``i`` (O(N n))."""
-        return (self._phi[i] @ self.coordinates[i]).reshape(-1, 3)
+        """Nodal displacement (n_local_nodes, 3) [m] at step ``i``: this rank's nodes of the
+        model's partition (all nodes on one process); O(N n / P), no communication."""
+        return self._bases[i].phi.dot(self.coordinates[i]).reshape(-1, 3)
 
     def p(self, i: int) -> np.ndarray:
-        """Cumulated viscoplastic strain (n_qp,) at every point by Gappy-POD, step ``i``."""
-        psi, c = self._dual[i]
-        return np.zeros(psi.shape[0]) if c is None else psi @ c
+        """Cumulated viscoplastic strain (n_local_qp,) at this rank's points by Gappy-POD,
+        step ``i``."""
+        psi, c = self._bases[i].psi_p, self._dual[i]
+        return np.zeros(psi.n_local) if c is None else psi.dot(c)
 
     def stress(self, i: int) -> np.ndarray:
-        """Stress (n_qp, 6) [Pa] at every point at step ``i``, by Gappy-POD of the stress
-        basis from the stresses at the reduced points (O(N s))."""
+        """Stress (n_local_qp, 6) [Pa] at this rank's points at step ``i``, by Gappy-POD of
+        the stress basis from the stresses at the reduced points (O(N s / P); collective
+        over the model's communicator)."""
+        sigma = self._bases[i].sigma
         if self._stress[i] is None:
-            return np.zeros((self.model.meta["n_qp"], 6))
-        model, k, pts, sig = self._stress[i]
+            return np.zeros((sigma.n_local // 6, 6))
+        pts, sig = self._stress[i]
         rows = (pts[:, None] * 6 + np.arange(6)).ravel()
-        c = np.linalg.lstsq(block_rows(model.full, "sigma", rows, k), sig.ravel(), rcond=None)[0]
-        return block_dot(model.full, "sigma", c).reshape(-1, 6)
+        c = np.linalg.lstsq(sigma.rows(rows), sig.ravel(), rcond=None)[0]
+        return sigma.dot(c).reshape(-1, 6)
 
-    def write(self, path: str | Path) -> Path:
-        """Displacement (nodes) and p (cell means) at every step to XDMF for ParaView."""
+    def write(self, path: str | Path) -> Path | None:
+        """Displacement (nodes) and p (cell means) at every step to XDMF for ParaView
+        (collective over the model's communicator: the rows are gathered on rank 0, which
+        writes; returns the path there, None elsewhere)."""
         m = self.model
-        mio = m.meshio_mesh()
+        comm = m.comm
+        disp = [gather_rows(self.displacement(i), comm, root=0) for i in range(self.times.size)]
+        ps = [gather_rows(self.p(i), comm, root=0) for i in range(self.times.size)]
+        if comm.rank != 0:
+            return None
         cells = []
-        for i in range(self.times.size):  # loop over steps
-            p, out, start = self.p(i), [], 0
+        for p in ps:  # loop over steps
+            out, start = [], 0
             for b in m.mesh.blocks:  # loop over element blocks
                 nq = b.etype.n_qp
                 out.append(p[start:start + len(b.ids) * nq].reshape(-1, nq).mean(axis=1))
@@ -90,7 +102,6 @@ class OnlineResult:
             cells.append({"p": out})
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return write_time_series(path, mio, self.times,
-                                 [{"displacement": self.displacement(i)}
-                                  for i in range(self.times.size)],
+        return write_time_series(path, m.meshio_mesh(), self.times,
+                                 [{"displacement": u} for u in disp],
                                  cell_data_per_step=cells, units={"displacement": "m"})

@@ -14,11 +14,12 @@ from ..fom.setup import _SAFE
 from ..hyper import GappyPOD
 from ..materials.base import MaterialError
 from ..materials.tensors import IsotropicTangent
-from ..parallel import UserError, as_comm, rank0_print
+from ..parallel import UserError, rank0_print
+from .operator import ReducedOperator
 from .result import OnlineResult
 
 __all__ = ["AccumulatedIndicator", "ReducedDivergence", "StepState", "gappy_indicator",
-           "prepare", "solve"]
+           "indicator", "initial_state", "march", "reduced_step", "solve"]
 
 
 class ReducedDivergence(RuntimeError):
@@ -36,15 +37,15 @@ class StepState:
     extra: dict = field(default_factory=dict)
 
 
-def temperature_at_points(model, temperature, t: float, i: int) -> np.ndarray:
-    """Temperature (q,) [K] at the reduced points at time t (step i): O(q), not O(N)."""
-    red = model.reduced
+def temperature_at_points(op, temperature, t: float, i: int) -> np.ndarray:
+    """Temperature (q,) [K] at the reduced points of the operator ``op`` at time t (step
+    i): O(q), not O(N)."""
     if isinstance(temperature, np.ndarray):
-        Tn = temperature[i][red["nodes"]]
+        Tn = temperature[i][op.nodes]
     else:
-        x = red["node_coords"]
+        x = op.node_coords
         Tn = _eval(temperature, x[..., 0], x[..., 1], x[..., 2], t)
-    return np.einsum("qa,qa->q", red["shape"], Tn)
+    return op.temperature(Tn)
 
 
 def temperature_at_nodes(model, temperature, t: float, i: int) -> np.ndarray:
@@ -85,19 +86,10 @@ def _check_inputs(model, temperature, times):
     return temperature, times
 
 
-def amplitude(model, t: float) -> float:
-    """Factor of the mechanical loads at time t (periodic with ``loading.period``)."""
-    a = model.meta.get("amplitude")
-    if a is None:
-        return 1.0
-    from ..fom.setup import Amplitude
-    return Amplitude(np.asarray(a[0], float), np.asarray(a[1], float),
-                     model.meta.get("period"))(t)
-
-
-def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float):
-    """Reduced Newton for one step. Returns (StepState, iterations) or raises
-    :class:`ReducedDivergence`.
+def reduced_step(op: ReducedOperator, st: StepState, T: np.ndarray, t_new: float,
+                 scale: float):
+    """Reduced Newton for one step of the operator ``op``. Returns (StepState, iterations)
+    or raises :class:`ReducedDivergence`.
 
     With E the mode strains at the q reduced points stacked as a (6 q, n) matrix and W the
     reduced weights, the internal forces are E^T W sigma and the tangent E^T W D E: two
@@ -117,26 +109,25 @@ def reduced_step(model, st: StepState, T: np.ndarray, t_new: float, scale: float
     previous coordinates with a fresh double-precision tangent at every iteration before
     it counts as diverged."""
     try:
-        return _newton(model, st, T, t_new, scale, fast=True)
+        return _newton(op, st, T, t_new, scale, fast=True)
     except ReducedDivergence:
-        return _newton(model, st, T, t_new, scale, fast=False)
+        return _newton(op, st, T, t_new, scale, fast=False)
 
 
-def _newton(model, st: StepState, T: np.ndarray, t_new: float, scale: float, fast: bool):
-    red, law = model.reduced, model.law
-    E3, w = red["eps"], red["weights"]                  # (q, 6, n), (q,)
-    n = E3.shape[2]
-    E = E3.reshape(-1, n)                               # (6 q, n)
+def _newton(op: ReducedOperator, st: StepState, T: np.ndarray, t_new: float, scale: float,
+            fast: bool):
+    law, E, w = op.law, op.E, op.weights                # (6 q, n), (q,)
+    n = op.n_modes
     dt = t_new - st.time
-    a = amplitude(model, t_new)
-    f = scale * a * red["f_red"]
+    a = op.amplitude(t_new)
+    f = scale * a * op.f_red
     q = _hold_predictor(st, dt, T, a) if fast else st.q.copy()
     split = {"split_tangent": True} if getattr(law, "split_tangent", False) else {}
     if getattr(law, "step_work", False):                # the law's scratch, kept over steps
         split["work"] = st.extra.get("law_work", {}) if fast else {}
     K = _previous_tangent(st, dt, n) if fast else None
-    ref, rtol, rn_prev = None, model.meta["newton_rtol"], None
-    for it in range(model.meta["newton_max_iter"] + 1):
+    ref, rtol, rn_prev = None, op.newton_rtol, None
+    for it in range(op.newton_max_iter + 1):
         eps = (E @ q).reshape(-1, 6)
         try:
             sig, z, D = law.integrate(st.eps, eps, st.z, T, dt, **split)
@@ -147,7 +138,7 @@ def _newton(model, st: StepState, T: np.ndarray, t_new: float, scale: float, fas
         r = wsig @ E - f
         rn = float(np.linalg.norm(r))
         if ref is None:
-            ref = max(rn, float(np.linalg.norm(f)), float(np.linalg.norm(np.abs(wsig) @ _abs(red))))
+            ref = max(rn, float(np.linalg.norm(f)), float(np.linalg.norm(np.abs(wsig) @ op.abs_E)))
         if not np.isfinite(rn):
             break
         if rn <= rtol * ref or ref == 0.0:
@@ -157,10 +148,10 @@ def _newton(model, st: StepState, T: np.ndarray, t_new: float, scale: float, fas
             if K is not None:
                 extra["tangent"] = (dt, K)
             return StepState(t_new, q, eps, z, extra), it
-        if it == model.meta["newton_max_iter"]:
+        if it == op.newton_max_iter:
             break
         if not fast or K is None or (rn_prev is not None and rn > _REFRESH * rn_prev):
-            K = reduced_tangent(E3, w, D, red, single=fast)
+            K = reduced_tangent(op, D, single=fast)
         try:
             q = q - np.linalg.solve(K, r)
         except np.linalg.LinAlgError:
@@ -199,34 +190,35 @@ def _previous_tangent(st: StepState, dt: float, n: int) -> np.ndarray | None:
 _SQRT_S = np.array([1.0, 1.0, 1.0, np.sqrt(0.5), np.sqrt(0.5), np.sqrt(0.5)])
 
 
-def reduced_tangent(E3: np.ndarray, w: np.ndarray, D, red: dict | None = None, *,
-                    single: bool = False) -> np.ndarray:
-    """``K = sum_g w_g E_g^T D_g E_g`` (n, n), E3 (q, 6, n) mode strains, w (q,) weights.
+def reduced_tangent(op: ReducedOperator, D, *, single: bool = False) -> np.ndarray:
+    """``K = sum_g w_g E_g^T D_g E_g`` (n, n) of the operator's mode strains ``E_g`` (6, n)
+    and weights ``w_g``.
 
     D (q, 6, 6): one 6 x 6 by 6 x n product per point, then one (6 q, n) product.
     D an :class:`~rom.materials.tensors.IsotropicTangent`
     (``alpha 1 1^T + beta S + gamma m m^T``): with F the rows of E scaled by
     ``sqrt(w beta S)``, ``K = F^T F + A^T W alpha A + B^T W gamma B`` where ``A = 1^T E_g``
-    (the traces, cached in ``red``) and ``B = m_g^T E_g``: one symmetric rank-6q product
-    (BLAS syrk) and two (q, n) products, about half the time of the general form.
+    (the traces, cached in the operator) and ``B = m_g^T E_g``: one symmetric rank-6q
+    product (BLAS syrk) and two (q, n) products, about half the time of the general form.
     ``single``: the three terms as two syrk in single precision (:func:`_tangent_single`),
     0.61 ms instead of 0.94 ms on the blade's 905 points and 42 modes; its relative error,
     ~1e-7 cond(K), only slows a Newton whose residual is in double precision when cond(K)
     approaches 1e6 (measured: 9.6e4 there, same iteration counts)."""
+    E3, w = op.eps, op.weights
     n = E3.shape[2]
     if not isinstance(D, IsotropicTangent):
         # (einsum: half the time of a batched matmul of 6 x 6 by 6 x n blocks here)
         WDE = np.einsum("gij,gjk->gik", w[:, None, None] * D, E3).reshape(-1, n)
-        return E3.reshape(-1, n).T @ WDE
+        return op.E.T @ WDE
     wb = w * D.beta
     if np.any(wb < 0):                   # not a sum of squares: the general form
-        return reduced_tangent(E3, w, D.full(), red)
+        return reduced_tangent(op, D.full())
     if single and np.all(D.alpha >= 0) and (D.gamma is None or np.all(D.gamma <= 0)):
-        return _tangent_single(E3, w, D, red)
+        return _tangent_single(op, D)
     F = (E3 * (np.sqrt(wb)[:, None, None] * _SQRT_S[:, None])).reshape(-1, n)
     K = _blas.dsyrk(1.0, F.T, trans=0)    # F.T is Fortran-ordered: no copy; upper triangle
     K = np.triu(K) + np.triu(K, 1).T
-    A = _traces(E3, red)
+    A = op.traces
     K += (A * (w * D.alpha)[:, None]).T @ A
     if D.gamma is not None:
         B = np.einsum("gi,gik->gk", D.m, E3)
@@ -234,15 +226,15 @@ def reduced_tangent(E3: np.ndarray, w: np.ndarray, D, red: dict | None = None, *
     return K
 
 
-def _tangent_single(E3: np.ndarray, w: np.ndarray, D: IsotropicTangent,
-                    red: dict | None) -> np.ndarray:
+def _tangent_single(op: ReducedOperator, D: IsotropicTangent) -> np.ndarray:
     """:func:`reduced_tangent` of a three-term tangent with ``alpha >= 0 >= gamma`` (the
     isotropic laws: alpha is at least Lame's lambda, gamma is 0 or a creep softening) as two
     symmetric products in single precision, ``K = F^T F - H^T H``: F the 7 q rows
     ``sqrt(w beta S) E_g`` and ``sqrt(w alpha) 1^T E_g``, H the q rows
-    ``sqrt(-w gamma) m_g^T E_g`` (float32 mode strains and traces cached in ``red``)."""
-    q, _, n = E3.shape
-    E3s, A = _single(E3, red)
+    ``sqrt(-w gamma) m_g^T E_g`` (float32 mode strains and traces cached in the operator)."""
+    q, _, n = op.eps.shape
+    w = op.weights
+    E3s, A = op.eps32, op.traces32
     F = np.empty((q, 7, n), np.float32)
     np.multiply(E3s, (np.sqrt(w * D.beta) * _SQRT_S[:, None]).T.astype(np.float32)[:, :, None],
                 out=F[:, :6])
@@ -256,73 +248,25 @@ def _tangent_single(E3: np.ndarray, w: np.ndarray, D: IsotropicTangent,
     return np.triu(K) + np.triu(K, 1).T
 
 
-def _derived(red: dict | None, key: str, E3: np.ndarray, make) -> np.ndarray:
-    """``make(E3)``, cached in ``red[key]`` with the mode-strain array it was computed from
-    (not saved; a new array, after an enrichment or in a cross-validation fold, recomputes it)."""
-    if red is None:
-        return make(E3)
-    if red.get(key, (None,))[0] is not E3:
-        red[key] = (E3, make(E3))
-    return red[key][1]
-
-
-def _single(E3: np.ndarray, red: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """The mode strains and their traces (:func:`_traces`) in single precision (cached)."""
-    return (_derived(red, "_eps32", E3, lambda e: e.astype(np.float32)),
-            _derived(red, "_traces32", E3, lambda e: _traces(e, red).astype(np.float32)))
-
-
-def _traces(E3: np.ndarray, red: dict | None) -> np.ndarray:
-    """``1^T E_g`` (q, n): the volumetric strain of every mode at every reduced point."""
-    return _derived(red, "_traces", E3, lambda e: e[:, :3, :].sum(axis=1))
-
-
-def _abs(red: dict) -> np.ndarray:
-    """``|E|`` (6 q, n) of the mode strains."""
-    return _derived(red, "_abs", red["eps"], lambda e: np.abs(e.reshape(-1, e.shape[2])))
-
-
-def reduced_step_cut(model, st: StepState, T_old: np.ndarray, T: np.ndarray, t_new: float,
-                     scale: float, cuts: int = 3) -> tuple[StepState, int]:
+def reduced_step_cut(op: ReducedOperator, st: StepState, T_old: np.ndarray, T: np.ndarray,
+                     t_new: float, scale: float, cuts: int = 3) -> tuple[StepState, int]:
     """:func:`reduced_step`, halving a failing step up to ``cuts`` times (temperature at the
     reduced points interpolated linearly), like the full-order solver. Returns the state at
     ``t_new`` and the total reduced Newton iterations."""
     try:
-        return reduced_step(model, st, T, t_new, scale)
+        return reduced_step(op, st, T, t_new, scale)
     except ReducedDivergence:
         if cuts <= 0:
             raise
     t_mid, T_mid = 0.5 * (st.time + t_new), 0.5 * (T_old + T)
-    mid, i1 = reduced_step_cut(model, st, T_old, T_mid, t_mid, scale, cuts - 1)
-    end, i2 = reduced_step_cut(model, mid, T_mid, T, t_new, scale, cuts - 1)
+    mid, i1 = reduced_step_cut(op, st, T_old, T_mid, t_mid, scale, cuts - 1)
+    end, i2 = reduced_step_cut(op, mid, T_mid, T, t_new, scale, cuts - 1)
     return end, i1 + i2
 
 
-def prepare(model) -> None:
-    """Compute what the online solve caches on first use (the Gappy-POD factorization of
-    the indicator, the single-precision mode strains and their traces, ``|E|``): once per
-    model; :meth:`ReducedModel.copy` shares them (an enrichment recomputes them for the
-    new arrays)."""
-    red = model.reduced
-    gappy_of(model)
-    _abs(red)
-    _single(red["eps"], red)
-
-
-def gappy_of(model) -> GappyPOD:
-    """The Gappy-POD fit of the p basis at the model's reduced points (cached: one
-    factorization per basis and point set; enrichment replaces both arrays)."""
-    psi, pts = model.full["psi_p"], model.reduced["points"]
-    cached = model._gappy
-    if cached is None or cached[0] is not psi or cached[1] is not pts:
-        cached = model._gappy = (psi, pts, GappyPOD(psi[pts]))
-    return cached[2]
-
-
-def indicator(model, z: np.ndarray) -> tuple[float, np.ndarray]:
+def indicator(op: ReducedOperator, z: np.ndarray) -> tuple[float, np.ndarray]:
     """Gappy-POD relative residual of p at the reduced points, and the Gappy coefficients."""
-    return gappy_indicator(gappy_of(model), z[:, model.meta["p_column"]],
-                           model.meta["dual_floor"])
+    return gappy_indicator(op.gappy, z[:, op.p_column], op.dual_floor)
 
 
 def gappy_indicator(gappy: GappyPOD, pM: np.ndarray, floor: float) -> tuple[float, np.ndarray]:
@@ -345,11 +289,11 @@ class AccumulatedIndicator:
         self.floor, self.total, self.p_prev, self.p_max = floor, 0.0, None, 0.0
 
     @classmethod
-    def of(cls, model) -> AccumulatedIndicator | None:
-        """A fresh one if ``model`` uses it (``meta["indicator"]``), else None."""
-        if model.meta.get("indicator", "p") != "accumulated":
+    def of(cls, meta: dict) -> AccumulatedIndicator | None:
+        """A fresh one if the model of ``meta`` uses it (``meta["indicator"]``), else None."""
+        if meta.get("indicator", "p") != "accumulated":
             return None
-        return cls(model.meta["dual_floor"])
+        return cls(meta["dual_floor"])
 
     def restart(self, pM: np.ndarray) -> None:
         self.total, self.p_prev = 0.0, np.array(pM, float)
@@ -363,6 +307,24 @@ class AccumulatedIndicator:
         self.total += rel * float(np.linalg.norm(d)) / max(self.p_max, self.floor)
         self.p_prev = np.array(pM, float)
         return self.total
+
+
+def initial_state(op: ReducedOperator, t0: float) -> StepState:
+    """The virgin state at ``t0``: zero coordinates, strain and internal variables."""
+    nq = op.n_points
+    return StepState(float(t0), np.zeros(op.n_modes), np.zeros((nq, 6)),
+                     op.law.initial_state(nq))
+
+
+def march(times: np.ndarray, st: StepState, step, record) -> StepState:
+    """The time loop of every reduced solve (a model, local models, a cross-validation
+    fold): for i = 1 .. n-1, ``new, info = step(i, st)``, ``record(i, new, info)``, go on
+    from ``new``. Returns the last state."""
+    for i in range(1, times.size):  # loop over time steps
+        new, info = step(i, st)
+        record(i, new, info)
+        st = new
+    return st
 
 
 def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False,
@@ -383,7 +345,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
         high-fidelity step, update the bases and the reduced quadrature, and go on
         (the model is modified in place; :meth:`ReducedModel.save` keeps it)
     tol : indicator tolerance (default: the model's ``indicator_tol``)
-    comm : communicator of the high-fidelity steps (``None``: serial)
+    comm : communicator of the high-fidelity steps: the model's (``rom.load(path,
+        comm=comm)``; ``None``: the model's)
     max_enrichments : safety limit of high-fidelity steps per solve
     verbose : one line per enrichment on rank 0 of ``comm`` (stderr): why, how long, the
         split of its time, the new sizes (an enrichment takes seconds to minutes)
@@ -394,25 +357,24 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     """
     temperature, times = _check_inputs(model, temperature, times)
     tol = model.meta["indicator_tol"] if tol is None else float(tol)
-    hf_comm = as_comm(comm)
-    red = model.reduced
-    nq = red["points"].size
-    st = StepState(float(times[0]), np.zeros(model.n_modes), np.zeros((nq, 6)),
-                   model.law.initial_state(nq))
+    hf_comm = model._same_comm(comm, "enrichment") if enrich else model.comm
+    op = model.operator
+    st = initial_state(op, times[0])
     res = OnlineResult(model, times)
     res.record(st, 0, 0.0, None, 0, 0.0)
-    pc = model.meta["p_column"]
-    acc = AccumulatedIndicator.of(model)
-    T_prev = temperature_at_points(model, temperature, float(times[0]), 0)
-    for i in range(1, times.size):  # loop over time steps
+    acc = AccumulatedIndicator.of(model.meta)
+    T_prev = [temperature_at_points(op, temperature, float(times[0]), 0)]
+
+    def step(i: int, st: StepState):
+        op = model.operator
         t = float(times[i])
         t0 = time.perf_counter()
-        T = temperature_at_points(model, temperature, t, i)
+        T = temperature_at_points(op, temperature, t, i)
         try:
-            new, its = reduced_step_cut(model, st, T_prev, T, t, scale)
-            eta, c = indicator(model, new.z)
+            new, its = reduced_step_cut(op, st, T_prev[0], T, t, scale)
+            eta, c = indicator(op, new.z)
             if acc is not None:
-                eta = acc.step(gappy_of(model), new.z[:, pc])
+                eta = acc.step(op.gappy, new.z[:, op.p_column])
             failed = False
         except ReducedDivergence:
             if not enrich:
@@ -423,33 +385,47 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
         if enrich and hf_comm.size > 1:
             need = hf_comm.bcast(need, root=0)     # one decision for the collective HF step
         if need:
-            if len(res.enrichments) >= max_enrichments:
-                raise ReducedDivergence(f"more than {max_enrichments} enrichments in one "
-                                        "solve: the reduced model cannot follow this loading")
-            from .enrich import enrich_step, enrichment_event
-            t1 = time.perf_counter()
-            eta_before = eta
-            new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
-                              scale, hf_comm, T_old=temperature_at_nodes(
-                                  model, temperature, float(times[i - 1]), i - 1),
-                              guess=None if new is None else new.q)
-            eta, c = indicator(model, new.z)
-            if acc is not None:               # the full-order state: no drift so far
-                acc.restart(new.z[:, pc])
-                eta = 0.0
-            ev = enrichment_event(model, i, eta_before, time.perf_counter() - t1)
-            res.enrichments.append(ev)
-            if verbose:
-                why = ("reduced Newton failed" if failed
-                       else f"indicator {eta_before:.3g} > {tol:.3g}")
-                rank0_print(hf_comm, f"rom.online: step {i}/{times.size - 1}, {why}: enrichment "
-                            f"{len(res.enrichments)} in {ev['seconds']:.1f} s (full-order step "
-                            f"{ev['full_order_step_seconds']:.1f} s, bases "
-                            f"{ev['bases_seconds']:.1f} s, ECM {ev['ecm_seconds']:.1f} s); "
-                            f"{ev['n_modes']} modes, {ev['n_points']} points, indicator now "
-                            f"{eta:.3g}", file=sys.stderr)
-        res.record(new, its, eta, c, i, dt_red)
-        st = new
-        # after an enrichment the reduced points changed: the temperature there
-        T_prev = temperature_at_points(model, temperature, t, i) if need else T
+            new, eta, c = _enrich(model, res, st, new, temperature, times, i, scale, hf_comm,
+                                  eta, failed, tol, acc, max_enrichments, verbose)
+            its = -1 if failed else its
+            # after an enrichment the reduced points changed: the temperature there
+            T = temperature_at_points(model.operator, temperature, t, i)
+        T_prev[0] = T
+        return new, (its, eta, c, dt_red)
+
+    march(times, st, step, lambda i, new, info: res.record(new, info[0], info[1], info[2], i,
+                                                            info[3]))
     return res
+
+
+def _enrich(model, res, st, new, temperature, times, i, scale, hf_comm, eta, failed, tol,
+            acc, max_enrichments, verbose):
+    """One enrichment of :func:`solve` at step i: (state, indicator, coefficients)."""
+    if len(res.enrichments) >= max_enrichments:
+        raise ReducedDivergence(f"more than {max_enrichments} enrichments in one "
+                                "solve: the reduced model cannot follow this loading")
+    from .enrich import enrich_step, enrichment_event
+    t = float(times[i])
+    t1 = time.perf_counter()
+    eta_before = eta
+    new = enrich_step(model, st, temperature_at_nodes(model, temperature, t, i), t,
+                      scale, hf_comm, T_old=temperature_at_nodes(
+                          model, temperature, float(times[i - 1]), i - 1),
+                      guess=None if new is None else new.q)
+    op = model.operator
+    eta, c = indicator(op, new.z)
+    if acc is not None:               # the full-order state: no drift so far
+        acc.restart(new.z[:, op.p_column])
+        eta = 0.0
+    ev = enrichment_event(model, i, eta_before, time.perf_counter() - t1)
+    res.enrichments.append(ev)
+    if verbose:
+        why = ("reduced Newton failed" if failed
+               else f"indicator {eta_before:.3g} > {tol:.3g}")
+        rank0_print(hf_comm, f"rom.online: step {i}/{times.size - 1}, {why}: enrichment "
+                    f"{len(res.enrichments)} in {ev['seconds']:.1f} s (full-order step "
+                    f"{ev['full_order_step_seconds']:.1f} s, bases "
+                    f"{ev['bases_seconds']:.1f} s, ECM {ev['ecm_seconds']:.1f} s); "
+                    f"{ev['n_modes']} modes, {ev['n_points']} points, indicator now "
+                    f"{eta:.3g}", file=sys.stderr)
+    return new, eta, c

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import UserError, as_comm, rank0_print
-from .crossval import crossval, crossval_tolerance, fold_data
+from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
+from .crossval import crossval, crossval_tolerance, fold_data, fold_solve, spread
 
 __all__ = ["TrainingCheck", "error_targets", "history_errors", "training_check"]
 
@@ -51,14 +51,19 @@ def error_targets(case) -> tuple[float, float]:
 
 def history_errors(res, us, ps) -> tuple[np.ndarray, np.ndarray]:
     """Errors per step 1.. of a reduced solution against full-order fields ``us``, ``ps``
-    (one per step), relative to the largest norm of the full-order field over the history:
-    ``e(t) = |x_rom(t) - x_hf(t)| / max_s |x_hf(s)|`` (Euclidean)."""
-    nu = max(float(np.linalg.norm(u)) for u in us) or 1.0
-    npp = max(float(np.linalg.norm(p)) for p in ps) or 1.0
-    eu = np.array([np.linalg.norm(np.ravel(res.displacement(i)) - np.ravel(u)) / nu
-                   for i, u in enumerate(us, start=1)])
-    ep = np.array([np.linalg.norm(res.p(i) - p) / npp for i, p in enumerate(ps, start=1)])
-    return eu, ep
+    (one per step; this rank's rows of the model's partition, the whole fields on one
+    process), relative to the largest norm of the full-order field over the history:
+    ``e(t) = |x_rom(t) - x_hf(t)| / max_s |x_hf(s)|`` (Euclidean). Collective over the
+    model's communicator (one Allreduce)."""
+    k = len(us)
+    sq = np.zeros((4, k))
+    for j, (u, p) in enumerate(zip(us, ps), start=1):  # loop over steps
+        du = np.ravel(res.displacement(j)) - np.ravel(u)
+        dp = res.p(j) - np.ravel(p)
+        sq[:, j - 1] = (du @ du, dp @ dp, np.ravel(u) @ np.ravel(u), np.ravel(p) @ np.ravel(p))
+    sq = allreduce_sum(sq, res.model.comm)
+    nu, npp = np.sqrt(sq[2].max()) or 1.0, np.sqrt(sq[3].max()) or 1.0
+    return np.sqrt(sq[0]) / nu, np.sqrt(sq[1]) / npp
 
 
 @dataclass
@@ -89,20 +94,26 @@ class TrainingCheck:
 
 def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
                    folds: list | None = None) -> TrainingCheck:
-    """Solve ``model`` (a :class:`~rom.online.model.ReducedModel` with its mesh) on every
-    loading of the case's snapshot store that the case's ``fom.loadings`` describe;
-    collective (the heat solves run on ``comm``, the reduced solves on every rank).
-    With a list ``folds``, append each loading's :class:`~rom.online.crossval.FoldData`."""
+    """Solve ``model`` (a :class:`~rom.online.model.ReducedModel` with its mesh, its bases
+    split over ``comm``) on every loading of the case's snapshot store that the case's
+    ``fom.loadings`` describe; collective. Each rank reads its rows of the stored fields
+    and projects them on the bases (:func:`~rom.online.crossval.fold_data`: the errors
+    then need no full-size field), the heat solves run on ``comm``, and the reduced solves
+    are spread over the ranks. With a list ``folds``, append each loading's
+    :class:`~rom.online.crossval.FoldData`."""
     from ..fom.run import load_fom_case
     from ..fom.setup import temperature_history
     from ..io.snapshots import SnapshotStore
-    from .solve import ReducedDivergence, temperature_at_points
+    from .solve import temperature_at_points
 
-    comm = as_comm(comm)
+    comm = model._same_comm(comm, "the training check")
     fc = load_fom_case(case_file)
     specs = {lc.name: lc for lc in fc.fom.loadings}
     t0 = float(fc.loading.times.start)
-    names, eu, ep, eta = [], [], [], []
+    op, part = model.operator, model.bases.partition
+    n0, n1 = part.node_range
+    p0, p1 = part.point_range
+    data: list = []
     heat_cache: dict = {}
     with SnapshotStore.open(fc.case.snapshots.store, comm=comm) as store:
         table = store.snapshot_table()
@@ -115,25 +126,22 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
             hist = temperature_history(lc.temperature, model.mesh, fc, comm=comm,
                                        where=f"fom.loadings[{ld.name}].temperature",
                                        heat_cache=heat_cache)
-            us = list(store.read_global("displacement", columns=cols).T)
-            ps = list(store.read_global("p", columns=cols).T)
             T = hist.array(times)
-            if folds is not None:
-                T_M = [temperature_at_points(model, T, t, i) for i, t in enumerate(times)]
-                folds.append(fold_data(model, ld.name, times, T_M, lc.scale, us, ps))
-            try:
-                res = model.copy().solve(T, times, scale=lc.scale)
-                e_u, e_p = history_errors(res, us, ps)
-                row = (e_u.max(), e_p.max(), float(np.max(res.indicator[1:])))
-            except ReducedDivergence:
-                row = (np.inf, np.inf, np.inf)
-            names.append(ld.name)
-            for values, v in zip((eu, ep, eta), row):
-                values.append(v)
-    if not names:
+            T_M = [temperature_at_points(op, T, t, i) for i, t in enumerate(times)]
+            data.append(fold_data(model.bases, ld.name, times, T_M, lc.scale,
+                                  store.read("displacement", columns=cols,
+                                             rows=(3 * n0, 3 * n1)),
+                                  store.read("p", columns=cols, rows=(p0, p1))))
+    if not data:
         raise UserError(f"{case_file}: training check: none of the store's loadings is "
                         "described in fom.loadings")
-    return TrainingCheck(names, np.array(eu), np.array(ep), np.array(eta))
+    if folds is not None:
+        folds.extend(data)
+    kind = model.meta.get("indicator", "p")
+    rows = spread(data, lambda d: fold_solve(op, np.eye(op.n_modes), np.eye(
+        op.psi_p_M.shape[1]), d, kind), comm)
+    eu, ep, eta = (np.array(v) for v in zip(*rows))
+    return TrainingCheck([d.name for d in data], eu, ep, eta)
 
 
 def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) -> TrainingCheck:
@@ -144,7 +152,7 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
 
     comm = as_comm(comm)
     cfg = case.online
-    model = load_for_case(case, path)
+    model = load_for_case(case, path, comm)
     folds: list = []
     chk = training_check(case.source_file, model, comm, folds=folds)
     chk.targets = error_targets(case)
@@ -166,7 +174,8 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
                           "assumes they are reproduced")
     cv = None
     if len(folds) >= 2:
-        cv = crossval(model, folds, cfg.displacement_rtol, cfg.dual_rtol)
+        cv = crossval(model.operator, folds, cfg.displacement_rtol, cfg.dual_rtol,
+                      model.meta.get("indicator", "p"), comm)
         cv["targets"] = list(chk.targets)
         model.meta["crossval"] = cv
         cvc = TrainingCheck(cv["names"], *(np.array(cv[k]) for k in ("err_u", "err_p",

@@ -183,7 +183,7 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     if cfg is None:
         raise UserError(f"{case_file}: study: section missing (the held-out queries)")
     model_path = case_model_path(case, case_file, "the reduced model to study")
-    model = load_for_case(case, model_path)
+    model = load_for_case(case, model_path, comm)
     mesh = model.mesh
     fields_dir = Path(case.output.directory) / cfg.report
     return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
@@ -220,10 +220,10 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out = StudyResult(case.name, model_path, times, comm.size, tol,
                       (cfg.error_tol_displacement, cfg.error_tol_p), 3 * mesh.n_nodes,
                       base.n_modes, base.n_points, int(base.meta["n_qp"]))
-    red = base.reduced
-    out.singular_values = {"displacement": base.full["phi_sv"], "p": base.full["psi_p_sv"]}
-    out.point_coords = np.einsum("qa,qak->qk", red["shape"], red["node_coords"])
-    out.point_imposed = red["weights"] == 0
+    op = base.operator
+    out.singular_values = {"displacement": base.bases.phi_sv, "p": base.bases.psi_p_sv}
+    out.point_coords = np.einsum("qa,qak->qk", op.shape, op.node_coords)
+    out.point_imposed = op.weights == 0
     out.mesh_points = mesh.points
     out.n_planned = len(queries)
     out.tol_source, out.training = tol_source, base.meta.get("training_check")
@@ -232,6 +232,8 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     base.prepare()                      # the copies of every query share its factorizations
     out.rom_setup_seconds = time.perf_counter() - t0
     hf = _HF(fc, mesh, law, comm)
+    n0, n1 = base.bases.partition.node_range
+    u_rows, p_rows = slice(3 * n0, 3 * n1), slice(*base.bases.partition.point_range)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)
@@ -250,10 +252,12 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 if cfg.keep_references:
                     store.save(q.name, key, ref)
             us, ps, vms, hf_s, cuts = ref.u, ref.p, ref.von_mises, ref.seconds, ref.cuts
+            # the model's rows of the references (the errors are reduced over the ranks)
+            mine_u, mine_p = [u.reshape(-1)[u_rows] for u in us], [p[p_rows] for p in ps]
             model = base.copy()
             try:
                 res = model.solve(T, times, scale=q.scale)
-                eu, ep = history_errors(res, us, ps)
+                eu, ep = history_errors(res, mine_u, mine_p)
                 r = QueryResult(q.name, q.family, eu, ep, res.indicator[1:].copy(), hf_s,
                                 res.step_seconds[1:].copy())
             except ReducedDivergence:
@@ -271,14 +275,15 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 t0 = time.perf_counter()
                 enr = model.solve(T, times, scale=q.scale, enrich=True, tol=tol, comm=comm)
                 r.enriched_seconds = time.perf_counter() - t0
-                r.err_u_enriched, r.err_p_enriched = history_errors(enr, us, ps)
+                r.err_u_enriched, r.err_p_enriched = history_errors(enr, mine_u, mine_p)
                 r.indicator_enriched = enr.indicator[1:].copy()
                 r.enrichments = [{k: v for k, v in e.items()} for e in enr.enrichments]
             if written.get(q.family, 0) < cfg.fields and res is not None:
                 written[q.family] = written.get(q.family, 0) + 1
-                if comm.rank == 0:
-                    r.files.append(_write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf",
-                                                     model, res, T, us, ps, vms, enr))
+                path = _write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf", model, res,
+                                         T, us, ps, vms, enr)
+                if path is not None:
+                    r.files.append(path)
             out.queries.append(r)
             out.hf_setup_seconds = hf.setup_seconds
             if report and comm.rank == 0:
@@ -294,12 +299,25 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     return out
 
 
-def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path:
+def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path | None:
     """ROM and HF fields side by side in one XDMF time series: displacement, von Mises
     stress and p (cell means), temperature, and their differences; with ``enr`` (the
-    solve with enrichment on) also its displacement, error, p and von Mises stress."""
+    solve with enrichment on) also its displacement, error, p and von Mises stress.
+    Collective over the model's communicator: the reduced fields' rows are gathered on
+    rank 0, which writes (returns the path there, None elsewhere)."""
     from ..io.mesh import write_time_series
+    from ..linalg.distributed import gather_rows
     from ..materials import von_mises as vm_of
+
+    comm = model.comm
+    fields = []
+    for i in range(1, res.times.size):  # loop over steps (collective gathers)
+        f = [res.displacement(i), res.p(i), vm_of(res.stress(i))]
+        if enr is not None:
+            f += [enr.displacement(i), enr.p(i), vm_of(enr.stress(i))]
+        fields.append([gather_rows(x, comm, root=0) for x in f])
+    if comm.rank != 0:
+        return None
     mesh = model.mesh
     mio = model.meshio_mesh()
     nq = [b.etype.n_qp for b in mesh.blocks]
@@ -314,17 +332,16 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path:
 
     points, cells = [], []
     for i in range(1, res.times.size):  # loop over steps
-        u_rom = res.displacement(i)
-        points.append({"u_rom": u_rom, "u_hf": us[i - 1], "u_error": u_rom - us[i - 1],
+        u_rom, p_rom, vm_rom = fields[i - 1][:3]
+        u_hf = np.reshape(us[i - 1], (-1, 3))
+        points.append({"u_rom": u_rom, "u_hf": u_hf, "u_error": u_rom - u_hf,
                        "temperature": T[i]})
-        p_rom, vm_rom = res.p(i), vm_of(res.stress(i))
         cells.append({"p_rom": cell_mean(p_rom), "p_hf": cell_mean(ps[i - 1]),
                       "von_mises_rom": cell_mean(vm_rom), "von_mises_hf": cell_mean(vms[i - 1])})
         if enr is not None:
-            u_enr = enr.displacement(i)
-            points[-1].update(u_enriched=u_enr, u_enriched_error=u_enr - us[i - 1])
-            cells[-1].update(p_enriched=cell_mean(enr.p(i)),
-                             von_mises_enriched=cell_mean(vm_of(enr.stress(i))))
+            u_enr, p_enr, vm_enr = fields[i - 1][3:]
+            points[-1].update(u_enriched=u_enr, u_enriched_error=u_enr - u_hf)
+            cells[-1].update(p_enriched=cell_mean(p_enr), von_mises_enriched=cell_mean(vm_enr))
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_time_series(path, mio, res.times[1:], points, cell_data_per_step=cells,
                              units={"u_rom": "m", "u_hf": "m", "u_error": "m",

@@ -104,7 +104,7 @@ def test_training_on_the_design_proposal_lowers_the_worst_error(study, tmp_path)
     times = res.times
     T = temperature_history(new.temperature, model.mesh, fc).array(times)
     hf = _HF(fc, model.mesh, model.law, MPI.COMM_SELF)
-    ref = hf.run(T, times, 1.0)
+    ref = hf.run(T, times, 1.0, model.bases.partition)
     hf.destroy()
     before = history_errors(model.solve(T, times), ref.u, ref.p)
     run_case(fc, MPI.COMM_SELF, resume=True, progress=False)

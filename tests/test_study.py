@@ -238,3 +238,32 @@ def test_detection_counts_and_separating_tolerance():
     assert det["separating"] == (2e-3, 9e-4)             # no tolerance separates them
     study.queries.pop()
     assert detection(study)["separating"] == (2e-3, 8e-3)
+
+
+@pytest.mark.mpi
+def test_study_by_rows_equals_one_process(comm, shared_tmp_path):
+    """rom.study on the ranks (model loaded by rows, full-order answers kept by rows, the
+    errors reduced over the ranks, enrichment by rows) gives the errors of one process;
+    the stored references are the same files whatever the rank count."""
+    from mpi4py import MPI
+
+    from rom.study.references import SCHEMA  # noqa: F401 - the module the test is about
+    case_file = shared_tmp_path / "case.yaml"
+    if comm.rank == 0:
+        copy_case(shared_tmp_path)
+        run_fom(case_file)
+    comm.barrier()
+    build_reduced_model(load_case(case_file), comm, OnlineConfig(indicator_tol=5e-4))
+    par = run_study(case_file, comm, progress=False, limit=2, report=False, recompute=True)
+    ser = None
+    if comm.rank == 0:          # one process, the references just stored by the ranks
+        ser = run_study(case_file, MPI.COMM_SELF, progress=False, limit=2, report=False)
+        assert all(q.hf_reused for q in ser.queries)
+    ser = comm.bcast(None if ser is None else [(q.name, q.err_u, q.err_p, q.err_u_enriched,
+                                                q.err_p_enriched) for q in ser.queries])
+    for q, (name, eu, ep, eue, epe) in zip(par.queries, ser):
+        assert q.name == name
+        np.testing.assert_allclose(q.err_u, eu, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(q.err_p, ep, rtol=1e-7, atol=1e-12)
+        np.testing.assert_allclose(q.err_u_enriched, eue, rtol=1e-5, atol=1e-10)
+        np.testing.assert_allclose(q.err_p_enriched, epe, rtol=1e-5, atol=1e-10)

@@ -2,14 +2,16 @@
 
 The full-order solve of a query is by far the most expensive part of a study (minutes per
 query on a large mesh) and does not depend on the reduced model. Each answered query is
-written to ``<directory>/<case>.<query>.h5`` (atomically, rank 0) with a *key*: the JSON
+written to ``<directory>/<case>.<query>.h5`` (atomically; the ranks' rows gathered on rank 0
+in bounded blocks, in global order) with a *key*: the JSON
 of everything its solution depends on (the query's temperature and scale as
 ``python -m rom.fom`` stores them, the time grid, the material, the ``fom:`` and
 ``loading:`` sections without the training loadings, and a digest of the mesh). A later
 study finds the file, compares the key, and reuses the fields and the per-step timings;
 any difference recomputes the query. Rebuilding the reduced model (other tolerances, more
 training) then costs only the reduced solves, and a study stopped at a time limit resumes
-where it stopped.
+where it stopped. In memory a reference holds this rank's rows of the reduced model's
+partition (:class:`rom.online.model.Partition`): a block of nodes and one of points.
 """
 from __future__ import annotations
 
@@ -32,11 +34,12 @@ SCHEMA_VERSION = 1
 
 @dataclasses.dataclass
 class Reference:
-    """The full-order answer of one query: fields per time step 1.. on every rank."""
+    """The full-order answer of one query: this rank's rows of the fields per time step 1..
+    (all of them on one process)."""
 
-    u: list                 # (n_dofs,) per step [m]
-    p: list                 # (n_qp,) per step [-]
-    von_mises: list         # (n_qp,) per step [Pa]
+    u: list                 # (3 n_local_nodes,) per step [m]
+    p: list                 # (n_local_qp,) per step [-]
+    von_mises: list         # (n_local_qp,) per step [Pa]
     seconds: np.ndarray     # wall time per step (slowest rank) when it was computed
     cuts: list              # end times of halved steps [s]
     ranks: int = 1          # ranks it was computed on
@@ -67,10 +70,16 @@ def reference_key(fc, query, times: np.ndarray, mesh_sha: str) -> str:
 
 
 class ReferenceStore:
-    """One HDF5 file per query in ``directory``; collective methods on ``comm``."""
+    """One HDF5 file per query in ``directory``; collective methods on ``comm``, whose
+    ranks hold the rows of ``partition`` (:class:`rom.online.model.Partition`)."""
 
-    def __init__(self, directory: str | Path, case_name: str, comm):
+    def __init__(self, directory: str | Path, case_name: str, comm, partition):
         self.directory, self.case_name, self.comm = Path(directory), case_name, comm
+        self.partition = partition
+
+    def _columns(self, field: str) -> slice:
+        n0, n1 = self.partition.node_range
+        return slice(3 * n0, 3 * n1) if field == "u" else slice(*self.partition.point_range)
 
     def path(self, name: str) -> Path:
         return self.directory / f"{self.case_name}.{name}.h5"
@@ -91,8 +100,9 @@ class ReferenceStore:
         why, found = self.comm.bcast((why, path.is_file()) if self.comm.rank == 0 else None)
         if why or not found:
             return None, why
-        with h5py.File(path, "r") as f:     # every rank: the fields are needed everywhere
-            ref = Reference(list(f["u"][...]), list(f["p"][...]), list(f["von_mises"][...]),
+        with h5py.File(path, "r") as f:     # every rank its rows
+            rows = {k: list(f[k][:, self._columns(k)]) for k in ("u", "p", "von_mises")}
+            ref = Reference(rows["u"], rows["p"], rows["von_mises"],
                             f["seconds"][...], [float(t) for t in f["cuts"][...]],
                             int(f.attrs["ranks"]), str(f.attrs["created_utc"]), reused=True)
         return ref, ""
@@ -101,17 +111,24 @@ class ReferenceStore:
         """Write (replace) the reference of query ``name``; collective."""
         path = self.path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        from ..linalg.rowblocks import gather_blocks
+        fields = {"u": (ref.u, "m"), "p": (ref.p, "1"), "von_mises": (ref.von_mises, "Pa")}
         with atomic_h5(path, comm=self.comm) as f:
             if f is not None:
                 stamp_provenance(f, schema=SCHEMA, schema_version=SCHEMA_VERSION,
                                  query=name, ranks=ref.ranks)
                 f.attrs["key"] = key
-                opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-                f.create_dataset("u", data=np.array(ref.u), **opts).attrs["units"] = "m"
-                f.create_dataset("p", data=np.array(ref.p), **opts).attrs["units"] = "1"
-                f.create_dataset("von_mises", data=np.array(ref.von_mises),
-                                 **opts).attrs["units"] = "Pa"
                 f["seconds"] = np.asarray(ref.seconds, float)
                 f["seconds"].attrs["units"] = "s"
                 f["cuts"] = np.asarray(ref.cuts, float)
+            opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+            for k, (steps, unit) in fields.items():  # loop over fields (collective)
+                local = np.column_stack([np.ravel(x) for x in steps])     # (rows, steps)
+                n = self.comm.allreduce(local.shape[0])
+                if f is not None:
+                    d = f.create_dataset(k, shape=(len(steps), n), dtype=np.float64, **opts)
+                    d.attrs["units"] = unit
+                for a, b, block in gather_blocks(local, self.comm):  # bounded row blocks
+                    if f is not None:
+                        d[:, a:b] = block.T
         return path

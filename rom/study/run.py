@@ -132,21 +132,25 @@ class _HF:
             self.setup_seconds += time.perf_counter() - t0
         return self.solvers[scale]
 
-    def run(self, T: np.ndarray, times: np.ndarray, scale: float) -> Reference:
-        """The full-order answer, fields on every rank."""
+    def run(self, T: np.ndarray, times: np.ndarray, scale: float, partition) -> Reference:
+        """The full-order answer, this rank's rows of ``partition`` (the reduced model's:
+        the solver's points sent to their owners, one ``Alltoallv`` per field and step)."""
+        from ..linalg.rowblocks import send_to_owners
         s = self.solver(scale)
         us, ps, vms, secs = [], [], [], []
         n_cuts = len(s.cuts)
         state = s.initial_state(float(times[0]))
         pcol = self.law.state_names["p"][0].start
+        n0, n1 = partition.node_range
+        qp, off = s.elements.qp, partition.points
         for i in range(1, times.size):  # loop over time steps
             self.comm.Barrier()
             t0 = time.perf_counter()
             state = s.step(state, T[i], float(times[i]), temperature_old=T[i - 1])
             secs.append(time.perf_counter() - t0)
-            us.append(state.u.copy())
-            ps.append(s.gather_points(state.internal[:, pcol]))
-            vms.append(s.gather_points(von_mises(state.stress)))
+            us.append(np.ravel(state.u)[3 * n0:3 * n1].copy())
+            ps.append(send_to_owners(state.internal[:, pcol], qp, off, self.comm))
+            vms.append(send_to_owners(von_mises(state.stress), qp, off, self.comm))
         secs = np.array(secs)
         self.comm.Allreduce(MPI.IN_PLACE, secs, op=MPI.MAX)     # the slowest rank
         return Reference(us, ps, vms, secs, list(s.cuts[n_cuts:]), self.comm.size)
@@ -188,7 +192,8 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     fields_dir = Path(case.output.directory) / cfg.report
     return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
                        fc.loading.times.array(), model_path, model,
-                       fields_dir, ReferenceStore(fields_dir / "references", case.name, comm))
+                       fields_dir, ReferenceStore(fields_dir / "references", case.name, comm,
+                                                  model.bases.partition))
 
 
 def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: bool = True,
@@ -232,8 +237,6 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     base.prepare()                      # the copies of every query share its factorizations
     out.rom_setup_seconds = time.perf_counter() - t0
     hf = _HF(fc, mesh, law, comm)
-    n0, n1 = base.bases.partition.node_range
-    u_rows, p_rows = slice(3 * n0, 3 * n1), slice(*base.bases.partition.point_range)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)
@@ -248,16 +251,15 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                     if why:
                         rank0_print(comm, f"rom.study: {why}")
             if ref is None:
-                ref = hf.run(T, times, q.scale)
+                ref = hf.run(T, times, q.scale, base.bases.partition)
                 if cfg.keep_references:
                     store.save(q.name, key, ref)
+            # this rank's rows of the model's partition (the errors are reduced over ranks)
             us, ps, vms, hf_s, cuts = ref.u, ref.p, ref.von_mises, ref.seconds, ref.cuts
-            # the model's rows of the references (the errors are reduced over the ranks)
-            mine_u, mine_p = [u.reshape(-1)[u_rows] for u in us], [p[p_rows] for p in ps]
             model = base.copy()
             try:
                 res = model.solve(T, times, scale=q.scale)
-                eu, ep = history_errors(res, mine_u, mine_p)
+                eu, ep = history_errors(res, us, ps)
                 r = QueryResult(q.name, q.family, eu, ep, res.indicator[1:].copy(), hf_s,
                                 res.step_seconds[1:].copy())
             except ReducedDivergence:
@@ -275,7 +277,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 t0 = time.perf_counter()
                 enr = model.solve(T, times, scale=q.scale, enrich=True, tol=tol, comm=comm)
                 r.enriched_seconds = time.perf_counter() - t0
-                r.err_u_enriched, r.err_p_enriched = history_errors(enr, mine_u, mine_p)
+                r.err_u_enriched, r.err_p_enriched = history_errors(enr, us, ps)
                 r.indicator_enriched = enr.indicator[1:].copy()
                 r.enrichments = [{k: v for k, v in e.items()} for e in enr.enrichments]
             if written.get(q.family, 0) < cfg.fields and res is not None:
@@ -312,7 +314,8 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path 
     comm = model.comm
     fields = []
     for i in range(1, res.times.size):  # loop over steps (collective gathers)
-        f = [res.displacement(i), res.p(i), vm_of(res.stress(i))]
+        f = [res.displacement(i), res.p(i), vm_of(res.stress(i)), us[i - 1], ps[i - 1],
+             vms[i - 1]]
         if enr is not None:
             f += [enr.displacement(i), enr.p(i), vm_of(enr.stress(i))]
         fields.append([gather_rows(x, comm, root=0) for x in f])
@@ -332,14 +335,14 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path 
 
     points, cells = [], []
     for i in range(1, res.times.size):  # loop over steps
-        u_rom, p_rom, vm_rom = fields[i - 1][:3]
-        u_hf = np.reshape(us[i - 1], (-1, 3))
+        u_rom, p_rom, vm_rom, u_hf, p_hf, vm_hf = fields[i - 1][:6]
+        u_hf = np.reshape(u_hf, (-1, 3))
         points.append({"u_rom": u_rom, "u_hf": u_hf, "u_error": u_rom - u_hf,
                        "temperature": T[i]})
-        cells.append({"p_rom": cell_mean(p_rom), "p_hf": cell_mean(ps[i - 1]),
-                      "von_mises_rom": cell_mean(vm_rom), "von_mises_hf": cell_mean(vms[i - 1])})
+        cells.append({"p_rom": cell_mean(p_rom), "p_hf": cell_mean(p_hf),
+                      "von_mises_rom": cell_mean(vm_rom), "von_mises_hf": cell_mean(vm_hf)})
         if enr is not None:
-            u_enr, p_enr, vm_enr = fields[i - 1][3:]
+            u_enr, p_enr, vm_enr = fields[i - 1][6:]
             points[-1].update(u_enriched=u_enr, u_enriched_error=u_enr - u_hf)
             cells[-1].update(p_enriched=cell_mean(p_enr), von_mises_enriched=cell_mean(vm_enr))
     path.parent.mkdir(parents=True, exist_ok=True)

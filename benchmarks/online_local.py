@@ -88,7 +88,7 @@ def run_size(size: str, repeat: int, work: Path, k: int, n_random: int) -> dict:
         ref = reference(glob, f, TIMES)
         (g, g_wall, g_cpu), (lo, l_wall, l_cpu) = _timed(
             [lambda f=f: glob.solve(f, TIMES), lambda f=f: local.solve(f, TIMES)], repeat)
-        mesh_read = any(m._mesh is not None for m in local.models)
+        mesh_read = any(m.mesh_loaded for m in local.models)
         eg = max(e.max() for e in errors(g, ref))
         el = max(e.max() for e in errors(lo, ref))
         enr = load_local(off.online_local).solve(f, TIMES, enrich=True)

@@ -41,7 +41,7 @@ def test_inside_family_below_one_percent_and_cost_independent_of_mesh(built):
     res = model.solve(INSIDE, TIMES)
     # the online solve read neither the mesh nor any full-size array (O(N) data): they
     # are read, by rows, when a field is asked for
-    assert model._mesh is None and not any(a.loaded for a in model.bases.arrays().values())
+    assert not model.mesh_loaded and not any(a.loaded for a in model.bases.arrays().values())
     assert res.displacement(1).shape == (model.meta["n_nodes"], 3)
     assert model.bases.phi.loaded and not model.bases.psi_z.loaded
     eu, ep = errors(res, built[1]["inside"])

@@ -118,7 +118,7 @@ def test_inside_each_regime_local_and_global_below_one_percent(built, query):
     gu, gp = errors(glob.solve(f, TIMES), refs[query])
     assert max(eu.max(), ep.max()) < 1e-2 and max(gu.max(), gp.max()) < 1e-2, (eu, ep, gu, gp)
     # cost independent of N: no model read the mesh, one model tried per step
-    assert all(m._mesh is None for m in models.models)
+    assert all(not m.mesh_loaded for m in models.models)
     assert np.all(out.tries[1:] == 1)
 
 
@@ -135,7 +135,7 @@ def test_moving_query_is_flagged_then_switches_with_enrichment(built):
     assert plain.flagged == list(range(TRANSITION, TIMES.size))
     assert max(eu[:TRANSITION - 1].max(), ep[:TRANSITION - 1].max()) < 1e-2
     assert all(len(plain.candidates[i]) == 2 for i in plain.flagged)     # both were tried
-    assert all(m._mesh is None for m in models.models)
+    assert all(not m.mesh_loaded for m in models.models)
     # with enrichment: at the jump the high-fidelity step enriches the model the sensors
     # rank first (the gradient model), which answers from then on; all steps below 1 %
     out = models.solve(MOVE, TIMES, enrich=True)

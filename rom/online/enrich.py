@@ -21,7 +21,7 @@ from mpi4py import MPI
 from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
 from ..linalg.rowblocks import RowBlocks, fetch_rows, rows_at, send_to_owners
-from ..parallel import UserError, as_comm
+from ..parallel import as_comm
 from .build import reduced_operator
 from .model import replaced
 from .points import mode_strains
@@ -66,19 +66,6 @@ def extend_span(modes: RowBlocks, sv: np.ndarray, x: np.ndarray, tol: float = 1e
     K[r, r] = rho if grow else 0.0
     s = np.linalg.svd(K, compute_uv=False)[:r + 1 if grow else r]
     return (res / rho if grow else None), s
-
-
-def _solver(model, comm: MPI.Comm, scale: float):
-    key = (id(comm), scale)
-    if key not in model._solvers:
-        from ..fom.run import load_fom_case, make_solver
-        case_file = model.meta["case_file"]
-        try:
-            fc = load_fom_case(case_file)
-        except Exception as exc:  # noqa: BLE001 - name the file in any case
-            raise UserError(f"enrichment needs the case file {case_file}: {exc}") from None
-        model._solvers[key] = make_solver(fc, model.mesh, model.law, scale, comm)
-    return model._solvers[key]
 
 
 def _one_blas_thread():
@@ -180,7 +167,7 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     previous state: near the answer, it converges in a few iterations (a cold start from a
     virgin state at the load ramp took 15 here, docs/online.md). O(N / P) per rank, but
     for the full-order solver's own replicated displacement vector (3 n_nodes)."""
-    comm = model._same_comm(as_comm(comm) if comm is not None else None, "enrichment")
+    comm = model.check_comm(as_comm(comm) if comm is not None else None, "enrichment")
     src = model if source is None else source
     part = model.bases.partition
     pt_off = part.points
@@ -189,7 +176,7 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     # 2. one high-fidelity step: the solver's points fetched from the model's rows, its
     # answer sent back to them (one Alltoallv each way)
     t0 = time.perf_counter()
-    solver = _solver(model, comm, scale)
+    solver = model.full_order_solver(comm, scale)
     qp = solver.elements.qp
     u_prev = _allgather_rows(u_loc, comm).reshape(-1, 3)     # the solver's own layout
     z_hf = fetch_rows(z_loc, pt_off, qp, comm)

@@ -219,7 +219,7 @@ class LocalReducedModels:
                             "implemented (the models switch and their points differ); use p")
         temperature, times = _check_inputs(first, temperature, times)
         tol = first.meta["indicator_tol"] if tol is None else float(tol)
-        hf_comm = first._same_comm(comm, "enrichment") if enrich else first.comm
+        hf_comm = first.check_comm(comm, "enrichment") if enrich else first.comm
         t0 = time.perf_counter()
         F = self.sensor_temperature(temperature, times)
         cur = int(self.selector.select(F[1])) if model is None else int(model)
@@ -287,10 +287,10 @@ class LocalReducedModels:
 
     def _share_mesh(self) -> None:
         """All models read the same mesh and share the high-fidelity solvers (enrichment)."""
-        first = next((m for m in self.models if m._elements is not None), self.models[0])
-        mesh, elements, solvers = first.mesh, first.elements, first._solvers
+        first = next((m for m in self.models if m.mesh_loaded), self.models[0])
         for m in self.models:  # loop over models
-            m._mesh, m._elements, m._solvers = mesh, elements, solvers
+            if m is not first:
+                m.share_mesh_with(first)
 
     def _enrich(self, a: int, b: int, st: StepState, temperature, t: float, i: int,
                 scale: float, comm: MPI.Comm, res, eta_before: float, max_enrichments: int,
@@ -326,7 +326,7 @@ class LocalReducedModels:
     def save(self, path: str | Path, *, comm: MPI.Comm | None = None) -> Path:
         """Write everything to one HDF5 file (atomic; collective over the models'
         communicator, rank 0 writes)."""
-        comm = self.models[0]._same_comm(comm, "save")
+        comm = self.models[0].check_comm(comm, "save")
         path = Path(path)
         for b in range(self.k):
             for a in range(self.k):

@@ -366,6 +366,30 @@ class ReducedModel:
         return self
 
     @property
+    def mesh_loaded(self) -> bool:
+        """Whether the mesh was read (an online solve without enrichment never reads it)."""
+        return self._mesh is not None
+
+    def full_order_solver(self, comm: MPI.Comm, scale: float):
+        """The full-order solver of the model's case on ``comm`` for a load ``scale`` (made
+        at the first enrichment, kept: its preconditioner is reused), shared by copies."""
+        key = (id(comm), scale)
+        if key not in self._solvers:
+            from ..fom.run import load_fom_case, make_solver
+            case_file = self.meta["case_file"]
+            try:
+                fc = load_fom_case(case_file)
+            except Exception as exc:  # noqa: BLE001 - name the file in any case
+                raise UserError(f"enrichment needs the case file {case_file}: {exc}") from None
+            self._solvers[key] = make_solver(fc, self.mesh, self.law, scale, comm)
+        return self._solvers[key]
+
+    def share_mesh_with(self, other: ReducedModel) -> None:
+        """Use ``other``'s mesh, element data and full-order solvers (models of one case
+        and one partition: the local models)."""
+        self._mesh, self._elements, self._solvers = other.mesh, other.elements, other._solvers
+
+    @property
     def elements(self) -> ElementSet:
         """The element data of this rank's points (whole elements)."""
         if self._elements is None:
@@ -381,7 +405,7 @@ class ReducedModel:
     def save(self, path: str | Path, *, comm: MPI.Comm | None = None) -> Path:
         """Write the model to one HDF5 file (atomic; collective over the model's
         communicator, rank 0 writes the rows gathered in bounded blocks)."""
-        comm = self._same_comm(comm, "save")
+        comm = self.check_comm(comm, "save")
         path = Path(path)
         with atomic_h5(path, comm=comm) as f:
             if f is not None:
@@ -390,7 +414,7 @@ class ReducedModel:
             write_layout(f, self.operator, self.bases, self.meta, self.material_json, comm)
         return path
 
-    def _same_comm(self, comm: MPI.Comm | None, what: str) -> MPI.Comm:
+    def check_comm(self, comm: MPI.Comm | None, what: str) -> MPI.Comm:
         """The model's communicator; ``comm``, if given, must be it (or of one rank when
         the model's is)."""
         mine = self.comm

@@ -357,7 +357,7 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     """
     temperature, times = _check_inputs(model, temperature, times)
     tol = model.meta["indicator_tol"] if tol is None else float(tol)
-    hf_comm = model._same_comm(comm, "enrichment") if enrich else model.comm
+    hf_comm = model.check_comm(comm, "enrichment") if enrich else model.comm
     op = model.operator
     st = initial_state(op, times[0])
     res = OnlineResult(model, times)

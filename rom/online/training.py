@@ -106,7 +106,7 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
     from ..io.snapshots import SnapshotStore
     from .solve import temperature_at_points
 
-    comm = model._same_comm(comm, "the training check")
+    comm = model.check_comm(comm, "the training check")
     fc = load_fom_case(case_file)
     specs = {lc.name: lc for lc in fc.fom.loadings}
     t0 = float(fc.loading.times.start)

@@ -386,6 +386,40 @@ def test_store_with_strain_resumes(tmp_path):
         assert eps.shape == (6 * s.fields["strain"].n_entities, 3) and np.abs(eps).max() > 1e-5
 
 
+def test_model_from_single_precision_store_answers_like_double(tmp_path):
+    """The plate_creep reduced model built from a ``snapshots.precision: single`` store has
+    the double one's sizes and answers the inside and outside queries as it does, far
+    below its own errors (1.8e-4 / 2.7e-2 on u, 9.5e-4 / 7.2e-2 on p against the full-order
+    answers). Measured largest differences over the steps, relative to the largest norm of
+    the double answer (benchmarks/store_precision.py, docs/snapshots.md): u 1.1e-9 and
+    8.8e-7, p 1.3e-8 and 2.6e-6 (inside, outside); asserted with a margin of 10."""
+    from test_online_common import INSIDE, OUTSIDE, TIMES, TOL, copy_case, run_fom
+
+    from rom.config import load_case
+    from rom.online import OnlineConfig, build_reduced_model, load
+    models = {}
+    for prec in ("double", "single"):
+        case = copy_case(tmp_path / prec)
+        case.write_text(case.read_text().replace(
+            "{store: out/plate_creep.snapshots.h5}",
+            f"{{store: out/plate_creep.snapshots.h5, precision: {prec}}}"))
+        run_fom(case)
+        models[prec] = load(build_reduced_model(load_case(case), None,
+                                                OnlineConfig(indicator_tol=TOL)))
+    with h5py.File(tmp_path / "single/out/plate_creep.snapshots.h5", "r") as f:
+        assert f["fields/stress/values"].dtype == np.float32
+    d, s = models["double"], models["single"]
+    assert (s.n_modes, s.n_points) == (d.n_modes, d.n_points)
+    for formula, tol_u, tol_p in ((INSIDE, 1e-8, 1.3e-7), (OUTSIDE, 8.8e-6, 2.6e-5)):
+        a, b = d.solve(formula, TIMES), s.solve(formula, TIMES)
+        steps = range(1, TIMES.size)
+        nu = max(np.linalg.norm(a.displacement(i)) for i in steps)
+        npp = max(np.linalg.norm(a.p(i)) for i in steps)
+        du = max(np.linalg.norm(b.displacement(i) - a.displacement(i)) for i in steps) / nu
+        dp = max(np.linalg.norm(b.p(i) - a.p(i)) for i in steps) / npp
+        assert du <= tol_u and dp <= tol_p, (du, dp)
+
+
 @pytest.mark.mpi
 def test_sigterm_stops_after_the_loading_in_progress_and_resume_completes(
         comm, shared_tmp_path, monkeypatch):

@@ -386,6 +386,23 @@ def test_store_with_strain_resumes(tmp_path):
         assert eps.shape == (6 * s.fields["strain"].n_entities, 3) and np.abs(eps).max() > 1e-5
 
 
+def test_resume_with_another_law_names_the_extra_fields(tmp_path):
+    """--resume of a norton store with an elastic case: the store's p and
+    viscoplastic_strain would have no values for the new columns; the error names them
+    (before: an append error about missing fields, after the solver had run)."""
+    from rom.parallel import UserError
+    text = _write_case(tmp_path).read_text()
+    case = _variant(tmp_path, "law", text, "", drop_hot=True)
+    run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    elastic = _variant(tmp_path, "law", text, "").read_text().replace("law: norton", "law: elastic")
+    elastic = "\n".join(line for line in elastic.splitlines()
+                        if not line.lstrip().startswith(("K:", "n:")))
+    case.write_text(elastic + "\n")
+    with pytest.raises(UserError, match=r"holds field\(s\) 'p', 'viscoplastic_strain' that "
+                                         r"this case's law does not write"):
+        run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+
+
 def test_model_from_single_precision_store_answers_like_double(tmp_path):
     """The plate_creep reduced model built from a ``snapshots.precision: single`` store has
     the double one's sizes and answers the inside and outside queries as it does, far

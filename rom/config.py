@@ -83,6 +83,12 @@ class SnapshotsConfig:
                           factory=list)
     fields: list[str] = _f(doc="fields to import from files (default: all point/cell data)",
                            factory=list)
+    precision: Literal["double", "single"] = _f(
+        "double", doc="storage of the quadrature fields python -m rom.fom writes (stress, "
+                      "internal variables, strain): float64, or float32 for half their size; "
+                      "displacement and temperature stay float64 (docs/snapshots.md)")
+    strain: bool = _f(False, doc="python -m rom.fom also stores the total strain (quadrature, "
+                                 "6 per point), which no offline stage reads")
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,11 @@ def _check_stages(case: Case, path: Path) -> None:
                         "full-order solver that checks it)")
     if case.clustering is not None and case.snapshots is None:
         raise CaseError(f"{path}: clustering: needs 'snapshots' (the snapshots it clusters)")
+    if case.snapshots is not None and case.fom is None:
+        for key, default in (("precision", "double"), ("strain", False)):
+            if getattr(case.snapshots, key) != default:
+                raise CaseError(f"{path}: snapshots.{key}: says how python -m rom.fom writes "
+                                "the store, and the case has no 'fom' section")
     if case.snapshots is not None and case.mesh is None:
         raise CaseError(f"{path}: mesh: required key is missing (the snapshots live on a mesh)")
 

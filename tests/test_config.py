@@ -65,6 +65,23 @@ def test_bad_values_name_key_and_file(tmp_path, extra, key, words):
     assert words in msg, msg
 
 
+@pytest.mark.parametrize("snapshots, key, words", [
+    ("precision: half", "snapshots.precision", "expected one of 'double', 'single'"),
+    ("strain: 1", "snapshots.strain", "expected true or false"),
+    ("precision: single", "snapshots.precision", "says how python -m rom.fom writes the store, "
+                                                 "and the case has no 'fom' section"),
+    ("strain: true", "snapshots.strain", "and the case has no 'fom' section"),
+])
+def test_snapshot_store_options(tmp_path, snapshots, key, words):
+    """snapshots.precision / snapshots.strain: checked, and only with a fom: section."""
+    assert load_case(write(tmp_path, MINIMAL)).snapshots.precision == "double"
+    assert load_case(write(tmp_path, MINIMAL)).snapshots.strain is False
+    p = write(tmp_path, MINIMAL.replace("{store: s.h5}", "{store: s.h5, " + snapshots + "}"))
+    with pytest.raises(CaseError) as err:
+        load_case(p)
+    assert str(err.value).startswith(f"{p}: {key}: ") and words in str(err.value), err.value
+
+
 def test_yaml_float_without_dot_is_accepted(tmp_path):
     # YAML 1.1 reads 1e-4 as a string; the schema converts it for numeric keys only
     case = load_case(write(tmp_path, MINIMAL + "pod: {rtol: 1e-5}\n"))

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import meshio
 import numpy as np
 import pytest
@@ -98,8 +99,9 @@ def test_run_case_writes_store_like_serial_solver(comm, shared_tmp_path, monkeyp
     ref = comm.bcast(ref, root=0)
     with SnapshotStore.open(store_path, comm=MPI.COMM_SELF) as store:
         assert store.n_snapshots == 6
-        assert sorted(store.fields) == ["displacement", "p", "strain", "stress", "temperature",
-                                        "viscoplastic_strain"]
+        assert sorted(store.fields) == ["displacement", "p", "stress", "temperature",
+                                        "viscoplastic_strain"]          # no strain by default
+        assert {f.dtype for f in store.fields.values()} == {"float64"}
         assert [ld.name for ld in store.loadings] == ["cold", "hot"]
         u = store.read("displacement", loading="hot", rows=(0, 3 * mesh.n_nodes))
         p = store.read("p", loading="hot", rows=(0, store.field("p").n_rows))
@@ -304,6 +306,135 @@ def test_resume_adds_only_the_missing_loadings(tmp_path):
     case.write_text(full_text.replace("steps: 3", "steps: 4"))
     with pytest.raises(UserError, match="'cold' has 3 of 4 time steps"):
         run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+
+
+def _variant(tmp_path: Path, name: str, text: str, snapshots: str, drop_hot: bool = False
+             ) -> Path:
+    """The bar case in ``tmp_path / name`` with ``snapshots: {store: ..., <snapshots>}``
+    (the mesh of ``tmp_path``), optionally without the loading "hot"."""
+    d = tmp_path / name
+    d.mkdir(exist_ok=True)
+    text = text.replace("mesh: bar.inp", f"mesh: {tmp_path}/bar.inp").replace(
+        "snapshots: {store: out/bar.snapshots.h5}",
+        f"snapshots: {{store: out/bar.snapshots.h5{', ' if snapshots else ''}{snapshots}}}")
+    if drop_hot:
+        text = text.replace(
+            '    - {name: hot, temperature: {formula: "500 + 8000 * x"}, scale: 0.8}\n', "")
+    (d / "case.yaml").write_text(text)
+    return d / "case.yaml"
+
+
+def test_single_precision_store_and_resume(tmp_path):
+    """snapshots.precision: single: float32 quadrature datasets, float64 displacement and
+    temperature; the values are the double run's rounded to float32. --resume at another
+    precision, or asking for a field the store lacks, is an error that says what to do."""
+    from rom.parallel import UserError
+    text = _write_case(tmp_path).read_text()
+    double = run_case(load_fom_case(tmp_path / "case.yaml"), MPI.COMM_SELF, progress=False)
+    case = _variant(tmp_path, "single", text, "precision: single", drop_hot=True)
+    path = run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    quadrature = ("stress", "p", "viscoplastic_strain")
+    with h5py.File(path, "r") as f:
+        assert sorted(f["fields"]) == ["displacement", "p", "stress", "temperature",
+                                       "viscoplastic_strain"]
+        for name in quadrature:
+            assert f[f"fields/{name}/values"].dtype == np.float32, name
+        for name in ("displacement", "temperature"):
+            assert f[f"fields/{name}/values"].dtype == np.float64, name
+    with SnapshotStore.open(path, comm=MPI.COMM_SELF) as s, \
+            SnapshotStore.open(double, comm=MPI.COMM_SELF) as d:
+        for name in d.fields:            # same solve, same steps: the rounding is the only change
+            a, b = s.read_global(name), d.read_global(name, loading="cold")
+            want = b.astype(np.float32) if name in quadrature else b
+            assert a.dtype == np.float64 and np.array_equal(a, want), name
+    for snapshots, words in (
+            ("precision: double", r"field 'p' is stored in float32 \(snapshots.precision: "
+                                  r"single\) but .*single/case.yaml has snapshots.precision: "
+                                  r"double; --resume keeps one precision per store"),
+            ("precision: single, strain: true", r"has no field 'strain', which .* asks rom.fom "
+                                                r"to store \(snapshots.strain: true\); --resume "
+                                                r"cannot add a field")):
+        _variant(tmp_path, "single", text, snapshots)
+        with pytest.raises(UserError, match=words):
+            run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+    _variant(tmp_path, "single", text, "precision: single")
+    run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+    with SnapshotStore.open(path, comm=MPI.COMM_SELF) as s, \
+            SnapshotStore.open(double, comm=MPI.COMM_SELF) as d:
+        assert [ld.name for ld in s.loadings] == ["cold", "hot"]
+        for name in quadrature:          # "hot" on a fresh solver here: Newton-level differences
+            a, b = s.read_global(name, loading="hot"), d.read_global(name, loading="hot")
+            assert np.all(np.abs(a - b) <= 2.0 ** -24 * np.abs(b) + 1e-9 * np.abs(b).max()), name
+    _variant(tmp_path, "single", text, "")    # complete store, nothing to run: still checked
+    with pytest.raises(UserError, match="field 'p' is stored in float32"):
+        run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+
+
+def test_store_with_strain_resumes(tmp_path):
+    """A store holding ``strain`` (written before it was dropped, or with snapshots.strain:
+    true) resumes with the default case: the new loadings get strain too."""
+    text = _write_case(tmp_path).read_text()
+    case = _variant(tmp_path, "old", text, "strain: true", drop_hot=True)
+    path = run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    with SnapshotStore.open(path, comm=MPI.COMM_SELF) as s:
+        assert "strain" in s.fields and s.fields["strain"].dtype == "float64"
+    _variant(tmp_path, "old", text, "")
+    run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+    with SnapshotStore.open(path, comm=MPI.COMM_SELF) as s:
+        assert [ld.name for ld in s.loadings] == ["cold", "hot"] and s.n_snapshots == 6
+        eps = s.read_global("strain", loading="hot")
+        assert eps.shape == (6 * s.fields["strain"].n_entities, 3) and np.abs(eps).max() > 1e-5
+
+
+def test_resume_with_another_law_names_the_extra_fields(tmp_path):
+    """--resume of a norton store with an elastic case: the store's p and
+    viscoplastic_strain would have no values for the new columns; the error names them
+    (before: an append error about missing fields, after the solver had run)."""
+    from rom.parallel import UserError
+    text = _write_case(tmp_path).read_text()
+    case = _variant(tmp_path, "law", text, "", drop_hot=True)
+    run_case(load_fom_case(case), MPI.COMM_SELF, progress=False)
+    elastic = _variant(tmp_path, "law", text, "").read_text().replace("law: norton", "law: elastic")
+    elastic = "\n".join(line for line in elastic.splitlines()
+                        if not line.lstrip().startswith(("K:", "n:")))
+    case.write_text(elastic + "\n")
+    with pytest.raises(UserError, match=r"holds field\(s\) 'p', 'viscoplastic_strain' that "
+                                         r"this case's law does not write"):
+        run_case(load_fom_case(case), MPI.COMM_SELF, resume=True, progress=False)
+
+
+def test_model_from_single_precision_store_answers_like_double(tmp_path):
+    """The plate_creep reduced model built from a ``snapshots.precision: single`` store has
+    the double one's sizes and answers the inside and outside queries as it does, far
+    below its own errors (1.8e-4 / 2.7e-2 on u, 9.5e-4 / 7.2e-2 on p against the full-order
+    answers). Measured largest differences over the steps, relative to the largest norm of
+    the double answer (benchmarks/store_precision.py, docs/snapshots.md): u 1.1e-9 and
+    8.8e-7, p 1.3e-8 and 2.6e-6 (inside, outside); asserted with a margin of 10."""
+    from test_online_common import INSIDE, OUTSIDE, TIMES, TOL, copy_case, run_fom
+
+    from rom.config import load_case
+    from rom.online import OnlineConfig, build_reduced_model, load
+    models = {}
+    for prec in ("double", "single"):
+        case = copy_case(tmp_path / prec)
+        case.write_text(case.read_text().replace(
+            "{store: out/plate_creep.snapshots.h5}",
+            f"{{store: out/plate_creep.snapshots.h5, precision: {prec}}}"))
+        run_fom(case)
+        models[prec] = load(build_reduced_model(load_case(case), None,
+                                                OnlineConfig(indicator_tol=TOL)))
+    with h5py.File(tmp_path / "single/out/plate_creep.snapshots.h5", "r") as f:
+        assert f["fields/stress/values"].dtype == np.float32
+    d, s = models["double"], models["single"]
+    assert (s.n_modes, s.n_points) == (d.n_modes, d.n_points)
+    for formula, tol_u, tol_p in ((INSIDE, 1e-8, 1.3e-7), (OUTSIDE, 8.8e-6, 2.6e-5)):
+        a, b = d.solve(formula, TIMES), s.solve(formula, TIMES)
+        steps = range(1, TIMES.size)
+        nu = max(np.linalg.norm(a.displacement(i)) for i in steps)
+        npp = max(np.linalg.norm(a.p(i)) for i in steps)
+        du = max(np.linalg.norm(b.displacement(i) - a.displacement(i)) for i in steps) / nu
+        dp = max(np.linalg.norm(b.p(i) - a.p(i)) for i in steps) / npp
+        assert du <= tol_u and dp <= tol_p, (du, dp)
 
 
 @pytest.mark.mpi

@@ -152,6 +152,52 @@ def test_store_mesh_and_update(tmp_path):
     assert back.cells[0].type == "triangle" and np.array_equal(back.cells[0].data, [[0, 1, 2]])
 
 
+def test_single_precision_fields(tmp_path):
+    """dtype="float32": the file's dataset is float32 (self-describing), reads return
+    float64 equal to the float32-rounded values, on every read path; update keeps it."""
+    U, Q = reference(30, 5), reference(8, 5, seed=8) * 1e8
+    path = tmp_path / "s.h5"
+    with SnapshotStore.create(path) as st:
+        st.add_field("u", kind="nodal", n_entities=10, n_components=3, units="m")
+        info = st.add_field("sig", kind="quadrature", n_entities=8, units="Pa", dtype="float32")
+        assert info.dtype == "float32" and info["dtype"] == "float32"
+        a = st.add_loading("a")
+        st.append({"u": U[:, :3], "sig": Q[:, :3]}, loading=a, time=[1, 2, 3], step=[1, 2, 3])
+        perm = np.random.default_rng(3).permutation(8)
+        st.append({"u": U[:, 3], "sig": Q[perm, 3]}, loading=a, time=4, step=4,
+                  rows={"sig": perm})
+    with h5py.File(path, "r") as f:
+        assert f["fields/sig/values"].dtype == np.float32
+        assert f["fields/u/values"].dtype == np.float64
+    with SnapshotStore.update(path) as st:
+        assert st.fields["sig"].dtype == "float32" and st.fields["u"].dtype == "float64"
+        st.append({"u": U[:, 4], "sig": Q[:, 4]}, loading=st.add_loading("b"), time=5, step=5)
+    rounded = Q.astype(np.float32).astype(np.float64)
+    assert not np.array_equal(rounded, Q)
+    st = SnapshotStore.open(path)
+    assert (st.fields["sig"].dtype, st.fields["u"].dtype) == ("float32", "float64")
+    for got, want in ((st.read("sig"), rounded), (st.read("u"), U),
+                      (st.read("sig", columns=[4, 0]), rounded[:, [4, 0]]),
+                      (st.read("sig", rows=(2, 7)), rounded[2:7]),
+                      (st.read("sig", rows=np.array([7, 0, 0])), rounded[[7, 0, 0]]),
+                      (st.read("sig", columns=[]), rounded[:, :0])):
+        assert got.dtype == np.float64 and np.array_equal(got, want)
+    st.close()
+
+
+def test_single_precision_errors(tmp_path):
+    with SnapshotStore.create(tmp_path / "s.h5") as st:
+        with pytest.raises(SnapshotError, match=r"dtype must be one of \('float64', 'float32'\)"):
+            st.add_field("h", kind="nodal", n_entities=3, dtype="float16")
+        st.add_field("sig", kind="quadrature", n_entities=3, dtype=np.float32)
+        lid = st.add_loading("a")
+        with pytest.raises(SnapshotError, match=r"field 'sig', snapshot \(loading 'a', step 0.*"
+                                                 r"do not fit the field's float32 storage"):
+            st.append({"sig": np.array([1.0, 1e39, 0.0])}, loading=lid, time=0.0, step=0)
+        st.append({"sig": np.array([1.0, 3e38, 0.0])}, loading=lid, time=0.0, step=0)
+        assert st.n_snapshots == 1
+
+
 def test_commit_and_keep_after_failure(tmp_path):
     path = tmp_path / "s.h5"
     # an exception that escapes the block: nothing written
@@ -399,6 +445,33 @@ def test_mpi_read_independent_of_writer_rank_count(comm, shared_tmp_path):
     comm.Barrier()
     alone = SnapshotStore.open(path2, comm=MPI.COMM_SELF)
     assert np.array_equal(alone.read("u"), U) and np.array_equal(alone.read_global("u"), U)
+
+
+@pytest.mark.mpi
+def test_mpi_single_precision_fields(comm, shared_tmp_path):
+    """float32 fields written from uneven blocks and permuted rows read back at any rank
+    count as the float32 rounding of the values, in float64."""
+    n_ent, m = 13, 3
+    Q = reference(6 * n_ent, m) * 1e8
+    off = uneven_offsets(n_ent, comm.size) * 6
+    a, b = off[comm.rank:comm.rank + 2]
+    rows = np.random.default_rng(5).permutation(6 * n_ent)[a:b]
+    path = shared_tmp_path / "single.h5"
+    with SnapshotStore.create(path, comm=comm, overwrite=True) as st:
+        st.add_field("sig", kind="quadrature", n_entities=n_ent, n_components=6, units="Pa",
+                     dtype="float32")
+        st.add_field("s2", kind="quadrature", n_entities=n_ent, n_components=6, dtype="float32")
+        st.append({"sig": Q[rows], "s2": Q[a:b]}, loading=st.add_loading("L"), time=[1, 2, 3],
+                  step=[1, 2, 3], rows={"sig": rows})
+    rounded = Q.astype(np.float32).astype(np.float64)
+    st = SnapshotStore.open(path, comm=comm)
+    r0, r1 = st.row_partition("sig")[comm.rank:comm.rank + 2]
+    for name in ("sig", "s2"):
+        local = st.read(name)
+        assert local.dtype == np.float64 and np.array_equal(local, rounded[r0:r1])
+        full = gather_rows(local, np.arange(r0, r1), 6 * n_ent, comm)
+        assert np.array_equal(full, rounded)
+    st.close()
 
 
 @pytest.mark.mpi

@@ -31,7 +31,8 @@ from .setup import (
 )
 from .solver import ConvergenceError, MechanicalSolver, NewtonOptions
 
-__all__ = ["CHECKPOINT_COST_RATIO", "FOMCase", "checkpoint_due", "load_fom_case", "run_case"]
+__all__ = ["CHECKPOINT_COST_RATIO", "FOMCase", "checkpoint_due", "load_fom_case", "run_case",
+           "store_fields"]
 
 #: a positive ``fom.checkpoint`` waits at least this many times the last checkpoint's duration
 CHECKPOINT_COST_RATIO = 10.0
@@ -124,6 +125,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
     todo = list(enumerate(fc.fom.loadings))
     if resume and comm.bcast(store_path.is_file() if comm.rank == 0 else None, root=0):
         with SnapshotStore.open(store_path, comm=comm) as held:
+            _check_precision(held, fc)
             todo = _loadings_to_run(held, fc, times.size - 1)
         if not todo:
             return store_path
@@ -148,23 +150,17 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         # ~35 s per loading at 75k dofs, docs/fom.md); the first one's partition and points
         # (the same for all) set the store's rows
         solver, scale = make_solver(fc, mesh, law, todo[0][1].scale, comm), todo[0][1].scale
-        nq = solver.elements.n_qp_global
-        fields = {"displacement": ("nodal", mesh.n_nodes, 3, "m"),
-                  "temperature": ("nodal", mesh.n_nodes, 1, "K"),
-                  "stress": ("quadrature", nq, 6, "Pa"), "strain": ("quadrature", nq, 6, "1")}
-        for name, (sl, unit) in law.state_names.items():
-            fields[name] = ("quadrature", nq, sl.stop - sl.start, unit)
-        for name, (kind, n, k, unit) in fields.items():
-            if name not in store.fields:
-                store.add_field(name, kind=kind, n_entities=n, n_components=k, units=unit)
-            elif (store.fields[name].kind, store.fields[name].n_entities,
-                  store.fields[name].n_components) != (kind, n, k):
-                raise UserError(f"{store_path}: field {name!r} was stored for another mesh or "
-                                "law; run with --overwrite")
+        fields = store_fields(fc, mesh.n_nodes, solver.elements.n_qp_global, law,
+                              store.fields)
+        try:
+            _declare_fields(store, fields, case)
+        except UserError:
+            solver.destroy()
+            raise
         own = np.flatnonzero(solver.part.node_part == comm.rank)
         qp = solver.elements.qp
         rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
-                for n, (kind, _, k, _) in fields.items()}
+                for n, (kind, _, k, _, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
         for k, (i, lc) in enumerate(todo):
             if lc.scale != scale:
@@ -184,7 +180,9 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
 
             def save(i, st, lid=lid, temp=temp, solver=solver, series=series, bar=bar):
                 vals = {"displacement": st.u[own].ravel(), "temperature": temp(st.time)[own],
-                        "stress": st.stress.ravel(), "strain": st.strain.ravel()}
+                        "stress": st.stress.ravel()}
+                if "strain" in fields:
+                    vals["strain"] = st.strain.ravel()
                 for name, (sl, _) in law.state_names.items():
                     vals[name] = st.internal[:, sl].ravel()
                 store.append(vals, loading=lid, time=st.time, step=i, rows=rows)
@@ -223,6 +221,101 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
         raise err
     rank0_print(comm, f"rom.fom: wrote {store_path}")
     return store_path
+
+
+def store_fields(fc: FOMCase, n_nodes: int, n_qp: int, law, held: dict | None = None) -> dict:
+    """The fields ``python -m rom.fom`` stores: name -> (kind, n_entities, n_components,
+    units, dtype).
+
+    Parameters
+    ----------
+    fc : the case; ``snapshots.precision`` sets the dtype of the quadrature fields
+        (``"single"``: float32), ``snapshots.strain`` adds the total strain
+    n_nodes, n_qp : global numbers of mesh nodes and integration points
+    law : the material law (its ``state_names`` are stored, quadrature)
+    held : the fields of the store a ``--resume`` appends to: a ``strain`` field it holds
+        (stores written before ``snapshots.strain`` existed) is written on, so that every
+        column of the store has every field
+
+    Returns
+    -------
+    dict : displacement and temperature (nodal, float64), stress, the law's internal
+        variables and, if asked or held, strain (quadrature, the case's precision)
+    """
+    snap = fc.case.snapshots
+    quad = _quadrature_dtype(fc)
+    fields = {"displacement": ("nodal", n_nodes, 3, "m", "float64"),
+              "temperature": ("nodal", n_nodes, 1, "K", "float64"),
+              "stress": ("quadrature", n_qp, 6, "Pa", quad)}
+    if getattr(snap, "strain", False) or "strain" in (held or {}):
+        fields["strain"] = ("quadrature", n_qp, 6, "1", quad)
+    for name, (sl, unit) in law.state_names.items():
+        fields[name] = ("quadrature", n_qp, sl.stop - sl.start, unit, quad)
+    return fields
+
+
+_PRECISION = {"float32": "single", "float64": "double"}
+
+
+def _quadrature_dtype(fc: FOMCase) -> str:
+    """The dtype of the quadrature fields the case asks for (``snapshots.precision``)."""
+    single = getattr(fc.case.snapshots, "precision", "double") == "single"
+    return "float32" if single else "float64"
+
+
+def _precision_problem(store: SnapshotStore, name: str, held: str, want: str, where) -> str:
+    held_p = _PRECISION.get(held, held)
+    return (f"{store.path}: field {name!r} is stored in {held} (snapshots.precision: {held_p}) "
+            f"but {where} has snapshots.precision: {_PRECISION[want]}; --resume keeps one "
+            f"precision per store: set snapshots.precision: {held_p}, or run with --overwrite")
+
+
+def _check_precision(store: SnapshotStore, fc: FOMCase) -> None:
+    """A resumed store must hold its quadrature fields at the case's ``snapshots.precision``
+    (checked before anything else, also when no loading is left to run; collective)."""
+    want = _quadrature_dtype(fc)
+    for name, info in sorted(store.fields.items()):
+        if info.kind == "quadrature" and info.dtype != want:
+            err = UserError(_precision_problem(store, name, info.dtype, want,
+                                               getattr(fc.case, "source_file", None) or "<case>"))
+            err.collective = True        # the same on every rank: printed once
+            raise err
+
+
+def _declare_fields(store: SnapshotStore, fields: dict, case) -> None:
+    """Declare ``fields`` in a new store; in a resumed one, check that it holds exactly
+    these fields, on the same mesh and law, at the case's precision (collective: the
+    store's metadata are the same on every rank, so is the error)."""
+    where = getattr(case, "source_file", None) or "<case>"
+    held = store.fields
+    problem = None
+    for name, (kind, n, k, unit, dtype) in fields.items():
+        info = held.get(name)
+        if info is None:
+            if not store.n_snapshots:
+                store.add_field(name, kind=kind, n_entities=n, n_components=k, units=unit,
+                                dtype=dtype)
+                continue
+            why = " (snapshots.strain: true)" if name == "strain" else ""
+            alt = ", or set snapshots.strain: false" if name == "strain" else ""
+            problem = (f"{store.path}: has no field {name!r}, which {where} asks rom.fom to "
+                       f"store{why}; --resume cannot add a field to stored snapshots: run with "
+                       f"--overwrite{alt}")
+        elif (info.kind, info.n_entities, info.n_components) != (kind, n, k):
+            problem = (f"{store.path}: field {name!r} was stored for another mesh or law; run "
+                       "with --overwrite")
+        elif info.dtype != dtype:
+            problem = _precision_problem(store, name, info.dtype, dtype, where)
+        if problem:
+            break
+    extra = sorted(set(held) - set(fields))
+    if problem is None and extra:
+        problem = (f"{store.path}: holds field(s) {', '.join(map(repr, extra))} that this case's "
+                   f"law does not write ({where}); run with --overwrite")
+    if problem is not None:
+        err = UserError(problem)
+        err.collective = True        # the same on every rank: printed once
+        raise err
 
 
 def checkpoint_due(elapsed: float, interval: float | None, last_cost: float) -> bool:

@@ -30,6 +30,7 @@ from ..parallel import UserError, as_comm, even_split
 from .atomic import AtomicH5, stamp_provenance
 
 __all__ = [
+    "FIELD_DTYPES",
     "FIELD_KINDS",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -43,9 +44,12 @@ __all__ = [
 SCHEMA = "rom.snapshots"
 SCHEMA_VERSION = 1
 FIELD_KINDS = ("nodal", "quadrature", "cell")
+#: storage types of a field's values (``add_field(dtype=...)``); reads return float64
+FIELD_DTYPES = ("float64", "float32")
 TABLE_DTYPE = np.dtype([("loading", np.int64), ("time", np.float64), ("step", np.int64)])
 _CHUNK_ROWS = 32768            # rows per HDF5 chunk (chunks are one column wide)
 _GATHER_BYTES = 1 << 27        # at most 128 MiB of a field gathered on rank 0 at once
+_MPI_TYPES = {"float64": MPI.DOUBLE, "float32": MPI.FLOAT}
 
 
 class SnapshotError(UserError, ValueError):
@@ -63,6 +67,8 @@ class FieldInfo:
     n_entities : global number of nodes / integration points / cells
     n_components : values per entity (rows are entity-major)
     units : SI units, e.g. ``"m"`` or ``"Pa"`` (free text)
+    dtype : storage type in the file, ``"float64"`` or ``"float32"`` (reads always
+        return float64)
     """
 
     name: str
@@ -70,6 +76,7 @@ class FieldInfo:
     n_entities: int
     n_components: int
     units: str
+    dtype: str = "float64"
 
     @property
     def n_rows(self) -> int:
@@ -78,7 +85,7 @@ class FieldInfo:
 
     def __getitem__(self, key: str) -> Any:
         """Mapping-style access (``info["n_entities"]``), for code that treats it as a dict."""
-        if key not in ("name", "kind", "n_entities", "n_components", "units", "n_rows"):
+        if key not in ("name", "kind", "n_entities", "n_components", "units", "n_rows", "dtype"):
             raise KeyError(key)
         return getattr(self, key)
 
@@ -176,7 +183,8 @@ def _load_meta(f: h5py.File) -> tuple[dict, list, np.ndarray, str | None]:
     for name, grp in f["fields"].items():
         a = grp["values"].attrs
         fields[name] = FieldInfo(name, _str(a["kind"]), int(a["n_entities"]),
-                                 int(a["n_components"]), _str(a["units"]))
+                                 int(a["n_components"]), _str(a["units"]),
+                                 np.dtype(grp["values"].dtype).name)
     loadings = []
     for key in sorted(f["loadings"], key=int):
         grp = f["loadings"][key]
@@ -206,7 +214,7 @@ def _read_cols(dset: h5py.Dataset, r0: int, r1: int, cols: slice | np.ndarray) -
     if isinstance(cols, slice):
         return dset[r0:r1, cols]
     if cols.size == 0:
-        return np.empty((r1 - r0, 0))
+        return np.empty((r1 - r0, 0), dtype=dset.dtype)
     u, inv = np.unique(cols, return_inverse=True)
     if u[-1] - u[0] + 1 <= 2 * u.size + 8:        # dense enough: read the range
         block = dset[r0:r1, int(u[0]):int(u[-1]) + 1][:, u - u[0]]
@@ -324,6 +332,10 @@ class SnapshotStore:
                 raise error
             raise error_info[0](error_info[1])
         meta = comm.bcast(meta, root=0)
+        odd = [f"{f.name} ({f.dtype})" for f in meta[0].values() if f.dtype not in FIELD_DTYPES]
+        if odd:
+            raise SnapshotError(f"{path}: cannot append to field(s) {', '.join(odd)}: this rom "
+                                f"writes {' or '.join(FIELD_DTYPES)} values")
         store = cls(path, comm, writer=AtomicH5(path, comm=comm, mode="a"))
         store._fields, store._loadings, store._table, store._mesh_path = meta
         return store
@@ -476,7 +488,8 @@ class SnapshotStore:
 
         Returns
         -------
-        ndarray, (n_local_rows, n_columns), float64, in the field's units
+        ndarray, (n_local_rows, n_columns), float64 (a float32 field is converted
+        exactly), in the field's units
         """
         f = self._require_reader()
         info = self.field(field)
@@ -488,12 +501,13 @@ class SnapshotStore:
                 raise SnapshotError(f"read({field!r}): rows must be 'even', (start, stop) or "
                                     f"an index array, not {rows!r}")
             r0, r1 = even_split(n, self.comm.size)[self.comm.rank:self.comm.rank + 2]
-            return np.ascontiguousarray(_read_cols(dset, int(r0), int(r1), cols))
+            return np.ascontiguousarray(_read_cols(dset, int(r0), int(r1), cols),
+                                        dtype=np.float64)
         if isinstance(rows, tuple) and len(rows) == 2:
             r0, r1 = int(rows[0]), int(rows[1])
             if not 0 <= r0 <= r1 <= n:
                 raise SnapshotError(f"read({field!r}): row range {rows} outside [0, {n}]")
-            return np.ascontiguousarray(_read_cols(dset, r0, r1, cols))
+            return np.ascontiguousarray(_read_cols(dset, r0, r1, cols), dtype=np.float64)
         idx = np.asarray(rows, dtype=np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise SnapshotError(f"read({field!r}): row indices outside [0, {n})")
@@ -573,7 +587,7 @@ class SnapshotStore:
             raise SnapshotError(f"{what}: arguments differ between ranks ({detail})")
 
     def add_field(self, name: str, *, kind: str, n_entities: int, n_components: int = 1,
-                  units: str = "") -> FieldInfo:
+                  units: str = "", dtype: str | np.dtype | type = "float64") -> FieldInfo:
         """Declare a field (collective, same arguments on every rank, before any :meth:`append`).
 
         Parameters
@@ -583,10 +597,17 @@ class SnapshotStore:
         n_entities : GLOBAL number of nodes / integration points / cells
         n_components : values per entity; the field has ``n_entities * n_components`` rows
         units : SI units of the values (e.g. ``"m"``, ``"Pa"``, ``"K"``)
+        dtype : storage type, ``"float64"`` (default) or ``"float32"`` (half the bytes;
+            :meth:`append` rounds the values to nearest, :meth:`read` returns them as
+            float64). The file's dataset has this type, so the store describes itself.
         """
         self._require_writer()
+        try:
+            dtype_name = np.dtype(dtype).name
+        except TypeError:
+            dtype_name = str(dtype)
         self._check_same(f"add_field({name!r})", (name, kind, int(n_entities), int(n_components),
-                                                   units))
+                                                   units, dtype_name))
         if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
             raise SnapshotError(f"add_field: invalid field name {name!r}")
         if name in self._fields:
@@ -594,17 +615,20 @@ class SnapshotStore:
         if kind not in FIELD_KINDS:
             raise SnapshotError(f"add_field({name!r}): kind must be one of {FIELD_KINDS}, "
                                 f"not {kind!r}")
+        if dtype_name not in FIELD_DTYPES:
+            raise SnapshotError(f"add_field({name!r}): dtype must be one of {FIELD_DTYPES}, "
+                                f"not {dtype!r}")
         if int(n_entities) <= 0 or int(n_components) <= 0:
             raise SnapshotError(f"add_field({name!r}): n_entities and n_components must be "
                                 f"positive (got {n_entities}, {n_components})")
         if self.n_snapshots:
             raise SnapshotError(f"add_field({name!r}): declare every field before the first "
                                 "append (all fields share the snapshot columns)")
-        info = FieldInfo(name, kind, int(n_entities), int(n_components), str(units))
+        info = FieldInfo(name, kind, int(n_entities), int(n_components), str(units), dtype_name)
 
         def work(f: h5py.File) -> None:
             dset = f["fields"].create_group(name).create_dataset(
-                "values", shape=(info.n_rows, 0), maxshape=(info.n_rows, None), dtype=np.float64,
+                "values", shape=(info.n_rows, 0), maxshape=(info.n_rows, None), dtype=dtype_name,
                 chunks=(min(info.n_rows, _CHUNK_ROWS), 1))
             dset.attrs.update(kind=kind, n_entities=info.n_entities,
                               n_components=info.n_components, n_rows=info.n_rows,
@@ -806,6 +830,15 @@ class SnapshotStore:
                 n_inf = int(arr.size - finite.sum() - n_nan)
                 raise SnapshotError(f"field {name!r}, {_describe(lname, steps, times, j)}: "
                                     f"{n_nan} NaN and {n_inf} Inf value(s) on rank {rank}")
+            dtype = np.dtype(self._fields[name].dtype)
+            if dtype != np.float64 and arr.size:
+                big = np.abs(arr).max(axis=0) > np.finfo(dtype).max
+                if big.any():
+                    j = int(np.flatnonzero(big)[0])
+                    raise SnapshotError(
+                        f"field {name!r}, {_describe(lname, steps, times, j)}: values up to "
+                        f"{np.abs(arr[:, j]).max():.3e} on rank {rank} do not fit the field's "
+                        f"{dtype.name} storage (largest {np.finfo(dtype).max:.3e})")
         return blocks, times, steps
 
     def _local_rows(self, rows, blocks, lname, times, steps) -> dict[str, np.ndarray | None]:
@@ -852,11 +885,12 @@ class SnapshotStore:
             error = f"{type(exc).__name__}: {exc}"
         for j, name in enumerate(sorted(self._fields)):
             n_rows = self._fields[name].n_rows
-            batch = max(1, _GATHER_BYTES // (8 * n_rows))
+            dtype = np.dtype(self._fields[name].dtype)     # rounded here: half the traffic
+            batch = max(1, _GATHER_BYTES // (dtype.itemsize * n_rows))
             for c0 in range(0, k, batch):                  # loop over column batches
                 c1 = min(k, c0 + batch)
-                data = self._gatherv(np.ascontiguousarray(blocks[name][:, c0:c1]),
-                                     counts[:, j], MPI.DOUBLE)
+                data = self._gatherv(np.ascontiguousarray(blocks[name][:, c0:c1], dtype=dtype),
+                                     counts[:, j], _MPI_TYPES[dtype.name])
                 if data is None or error is not None:
                     continue
                 try:

@@ -147,12 +147,12 @@ def compare_models(cases: dict, limit: int | None) -> dict:
     sizes = {}
     for p, m in models.items():
         sizes[p] = {"modes": m.n_modes, "points": m.n_points,
-                    "imposed": int(np.count_nonzero(m.reduced["weights"] == 0)),
-                    "p_modes": int(m.full["psi_p"].shape[1]),
-                    "z_modes": int(m.full["psi_z"].shape[1]),
-                    "stress_modes": int(m.full["sigma"].shape[1]),
-                    "phi_sv": np.asarray(m.full["phi_sv"]).tolist(),
-                    "psi_p_sv": np.asarray(m.full["psi_p_sv"]).tolist(),
+                    "imposed": int(np.count_nonzero(m.operator.weights == 0)),
+                    "p_modes": int(m.bases.psi_p.n_cols),
+                    "z_modes": int(m.bases.psi_z.n_cols),
+                    "stress_modes": int(m.bases.sigma.n_cols),
+                    "phi_sv": np.asarray(m.bases.phi_sv).tolist(),
+                    "psi_p_sv": np.asarray(m.bases.psi_p_sv).tolist(),
                     "indicator_tol": float(m.meta["indicator_tol"]),
                     "training_check": m.meta.get("training_check")}
         sizes[p]["training_check"] = json.loads(json.dumps(sizes[p]["training_check"],

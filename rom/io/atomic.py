@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import as_comm
+from ..parallel import AGREE_WAIT, as_comm, failures, raise_if_failed
 
 __all__ = ["AtomicH5", "atomic_h5", "fsync_path", "remove_stale_temps", "stamp_provenance",
            "temp_path_for"]
@@ -124,19 +124,10 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def _raise_agreed(comm: MPI.Comm, error: BaseException | None, what: str) -> None:
-    """Collective: if any rank has an error, raise on every rank.
-
-    The rank that failed re-raises its own exception; the others raise a
-    ``RuntimeError`` that names the failed ranks and their messages.
-    """
-    local = None if error is None else f"{type(error).__name__}: {error}"
-    errors = comm.allgather(local) if comm.size > 1 else [local]
-    if all(e is None for e in errors):
-        return
-    if error is not None:
-        raise error
-    failed = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None)
-    raise RuntimeError(f"{what} failed on another rank ({failed})")
+    """Collective: if any rank has an error, raise on every rank
+    (:func:`rom.parallel.raise_if_failed`: the rank that failed re-raises its own
+    exception; the others raise a ``RuntimeError`` naming the failed ranks)."""
+    raise_if_failed(error, comm, RuntimeError, what=f"{what} failed")
 
 
 class AtomicH5:
@@ -211,18 +202,22 @@ class AtomicH5:
 
         Raises ``RuntimeError`` on the ranks that succeeded when another rank
         did not (the failing rank raises its own exception in :func:`atomic_h5`).
+        A rank closing without ``success`` waits at most
+        :data:`rom.parallel.AGREE_WAIT` seconds for the others (they may be blocked in
+        another collective, e.g. PETSc's, when only this rank failed): then it returns
+        without them (rank 0 discards the temporary), and its caller's error reaches
+        :func:`rom.parallel.abort_on_error`, which aborts every rank.
         """
         if self.closed:
             return
         self.closed = True
-        flags = self.comm.allgather(bool(success)) if self.comm.size > 1 else [bool(success)]
-        if not all(flags):
+        failed = failures(None if success else "failed", self.comm, bounded=AGREE_WAIT)
+        if failed is None or failed:
             if self.comm.rank == 0:
                 self._discard()
             if success:
-                bad = [r for r, ok in enumerate(flags) if not ok]
-                raise RuntimeError(f"writing {self.path} aborted: rank(s) {bad} failed; "
-                                   "the file was not written")
+                raise RuntimeError(f"writing {self.path} aborted: rank(s) {sorted(failed)} "
+                                   "failed; the file was not written")
             return
         error: BaseException | None = None
         if self.comm.rank == 0:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import UserError, as_comm, even_split
+from ..parallel import UserError, as_comm, even_split, raise_if_failed
 from .atomic import AtomicH5, stamp_provenance
 
 __all__ = [
@@ -136,10 +136,7 @@ def _str(value: Any) -> str:
 
 def _agree(comm: MPI.Comm, message: str | None) -> None:
     """Collective: raise :class:`SnapshotError` on every rank if any rank has a message."""
-    messages = comm.allgather(message) if comm.size > 1 else [message]
-    bad = [m for m in messages if m is not None]
-    if bad:
-        raise SnapshotError("; ".join(bad))
+    raise_if_failed(message, comm, SnapshotError)
 
 
 def _open_read(path: Path) -> h5py.File:
@@ -345,14 +342,12 @@ class SnapshotStore:
             f = _open_read(path)
         except (OSError, ValueError) as exc:
             error = exc
-        errors = comm.allgather(None if error is None else (type(error), str(error)))
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
+        try:
+            raise_if_failed(error, comm, SnapshotError, what=f"opening {path}")
+        except BaseException:
             if f is not None:
                 f.close()
-            if error is not None:
-                raise error
-            raise first[0](first[1])
+            raise
         store = cls(path, comm, reader=f)
         store._fields, store._loadings, store._table, store._mesh_path = _load_meta(f)
         return store

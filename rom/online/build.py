@@ -28,7 +28,8 @@ from ..io.atomic import atomic_h5, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..linalg import pod
-from ..parallel import UserError, allreduce_sum, as_comm, even_split, rank0_print, row_offsets
+from ..parallel import (UserError, allreduce_sum, as_comm, even_split, raise_if_failed,
+                        rank0_print, row_offsets)
 from .config import OnlineConfig
 from .model import SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json, write_layout
 from .points import _locate, point_data
@@ -458,9 +459,7 @@ def build_reduced_model(case, comm: MPI.Comm | None = None, config: OnlineConfig
             U, S, Z = read_blocks(store, law, mesh, part)
         except UserError as exc:
             msg = str(exc)
-        msgs = comm.allgather(msg) if comm.size > 1 else [msg]
-        if any(msgs):
-            raise UserError(next(x for x in msgs if x))
+        raise_if_failed(msg, comm, UserError)
     built = build_distributed(mesh, case.material, case.loading, U, S, Z, cfg, part, comm,
                               case_file=str(Path(case.source_file or "").resolve()),
                               mesh_file=mesh_file)

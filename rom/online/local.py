@@ -49,7 +49,7 @@ from ..hyper import eim
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
-from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
+from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from . import model as _model
 from .build import Partition, _at_points, build_distributed, read_blocks, write_built
 from .config import OnlineConfig
@@ -505,9 +505,7 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
             table = store.snapshot_table()
         except UserError as exc:
             msg = str(exc)
-        msgs = comm.allgather(msg) if comm.size > 1 else [msg]
-        if any(msgs):
-            raise UserError(next(x for x in msgs if x))
+        raise_if_failed(msg, comm, UserError)
     m = U.shape[1]
     if not 1 <= cl.k <= m:
         raise UserError(f"{where}: clustering.k: {cl.k} clusters for {m} snapshots")

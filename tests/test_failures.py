@@ -1,0 +1,139 @@
+"""What survives a failure (issue 29: defects 4, 6, 7, 8, 10; docs/guide.md).
+
+Each case asserts the clear error (a ``UserError`` naming the file and the field or
+section), the absence of side effects (no file created, none replaced: byte-identical),
+or the bounded time. The deadlock case runs ``python -m rom.fom`` under ``mpiexec -n 3``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import meshio
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+pytest.importorskip("petsc4py")
+
+from test_online_common import CASE_DIR, copy_case, run_fom  # noqa: E402
+
+import rom  # noqa: E402
+from rom.config import load_case  # noqa: E402
+from rom.io.atomic import temp_path_for  # noqa: E402
+from rom.parallel import UserError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MPIEXEC = Path(sys.executable).with_name("mpiexec")
+#: the staging directory of a killed rom.offline (rom.io.atomic.STAGE_PREFIX + its pid)
+STAGE_PREFIX = ".rom-stage.tmp-"
+serial_only = pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="serial test (runs its own "
+                                                                  "MPI jobs where needed)")
+pytestmark = serial_only
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digests(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` (relative name -> SHA-256)."""
+    return {str(p.relative_to(directory)): digest(p)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def offline(case_file: Path):
+    from rom.offline import run
+    return run(load_case(case_file), MPI.COMM_SELF, progress=False, out=io.StringIO())
+
+
+# ---------------------------------------------------------------- defect 4: rank failure
+BAR = """
+name: bar
+mesh: bar.inp
+snapshots: {store: out/bar.snapshots.h5}
+output: {directory: out, plot: false, write_modes: false}
+material:
+  law: norton
+  E: {values: [2.0e11]}
+  nu: {values: [0.3]}
+  alpha: {values: [1.2e-5]}
+  T_ref: 300
+  K: {values: [9.0e8]}
+  n: {values: [5]}
+loading:
+  dirichlet: [{group: xmin}]
+  pressure: [{group: xmax, value: -1.0e8}]
+  times: {start: 0, stop: 10, steps: 4}
+fom:
+  write_xdmf: false
+  loadings:
+    - {name: a, temperature: {uniform: 700}}
+"""
+
+#: rom.fom with an exception on rank 1 in its second MechanicalSolver.step; the time of
+#: the failure on stderr
+INJECT = r"""
+import sys, time
+from mpi4py import MPI
+import petsc4py
+petsc4py.init(sys.argv[:1])
+from rom.fom import solver
+step, calls = solver.MechanicalSolver.step, [0]
+def failing(self, *args, **kwargs):
+    calls[0] += 1
+    if MPI.COMM_WORLD.rank == 1 and calls[0] == 2:
+        sys.stderr.write(f"FAILING AT {time.time()}\n")
+        sys.stderr.flush()
+        raise RuntimeError("injected failure on rank 1")
+    return step(self, *args, **kwargs)
+solver.MechanicalSolver.step = failing
+from rom.fom.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the venv's mpiexec")
+def test_fom_exception_on_one_rank_stops_every_rank(tmp_path):
+    """Rank 1 raises inside a step while ranks 0 and 2 are in PETSc's collectives: every
+    rank exits within 10 s with rank 1's message, and the good store is not replaced."""
+    from rom.fom.run import load_fom_case, run_case
+    from rom.meshes import solid_block
+    meshio.write(tmp_path / "bar.inp", solid_block((6, 2, 2), lengths=(0.04, 0.01, 0.01)))
+    (tmp_path / "case.yaml").write_text(BAR)
+    store = run_case(load_fom_case(tmp_path / "case.yaml"), MPI.COMM_SELF, progress=False)
+    good = digest(store)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    proc = subprocess.Popen([str(MPIEXEC), "-n", "3", sys.executable, "-c", INJECT,
+                             str(tmp_path / "case.yaml"), "--overwrite", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=tmp_path, env=env, start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("rom.fom hung after an exception on rank 1")
+    end = time.time()
+    assert proc.returncode != 0
+    assert "injected failure on rank 1" in err and "[rank 1]" in err
+    failed_at = float(next(ln for ln in err.splitlines() if ln.startswith("FAILING AT"))
+                      .split()[-1])
+    assert end - failed_at < 10.0, err
+    assert digest(store) == good

@@ -62,6 +62,117 @@ def offline(case_file: Path):
     return run(load_case(case_file), MPI.COMM_SELF, progress=False, out=io.StringIO())
 
 
+# ---------------------------------------------------------------- a trained plate_creep
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """plate_creep: full-order store, then ``rom.offline`` (basis, calibrated model), run
+    with leftovers of killed offline runs next to its outputs. Returns the directory and
+    the leftovers."""
+    base = tmp_path_factory.mktemp("trained")
+    case_file = copy_case(base)
+    case_file.write_text(case_file.read_text().replace(
+        "online: {indicator_tol: 5.0e-4}", "online: {indicator_tol: 5.0e-4, indicator_factor: 2.0}"))
+    run_fom(case_file)
+    out = base / "out"
+    pid = dead_pid()
+    leftovers = [temp_path_for(out / "plate_creep.rom.h5", pid),
+                 temp_path_for(out / "plate_creep.basis.h5", pid), out / f"{STAGE_PREFIX}{pid}"]
+    leftovers[0].write_bytes(b"x" * 100)
+    leftovers[1].write_bytes(b"x" * 100)
+    leftovers[2].mkdir()
+    (leftovers[2] / "plate_creep.rom.h5").write_bytes(b"partial")
+    offline(case_file)
+    return base, leftovers
+
+
+@pytest.fixture
+def plate(trained, tmp_path):
+    """A copy of the trained case directory (each test damages its own)."""
+    base, _ = trained
+    dest = tmp_path / "plate"
+    shutil.copytree(base, dest)
+    return dest
+
+
+def test_offline_removes_stale_temporaries_and_publishes_the_calibrated_model(trained):
+    base, leftovers = trained
+    assert not any(p.exists() for p in leftovers)
+    assert not list((base / "out").glob(".*"))              # nothing hidden left behind
+    meta = rom.load(base / "out" / "plate_creep.rom.h5").meta
+    assert "training_check" in meta and meta["indicator_tol"] != 5.0e-4
+
+
+# ---------------------------------------------------------------- defect 6: rom.offline
+def _fails_without_replacing(plate: Path, match: str | None, exc=UserError) -> None:
+    """``rom.offline`` on ``plate`` raises ``exc`` matching ``match`` and leaves every file
+    of the output directory byte-identical, none added."""
+    before = digests(plate / "out")
+    with pytest.raises(exc, match=match):
+        offline(plate / "case.yaml")
+    assert digests(plate / "out") == before
+
+
+def test_offline_inf_in_stress_names_store_and_field(plate):
+    store = plate / "out" / "plate_creep.snapshots.h5"
+    with h5py.File(store, "a") as f:
+        f["fields/stress/values"][7, 5] = np.inf
+    _fails_without_replacing(plate, rf"{store}: field 'stress' holds 0 NaN and 1 Inf .*"
+                                    r"loading 't800_a100', step 6")
+
+
+def test_offline_nan_in_displacement_names_store_and_field(plate):
+    store = plate / "out" / "plate_creep.snapshots.h5"
+    with h5py.File(store, "a") as f:
+        f["fields/displacement/values"][3, 9] = np.nan
+    _fails_without_replacing(plate, rf"{store}: field 'displacement' holds 1 NaN")
+
+
+def test_offline_store_from_another_mesh(plate):
+    sys.path.insert(0, str(CASE_DIR))
+    try:
+        from make_mesh import make
+    finally:
+        sys.path.pop(0)
+    meshio.write(plate / "mesh.inp", make((9, 3, 1)))
+    _fails_without_replacing(plate, r"plate_creep.snapshots.h5: field .* \(store and mesh differ")
+
+
+def test_offline_store_without_snapshots(plate):
+    from rom.io.snapshots import SnapshotStore
+    store = plate / "out" / "plate_creep.snapshots.h5"
+    with SnapshotStore.create(store, overwrite=True) as s:
+        s.add_field("displacement", kind="nodal", n_entities=88, n_components=3, units="m")
+    _fails_without_replacing(plate, rf"{store}: the snapshot store holds no snapshots")
+
+
+def test_offline_empty_mesh(plate):
+    (plate / "mesh.inp").write_text("")
+    _fails_without_replacing(plate, rf"mesh file {plate / 'mesh.inp'} is empty")
+
+
+def test_offline_failure_in_training_check_keeps_the_calibrated_model(plate, monkeypatch):
+    """An exception in the training check (as a kill there would) leaves the previous,
+    calibrated model and basis in place, and no temporaries."""
+    import rom.online.training as training
+
+    def broken(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "training_check", broken)
+    _fails_without_replacing(plate, None, exc=KeyboardInterrupt)
+    assert not list((plate / "out").glob(".*"))
+
+
+# ---------------------------------------------------------------- defect 7: rom.fom
+def test_fom_empty_mesh_is_a_clear_error_and_writes_nothing(tmp_path):
+    from rom.fom.run import load_fom_case, run_case
+    from rom.io.mesh import MeshError
+    case_file = copy_case(tmp_path)
+    (tmp_path / "mesh.inp").write_text("")
+    with pytest.raises(MeshError, match=f"mesh file {tmp_path / 'mesh.inp'} is empty"):
+        run_case(load_fom_case(case_file), MPI.COMM_SELF, progress=False)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 # ---------------------------------------------------------------- defect 4: rank failure
 BAR = """
 name: bar

@@ -38,6 +38,7 @@ __all__ = [
     "Loading",
     "SnapshotError",
     "SnapshotStore",
+    "nonfinite",
 ]
 
 SCHEMA = "rom.snapshots"
@@ -210,6 +211,31 @@ def _read_cols(dset: h5py.Dataset, r0: int, r1: int, cols: slice | np.ndarray) -
     else:
         block = dset[r0:r1, list(u)]
     return block[:, inv]
+
+
+def nonfinite(a, block_bytes: int = _GATHER_BYTES) -> tuple[int, int, int] | None:
+    """Where ``a`` (an array or an h5py dataset) holds NaN or Inf: ``(first index along
+    axis 0, number of NaN, number of Inf)``, or ``None``. Read and checked in slabs of
+    ``a[i:j]`` of at most ``block_bytes`` (bounded memory whatever the size of ``a``)."""
+    if len(a.shape) == 0:
+        v = float(np.asarray(a[()]))
+        return None if np.isfinite(v) else (0, int(np.isnan(v)), int(np.isinf(v)))
+    n = a.shape[0]
+    if 0 in a.shape:
+        return None
+    per = max(1, int(np.prod(a.shape[1:])) * 8)
+    step = max(1, block_bytes // per)
+    first, n_nan, n_inf = None, 0, 0
+    for i in range(0, n, step):  # loop over slabs
+        slab = np.asarray(a[i:i + step])
+        bad = ~np.isfinite(slab)
+        if not bad.any():
+            continue
+        if first is None:
+            first = i + int(np.flatnonzero(bad.reshape(len(slab), -1).any(axis=1))[0])
+        nan = int(np.isnan(slab).sum())
+        n_nan, n_inf = n_nan + nan, n_inf + int(bad.sum()) - nan
+    return None if first is None else (first, n_nan, n_inf)
 
 
 def _describe(loading: str, steps: np.ndarray, times: np.ndarray, j: int | None = None) -> str:
@@ -398,6 +424,23 @@ class SnapshotStore:
         f = self._require_reader()
         return {k: (_str(v) if isinstance(v, bytes) else v.item() if isinstance(v, np.generic)
                     else v) for k, v in f.attrs.items()}
+
+    def nonfinite_message(self, field: str, values: np.ndarray,
+                          columns: np.ndarray | None = None) -> str | None:
+        """A message naming this store, ``field`` and the first snapshot where ``values``
+        (columns, axis 0: one per snapshot ``columns``, default all) hold NaN or Inf, or
+        ``None`` (checked by :func:`nonfinite`, bounded memory)."""
+        found = nonfinite(values)
+        if found is None:
+            return None
+        j, n_nan, n_inf = found
+        col = int(j if columns is None else np.asarray(columns)[j])
+        tag = self._table[col]
+        where = _describe(self._loadings[int(tag["loading"])].name, np.array([tag["step"]]),
+                          np.array([tag["time"]]))
+        return (f"{self.path}: field {field!r} holds {n_nan} NaN and {n_inf} Inf value(s) "
+                f"(rows of rank {self.comm.rank}), the first in the {where}; the store is "
+                "damaged: write it again with python -m rom.fom")
 
     def snapshot_table(self) -> np.ndarray:
         """Tags of every column: structured array ``(n_snapshots,)`` with fields

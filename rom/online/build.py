@@ -321,7 +321,9 @@ def build_from_arrays(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
 # ---------------------------------------------------------------- reading and writing
 def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
     """This rank's rows of the snapshots: (U (3 n_local_nodes, m), S (m, n_local_points, 6),
-    Z (m, n_local_points, n_state)). Not collective: each rank reads its own rows."""
+    Z (m, n_local_points, n_state)). Not collective: each rank reads its own rows; a
+    :class:`UserError` names the store and field of a store without snapshots, for another
+    mesh, or with NaN / Inf values."""
     fields = store.fields
     missing = [f for f in ("displacement", "stress", *law.state_names) if f not in fields]
     if missing:
@@ -338,6 +340,9 @@ def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
                             f"{f.n_components} values but the mesh needs {want[0]} {want[1]} x {want[2]} (store and mesh differ?)")
     n0, n1 = part.node_range
     p0, p1 = part.point_range
+    if store.n_snapshots == 0:
+        raise UserError(f"{store.path}: the snapshot store holds no snapshots "
+                        "(write them with python -m rom.fom)")
     U = store.read("displacement", rows=(3 * n0, 3 * n1))
     m = U.shape[1]
     S = np.ascontiguousarray(store.read("stress", rows=(6 * p0, 6 * p1)).T).reshape(m, -1, 6)
@@ -345,7 +350,18 @@ def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
     for name, (sl, _) in law.state_names.items():  # loop over internal-variable fields
         nc = sl.stop - sl.start
         Z[:, :, sl] = store.read(name, rows=(nc * p0, nc * p1)).T.reshape(m, -1, nc)
+        _check_finite(store, name, Z[:, :, sl])
+    _check_finite(store, "displacement", U.T)
+    _check_finite(store, "stress", S)
     return U, S, Z
+
+
+def _check_finite(store: SnapshotStore, name: str, values: np.ndarray) -> None:
+    """A :class:`UserError` naming the store, field and snapshot if ``values`` (axis 0: one
+    per snapshot column) hold NaN or Inf."""
+    message = store.nonfinite_message(name, values)
+    if message is not None:
+        raise UserError(message)
 
 
 def _write_rows(f, name: str, local: np.ndarray, comm: MPI.Comm) -> str | None:

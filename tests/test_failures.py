@@ -173,6 +173,83 @@ def test_fom_empty_mesh_is_a_clear_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+# ---------------------------------------------------------------- defects 7, 8: model files
+def _damage(path: Path, how: str) -> None:
+    if how == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+    elif how == "not HDF5":
+        path.write_text("name: not a model\n")
+    elif how == "eps deleted":
+        with h5py.File(path, "a") as f:
+            del f["reduced/eps"]
+    elif how == "meta broken":
+        with h5py.File(path, "a") as f:
+            f.attrs["meta"] = f.attrs["meta"][:-10]
+    elif how == "weights cut":
+        with h5py.File(path, "a") as f:
+            w = f["reduced/weights"][:40]
+            del f["reduced/weights"]
+            f["reduced/weights"] = w
+    elif how == "nan in eps":
+        with h5py.File(path, "a") as f:
+            f["reduced/eps"][2, 3, 1] = np.nan
+
+
+DAMAGES = {"truncated": "not a readable HDF5 file",
+           "not HDF5": "not a readable HDF5 file",
+           "eps deleted": "dataset reduced/eps is missing",
+           "meta broken": "attribute 'meta' is not valid JSON",
+           "weights cut": r"dataset reduced/weights has shape \(40,\), expected \(\d+,\)",
+           "nan in eps": r"dataset reduced/eps holds 1 NaN and 0 Inf"}
+
+
+@pytest.mark.parametrize("how", list(DAMAGES))
+def test_load_checks_the_whole_file(trained, tmp_path, how):
+    path = tmp_path / "model.rom.h5"
+    shutil.copy(trained[0] / "out" / "plate_creep.rom.h5", path)
+    _damage(path, how)
+    with pytest.raises(UserError, match=rf"^{path}: {DAMAGES[how]}"):
+        rom.load(path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "eps deleted"])
+def test_study_and_training_name_a_damaged_model(plate, how):
+    from rom.online.training import check_and_calibrate
+    from rom.study.run import study_inputs
+    path = plate / "out" / "plate_creep.rom.h5"
+    _damage(path, how)
+    before = digests(plate / "out")
+    with pytest.raises(UserError, match=rf"^{path}: {DAMAGES[how]}"):
+        study_inputs(plate / "case.yaml", MPI.COMM_SELF)
+    with pytest.raises(UserError, match=rf"^{path}: {DAMAGES[how]}"):
+        check_and_calibrate(load_case(plate / "case.yaml"), path, MPI.COMM_SELF)
+    assert digests(plate / "out") == before
+
+
+def test_load_local_models_checks_every_model(trained, tmp_path):
+    """A local reduced-models file is checked model by model: a dataset cut in the
+    second model is named with its group."""
+    from rom.online.local import LocalReducedModels
+    model = rom.load(trained[0] / "out" / "plate_creep.rom.h5")
+    n = model.n_modes
+    sel = {"sensors": np.array([0]), "sensor_coords": np.zeros((1, 3)),
+           "features": np.zeros((2, 1)), "column_labels": np.array([0, 1]),
+           "reference": np.array([0, 1]), "labels": np.array([0, 1]),
+           "medoids": np.array([0, 1]), "metric": "euclidean", "representatives": "all"}
+    meta = {"columns": [[0], [1]], "level": "snapshots", "dissimilarity": "sine"}
+    local = LocalReducedModels([model, model.copy()], sel, {(0, 1): np.eye(n),
+                                                            (1, 0): np.eye(n)}, meta)
+    path = tmp_path / "local.rom.h5"
+    local.save(path)
+    assert isinstance(rom.load(path), LocalReducedModels)
+    with h5py.File(path, "a") as f:
+        f["model_1/full/phi_sv"][0] = np.inf
+    with pytest.raises(UserError, match=rf"^{path}: dataset model_1/full/phi_sv holds 0 NaN "
+                                        "and 1 Inf"):
+        rom.load(path)
+
+
 # ---------------------------------------------------------------- defect 4: rank failure
 BAR = """
 name: bar

@@ -50,6 +50,7 @@ from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
+from . import checks as _checks
 from . import model as _model
 from .build import Partition, _at_points, build_distributed, read_blocks, write_built
 from .config import OnlineConfig
@@ -341,7 +342,7 @@ class LocalReducedModels:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"local reduced models file {path} not found")
-        with h5py.File(path, "r") as f:
+        with _checks.open_checked(path) as f:    # whole file checked (rom/online/checks.py)
             check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a local reduced-models file")
             k = int(f.attrs["k"])
             models = []

@@ -30,7 +30,6 @@ import json
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import h5py
 import numpy as np
 from mpi4py import MPI
 
@@ -41,6 +40,7 @@ from ..fom.setup import material_from_config
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..parallel import UserError, as_comm
+from . import checks as _checks
 
 __all__ = ["APPENDED", "SCHEMA", "SCHEMA_VERSION", "ReducedModel", "block_dot", "block_rows",
            "blocks", "case_model_path", "dot_blocks", "load", "load_for_case", "n_columns",
@@ -224,7 +224,7 @@ class ReducedModel:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"reduced model file {path} not found")
-        with h5py.File(path, "r") as f:
+        with _checks.open_checked(path) as f:    # whole file checked (rom/online/checks.py)
             check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a reduced model")
             full = {k: f["full"][k][()] for k in FULL}
             red = {k: f["reduced"][k][()] for k in REDUCED}

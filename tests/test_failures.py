@@ -250,6 +250,51 @@ def test_load_local_models_checks_every_model(trained, tmp_path):
         rom.load(path)
 
 
+# ---------------------------------------------------------------- defects 7, 10: stale model
+def _edit_case(plate: Path, old: str, new: str) -> Path:
+    case_file = plate / "case.yaml"
+    text = case_file.read_text()
+    assert old in text
+    case_file.write_text(text.replace(old, new))
+    return case_file
+
+
+def test_study_refuses_a_model_built_for_another_material(plate):
+    from rom.study.run import study_inputs
+    case_file = _edit_case(plate, "values: [2.0e11, 1.4e11]", "values: [1.0e11, 0.7e11]")
+    with pytest.raises(UserError, match=r"built for another material than .*case.yaml's .*"
+                                        r"rebuild it with python -m rom.offline"):
+        study_inputs(case_file, MPI.COMM_SELF)
+
+
+def test_training_refuses_a_model_of_another_case(plate):
+    """A model of another mesh and time grid (was an IndexError in the training check)."""
+    from rom.online.training import check_and_calibrate
+    sys.path.insert(0, str(CASE_DIR))
+    try:
+        from make_mesh import make
+    finally:
+        sys.path.pop(0)
+    meshio.write(plate / "mesh.inp", make((9, 3, 1)))
+    case_file = _edit_case(plate, "steps: 8", "steps: 6")
+    before = digests(plate / "out")
+    with pytest.raises(UserError, match="built for another mesh, times than"):
+        check_and_calibrate(load_case(case_file), plate / "out" / "plate_creep.rom.h5",
+                            MPI.COMM_SELF)
+    assert digests(plate / "out") == before
+
+
+def test_model_without_case_hashes_gets_a_warning(plate):
+    from rom.online.model import load_for_case
+    path = plate / "out" / "plate_creep.rom.h5"
+    with h5py.File(path, "a") as f:
+        meta = json.loads(f.attrs["meta"])
+        del meta["case_hashes"]
+        f.attrs["meta"] = json.dumps(meta)
+    with pytest.warns(UserWarning, match="does not record the case it was built for"):
+        load_for_case(load_case(plate / "case.yaml"), path)
+
+
 # ---------------------------------------------------------------- defect 4: rank failure
 BAR = """
 name: bar

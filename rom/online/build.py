@@ -30,6 +30,7 @@ from ..io.snapshots import SnapshotStore
 from ..linalg import pod
 from ..parallel import (UserError, allreduce_sum, as_comm, even_split, raise_if_failed,
                         rank0_print, row_offsets)
+from .checks import case_hashes
 from .config import OnlineConfig
 from .model import SCHEMA, SCHEMA_VERSION, ReducedModel, material_to_json, write_layout
 from .points import _locate, point_data
@@ -480,6 +481,7 @@ def build_reduced_model(case, comm: MPI.Comm | None = None, config: OnlineConfig
                               case_file=str(Path(case.source_file or "").resolve()),
                               mesh_file=mesh_file)
     del U, S, Z
+    built.meta["case_hashes"] = case_hashes(case)      # checked by load_for_case
     if path is None:
         path = cfg.model or Path(case.output.directory) / f"{case.name}.rom.h5"
     path = Path(path)

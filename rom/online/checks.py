@@ -1,4 +1,4 @@
-"""Checks of a reduced-model file when it is read.
+"""Checks of a reduced-model file when it is read, and of the case it was built for.
 
 :func:`open_checked` opens a reduced-model or local reduced-models file and checks it
 whole before anything uses it (:func:`check_model_file`): the schema, every dataset's
@@ -6,12 +6,20 @@ presence, the shapes (with each other and with the sizes in ``meta``), the index
 the ``meta`` and ``material`` JSON, and that every float array is finite (read in slabs of
 bounded size). Every failure is a :class:`~rom.parallel.UserError` that names the file and
 the dataset; a file that is not HDF5, or truncated, too.
+
+:func:`case_hashes` are the hashes of the case sections a model depends on (mesh file,
+material, loading, time grid), stored in the model's ``meta`` at the build;
+:func:`check_case` refuses a model whose sections differ from the case's (a model built
+for the case before its material or mesh changed) and warns when the model has none.
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +30,11 @@ from ..io.atomic import check_schema
 from ..io.snapshots import nonfinite
 from ..parallel import UserError
 
-__all__ = ["check_model_file", "check_model_group", "open_checked"]
+__all__ = ["SECTIONS", "case_hashes", "check_case", "check_model_file", "check_model_group",
+           "open_checked"]
 
+#: the case sections a reduced model depends on (keys of ``meta["case_hashes"]``)
+SECTIONS = ("mesh", "material", "loading", "times")
 #: ``meta`` keys every reduced model has (sizes and names the arrays are checked against)
 META_KEYS = ("n_qp", "n_nodes", "n_state", "p_column", "state_names", "mesh_file")
 MODEL_SCHEMA = "rom.online.reduced_model"
@@ -107,7 +118,48 @@ def check_model_group(g: h5py.Group, path: str | os.PathLike) -> None:
         _finite(dset, path, _where(g, name))
 
 
+def case_hashes(case) -> dict[str, str]:
+    """SHA-256 (hex) of the case sections a reduced model depends on (:data:`SECTIONS`):
+    the mesh file's content, the ``material:`` and ``loading:`` sections (without the time
+    grid), and the time grid ``loading.times``."""
+    loading = dataclasses.asdict(case.loading) if case.loading is not None else None
+    times = loading.pop("times", None) if loading is not None else None
+    digest = hashlib.sha256()
+    with open(case.mesh, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # loop over 1 MB pieces
+            digest.update(chunk)
+    material = dataclasses.asdict(case.material) if case.material is not None else None
+    return {"mesh": digest.hexdigest(), "material": _hash(material),
+            "loading": _hash(loading), "times": _hash(times)}
+
+
+def check_case(meta: dict, case, path: str | os.PathLike) -> None:
+    """Refuse (:class:`UserError`) the reduced model ``path`` (its ``meta``) when the case
+    sections it was built from differ from ``case``'s (:func:`case_hashes`): the message
+    names the sections and how to rebuild. A model without hashes (built before they were
+    stored) gets a warning."""
+    stored = meta.get("case_hashes")
+    where = getattr(case, "source_file", None) or "the case"
+    if not stored:
+        warnings.warn(f"{path}: the reduced model does not record the case it was built for "
+                      f"(an older file): it cannot be checked against {where}; rebuild it "
+                      f"with python -m rom.offline {where} to be sure", stacklevel=3)
+        return
+    now = case_hashes(case)
+    differ = [s for s in SECTIONS if s in stored and stored[s] != now[s]]
+    if differ:
+        raise UserError(f"{path}: the reduced model was built for another "
+                        f"{', '.join(differ)} than {where}'s (the case changed since the "
+                        f"build, or the model belongs to another case); rebuild it with "
+                        f"python -m rom.offline {where}")
+
+
 # ---------------------------------------------------------------- helpers
+def _hash(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _where(g: h5py.Group, name: str) -> str:
     prefix = g.name.strip("/")
     return f"{prefix}/{name}" if prefix else name

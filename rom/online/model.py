@@ -248,6 +248,7 @@ def load_for_case(case, path: str | Path) -> ReducedModel:
     """The reduced model in ``path`` with the mesh of ``case`` (its ``mesh:``, read now)
     instead of the one named in the model, which may have moved since the build."""
     model = ReducedModel.load(path)
+    _checks.check_case(model.meta, case, path)    # built for this case's mesh, material...?
     mesh_file = str(Path(case.mesh).resolve())
     model._mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
     return model

@@ -71,7 +71,8 @@ def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("trained")
     case_file = copy_case(base)
     case_file.write_text(case_file.read_text().replace(
-        "online: {indicator_tol: 5.0e-4}", "online: {indicator_tol: 5.0e-4, indicator_factor: 2.0}"))
+        "online: {indicator_tol: 5.0e-4}",
+        "online: {indicator_tol: 5.0e-4, indicator_factor: 2.0}"))
     run_fom(case_file)
     out = base / "out"
     pid = dead_pid()
@@ -160,6 +161,21 @@ def test_offline_failure_in_training_check_keeps_the_calibrated_model(plate, mon
     monkeypatch.setattr(training, "training_check", broken)
     _fails_without_replacing(plate, None, exc=KeyboardInterrupt)
     assert not list((plate / "out").glob(".*"))
+
+
+def test_training_check_names_nan_in_the_store_and_keeps_the_model(plate):
+    """python -m rom.online.training on a store damaged after the build: the error names
+    the store, the field and the snapshot (was: NaN errors, a tolerance from NaN)."""
+    from rom.online.training import check_and_calibrate
+    store = plate / "out" / "plate_creep.snapshots.h5"
+    with h5py.File(store, "a") as f:
+        f["fields/p/values"][11, 20] = np.nan
+    before = digests(plate / "out")
+    with pytest.raises(UserError, match=rf"^{store}: field 'p' holds 1 NaN and 0 Inf .*"
+                                        r"loading 't950_a100', step 5"):
+        check_and_calibrate(load_case(plate / "case.yaml"), plate / "out" / "plate_creep.rom.h5",
+                            MPI.COMM_SELF)
+    assert digests(plate / "out") == before
 
 
 # ---------------------------------------------------------------- defect 7: rom.fom

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
-import numpy as np
 
 from ..io.atomic import check_schema
 from ..io.snapshots import nonfinite

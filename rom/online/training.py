@@ -115,8 +115,8 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
             hist = temperature_history(lc.temperature, model.mesh, fc, comm=comm,
                                        where=f"fom.loadings[{ld.name}].temperature",
                                        heat_cache=heat_cache)
-            us = list(store.read_global("displacement", columns=cols).T)
-            ps = list(store.read_global("p", columns=cols).T)
+            us = list(_checked(store, "displacement", cols))
+            ps = list(_checked(store, "p", cols))
             T = hist.array(times)
             if folds is not None:
                 T_M = [temperature_at_points(model, T, t, i) for i, t in enumerate(times)]
@@ -134,6 +134,17 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
         raise UserError(f"{case_file}: training check: none of the store's loadings is "
                         "described in fom.loadings")
     return TrainingCheck(names, np.array(eu), np.array(ep), np.array(eta))
+
+
+def _checked(store, name: str, cols: np.ndarray) -> np.ndarray:
+    """The columns ``cols`` of field ``name`` of ``store``, (len(cols), n_rows) (every
+    rank: the reduced solves are compared on every rank); a :class:`UserError` naming the
+    store, field and snapshot when they hold NaN or Inf."""
+    values = store.read_global(name, columns=cols).T
+    message = store.nonfinite_message(name, values, cols)
+    if message is not None:
+        raise UserError(message)
+    return values
 
 
 def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) -> TrainingCheck:

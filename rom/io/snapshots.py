@@ -918,10 +918,9 @@ class SnapshotStore:
                 f["fields"][name]["values"].resize(m0, axis=1)
             for tag in TABLE_DTYPE.names:
                 f["snapshots"][tag].resize((m0,))
-        error = comm.bcast(error, root=0) if comm.size > 1 else error
-        if error is not None:
-            raise OSError(f"writing {_describe(self._loadings[lid].name, steps, times)} to "
-                          f"{self.path} failed on rank 0: {error}")
+        raise_if_failed(error, comm, OSError, what=f"writing "
+                        f"{_describe(self._loadings[lid].name, steps, times)} to {self.path} "
+                        "failed")
         new = np.empty(k, dtype=TABLE_DTYPE)
         new["loading"], new["time"], new["step"] = lid, times, steps
         self._table = np.concatenate([self._table, new])

@@ -417,14 +417,11 @@ def write_built(f, name: str, built: Built, comm: MPI.Comm, *, what: str,
             write_layout(g, built.full, built.reduced, built.meta, built.material_json, shapes)
         except Exception as exc:  # noqa: BLE001 - reported on every rank
             error = f"{type(exc).__name__}: {exc}"
-    error = comm.bcast(error, root=0) if comm.size > 1 else error
-    if error is None:
-        prefix = f"{name}/" if name else ""
-        for k in DISTRIBUTED:  # same order on every rank
-            error = _write_rows(f, f"{prefix}full/{k}", built.full[k], comm) or error
-        error = comm.bcast(error, root=0) if comm.size > 1 else error
-    if error is not None:
-        raise OSError(f"writing {what} failed on rank 0: {error}")
+    raise_if_failed(error, comm, OSError, what=f"writing {what} failed")
+    prefix = f"{name}/" if name else ""
+    for k in DISTRIBUTED:  # same order on every rank
+        error = _write_rows(f, f"{prefix}full/{k}", built.full[k], comm) or error
+    raise_if_failed(error, comm, OSError, what=f"writing {what} failed")
 
 
 def write_model(path: str | Path, built: Built, comm: MPI.Comm | None = None) -> Path:

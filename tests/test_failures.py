@@ -178,6 +178,41 @@ def test_training_check_names_nan_in_the_store_and_keeps_the_model(plate):
     assert digests(plate / "out") == before
 
 
+#: python -m rom.offline killed (SIGKILL: no cleanup at all) inside its training check
+KILLED = r"""
+import os, signal, sys
+import rom.online.training as training
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+training.training_check = killed
+from rom.offline import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_offline_killed_in_training_check_keeps_the_calibrated_model(plate):
+    """kill -9 during the training check: the calibrated model and the basis stay; the
+    next run removes what the killed one left and publishes its own outputs."""
+    before = digests(plate / "out")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
+    proc = subprocess.run([sys.executable, "-c", KILLED, "case.yaml", "-q"], cwd=plate,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    left = [p for p in (plate / "out").iterdir() if p.name.startswith(STAGE_PREFIX)]
+    assert len(left) == 1 and (left[0] / "plate_creep.rom.h5").is_file()
+    after = digests(plate / "out")
+    assert {k: v for k, v in after.items() if not k.startswith(STAGE_PREFIX)} == before
+    out = io.StringIO()
+    from contextlib import redirect_stdout
+    with redirect_stdout(out):
+        offline(plate / "case.yaml")
+    assert f"removed 1 temporary file(s) or directories left by killed runs: {left[0]}" \
+        in out.getvalue()
+    assert not left[0].exists()
+    assert "training_check" in rom.load(plate / "out" / "plate_creep.rom.h5").meta
+
+
 # ---------------------------------------------------------------- defect 7: rom.fom
 def test_fom_empty_mesh_is_a_clear_error_and_writes_nothing(tmp_path):
     from rom.fom.run import load_fom_case, run_case

@@ -25,6 +25,7 @@ from mpi4py import MPI
 
 pytest.importorskip("petsc4py")
 
+from petsc4py import PETSc  # noqa: E402,F401  (PetscInitialize is collective: every rank)
 from test_online_common import CASE_DIR, copy_case, run_fom  # noqa: E402
 
 import rom  # noqa: E402
@@ -36,9 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).with_name("mpiexec")
 #: the staging directory of a killed rom.offline (rom.io.atomic.STAGE_PREFIX + its pid)
 STAGE_PREFIX = ".rom-stage.tmp-"
-serial_only = pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="serial test (runs its own "
-                                                                  "MPI jobs where needed)")
-pytestmark = serial_only
+#: tests that start their own processes (an MPI job, a process killed) run serially only
+serial_only = pytest.mark.skipif(MPI.COMM_WORLD.size > 1, reason="starts its own processes")
 
 
 def digest(path: Path) -> str:
@@ -151,6 +151,28 @@ def test_offline_empty_mesh(plate):
     _fails_without_replacing(plate, rf"mesh file {plate / 'mesh.inp'} is empty")
 
 
+@pytest.mark.mpi
+def test_offline_failure_on_one_rank_replaces_nothing(comm, shared_tmp_path):
+    """At 1, 2 and 3 ranks: Inf in the stress rows of the last rank only; every rank raises
+    one error naming the store and the field, and the outputs stay byte-identical."""
+    from rom.offline import run
+    base = shared_tmp_path / "mpi"
+    before = None
+    if comm.rank == 0:                    # a trained case, serially
+        case_file = copy_case(base)
+        run_fom(case_file)
+        offline(case_file)
+        with h5py.File(base / "out" / "plate_creep.snapshots.h5", "a") as f:
+            f["fields/stress/values"][-1, 3] = -np.inf
+        before = digests(base / "out")
+    before = comm.bcast(before, root=0)
+    with pytest.raises(UserError, match="plate_creep.snapshots.h5: field 'stress' holds 0 NaN "
+                                        "and 1 Inf"):
+        run(load_case(base / "case.yaml"), comm, progress=False, out=io.StringIO())
+    comm.barrier()
+    assert digests(base / "out") == before
+
+
 def test_offline_failure_in_training_check_keeps_the_calibrated_model(plate, monkeypatch):
     """An exception in the training check (as a kill there would) leaves the previous,
     calibrated model and basis in place, and no temporaries."""
@@ -190,6 +212,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@serial_only
 def test_offline_killed_in_training_check_keeps_the_calibrated_model(plate):
     """kill -9 during the training check: the calibrated model and the basis stay; the
     next run removes what the killed one left and publishes its own outputs."""
@@ -392,6 +415,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@serial_only
 @pytest.mark.skipif(not MPIEXEC.exists(), reason="needs the venv's mpiexec")
 def test_fom_exception_on_one_rank_stops_every_rank(tmp_path):
     """Rank 1 raises inside a step while ranks 0 and 2 are in PETSc's collectives: every

@@ -5,6 +5,11 @@ the POD of the case's field, and writes one self-describing reduced-basis file
 (``<output>/<name>.basis.h5``), the modes on the mesh for ParaView
 (``<name>.modes.vtu``) and, when matplotlib is installed, a PNG of the singular
 values. A summary table goes to stdout on rank 0, progress to stderr.
+
+The outputs of the stage (basis, modes, local bases, reduced models, operator
+interpolation, plots) are written under temporary names and published together when
+every step succeeded (:class:`rom.io.atomic.StagedOutputs`): a failing or killed run
+replaces none of the files of the previous one.
 """
 from __future__ import annotations
 
@@ -21,13 +26,15 @@ from mpi4py import MPI
 
 from . import __version__
 from .config import Case, CaseError, load_case
+from .io.atomic import StagedOutputs, remove_stale_stages, remove_stale_temps
 from .io.basis import write_basis
 from .io.mesh import read_mesh, write_fields
 from .io.snapshots import SnapshotStore
 from .linalg import pod
 from .linalg.distributed import gather_rows
 from .meshes import lumped_mass
-from .parallel import UserError, abort_on_error, as_comm, even_split, rank0_print, world
+from .parallel import (UserError, abort_on_error, as_comm, even_split, raise_if_failed,
+                       rank0_print, world)
 from .plots import have_matplotlib, singular_value_decay
 from .sources import prepare_snapshots
 
@@ -108,35 +115,81 @@ def run(case: Case, comm: MPI.Comm | None = None, *, progress: bool = True,
         case.output.directory.mkdir(parents=True, exist_ok=True)
         if case.snapshots is not None:
             case.snapshots.store.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(case)
     comm.Barrier()
     result = OfflineResult(timings=timer.times)
+    staged = StagedOutputs(comm)
+    try:
+        _stages(case, comm, timer, result, progress, staged)
+    except BaseException:
+        staged.discard()          # no communication: this rank may be the only one failing
+        raise
+    staged.publish()
+    _report(case, result, comm, out)
+    return result
+
+
+def _stages(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult, progress: bool,
+            staged: StagedOutputs) -> None:
+    """Every stage the case configures, writing its outputs into ``staged``."""
     if case.snapshots is not None:
-        _pod_stage(case, comm, timer, result, progress)
+        _pod_stage(case, comm, timer, result, progress, staged)
     if case.online is not None:
         from .online import build_reduced_model
+        final = _model_paths(case)[0]
         with timer("reduced model"):
-            result.online = build_reduced_model(case, comm)
-        result.outputs.append(result.online)
-        result.lines.append(f"  reduced model (ECM + error indicator): {result.online}")
+            written = build_reduced_model(case, comm, path=staged.path(final))
+        result.online = final
+        result.outputs.append(final)
+        result.lines.append(f"  reduced model (ECM + error indicator): {final}")
         if case.online.check_training and case.fom is not None:
             from .online.training import check_and_calibrate
             with timer("training check"):
-                chk = check_and_calibrate(case, result.online, comm)
+                chk = check_and_calibrate(case, written, comm)    # rewrites it
             result.lines.append(
                 f"  training check ({len(chk.names)} loadings): max e_u "
                 f"{chk.err_u.max():.2e}, max e_p {chk.err_p.max():.2e}, largest indicator "
                 f"{chk.indicator.max():.2e}")
         if case.online.local:
             from .online import build_local_models
+            final = _model_paths(case)[1]
             with timer("local reduced models"):
-                result.online_local = build_local_models(case, comm)
-            result.outputs.append(result.online_local)
+                build_local_models(case, comm, path=staged.path(final))
+            result.online_local = final
+            result.outputs.append(final)
             result.lines.append(f"  local reduced models ({case.clustering.k}, selector, "
-                                f"switching): {result.online_local}")
+                                f"switching): {final}")
     if case.interp is not None:
-        _interp_stage(case, comm, timer, result, progress)
-    _report(case, result, comm, out)
-    return result
+        _interp_stage(case, comm, timer, result, progress, staged)
+
+
+def _model_paths(case: Case) -> tuple[Path, Path]:
+    """The reduced-model and local reduced-models files of the case."""
+    cfg, out = case.online, Path(case.output.directory)
+    return (Path(cfg.model or out / f"{case.name}.rom.h5"),
+            Path(cfg.local_model or out / f"{case.name}.local.rom.h5"))
+
+
+def _outputs(case: Case) -> list[Path]:
+    """Every file the offline stage of ``case`` may write."""
+    out = Path(case.output.directory)
+    names = ("basis.h5", "modes.vtu", "singular_values.png", "local_bases.h5",
+             "clusters.png", "interp.h5")
+    paths = [out / f"{case.name}.{n}" for n in names]
+    return paths + (list(_model_paths(case)) if case.online is not None else [])
+
+
+def _remove_leftovers(case: Case) -> None:
+    """Remove (rank 0) the temporaries and staging directories that killed runs left next
+    to the outputs of ``case``; one line."""
+    removed = []
+    for path in _outputs(case):  # loop over the possible outputs
+        removed += remove_stale_temps(path)
+    for directory in sorted({p.parent for p in _outputs(case)}):
+        removed += remove_stale_stages(directory)
+    if removed:
+        print(f"rom.offline: removed {len(removed)} temporary file(s) or directories left by "
+              "killed runs: " + ", ".join(f"{p} ({n} B)" for p, n in removed), flush=True)
 
 
 def _provenance(case: Case, **extra) -> dict:
@@ -145,7 +198,7 @@ def _provenance(case: Case, **extra) -> dict:
 
 
 def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
-               progress: bool) -> None:
+               progress: bool, staged: StagedOutputs) -> None:
     outdir = case.output.directory
     with timer("read mesh"):
         mesh = read_mesh(case.mesh)
@@ -160,7 +213,10 @@ def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
         n_rows = info.n_rows
         off = even_split(n_rows, comm.size)
         rows = (int(off[comm.rank]), int(off[comm.rank + 1]))
+        if store.n_snapshots == 0:
+            raise UserError(f"{store_path}: the snapshot store holds no snapshots")
         X = store.read(case.pod.field, rows=rows)
+        raise_if_failed(store.nonfinite_message(case.pod.field, X.T), comm, UserError)
         n_snap = comm.allreduce(X.shape[1], op=MPI.MAX)
     weights = None
     if case.pod.product == "lumped_mass":
@@ -181,19 +237,22 @@ def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
                  "rtol": case.pod.rtol, "max_modes": case.pod.max_modes,
                  "product": case.pod.product, "n_snapshots": n_snap,
                  "energy": float(res.energy)}
-        write_basis(basis_path, modes=res.modes, singular_values=res.singular_values,
+        write_basis(staged.path(basis_path), modes=res.modes, singular_values=res.singular_values,
                     all_singular_values=res.all_singular_values, attrs=attrs,
                     provenance=_provenance(case, snapshot_store=str(store_path)),
                     product_weights=weights, comm=comm)
         if case.output.write_modes:
-            result.outputs.append(_write_modes_vtu(outdir / f"{case.name}.modes.vtu", mesh,
-                                                   res.modes, info, comm))
+            vtu = outdir / f"{case.name}.modes.vtu"
+            _write_modes_vtu(staged.path(vtu), mesh, res.modes, info, comm)
+            result.outputs.append(vtu)
+        png = outdir / f"{case.name}.singular_values.png"
         if case.output.plot and comm.rank == 0:
             if have_matplotlib():
-                result.outputs.append(singular_value_decay(
-                    outdir / f"{case.name}.singular_values.png", res.all_singular_values,
+                singular_value_decay(
+                    staged.path(png), res.all_singular_values,
                     len(res.singular_values), rtol=case.pod.rtol,
-                    title=f"{case.name}: POD of {case.pod.field} ({case.pod.method})"))
+                    title=f"{case.name}: POD of {case.pod.field} ({case.pod.method})")
+                result.outputs.append(png)
             else:
                 rank0_print(comm, "note: matplotlib not installed, no singular-value plot "
                                   "(pip install 'rom[plot]')", file=sys.stderr)
@@ -206,11 +265,12 @@ def _pod_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
         f"  modes kept {len(s)}   energy captured {res.energy:.10f}   "
         f"sigma_1={s[0]:.4e} sigma_n={s[-1]:.4e}" if len(s) else "  no modes kept"]
     if case.clustering is not None:
-        _clustering_stage(case, comm, timer, result, X, weights, store)
+        _clustering_stage(case, comm, timer, result, X, weights, store, staged)
 
 
 def _clustering_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
-                      X: np.ndarray, weights: np.ndarray | None, store: SnapshotStore) -> None:
+                      X: np.ndarray, weights: np.ndarray | None, store: SnapshotStore,
+                      staged: StagedOutputs) -> None:
     from .clustering import (build_local_bases, efficiency_criterion, format_summary,
                              plot_local_bases, snapshot_gram, write_local_bases_file)
 
@@ -227,23 +287,25 @@ def _clustering_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: Offline
                                max_modes=case.pod.max_modes, product=weights,
                                method=case.pod.method, overlap=c.overlap, seed=c.seed, gram=G)
         crit = efficiency_criterion(G, lb.columns, rtol=case.pod.rtol)
-        write_local_bases_file(path, lb, comm=comm, provenance=_provenance(case))
+        write_local_bases_file(staged.path(path), lb, comm=comm, provenance=_provenance(case))
     result.outputs.append(path)
     result.local_bases = lb
     result.lines += ["  " + line for line in format_summary(lb, crit).splitlines()]
+    png = case.output.directory / f"{case.name}.clusters.png"
     if case.output.plot and comm.rank == 0 and have_matplotlib():
-        result.outputs.append(plot_local_bases(
-            case.output.directory / f"{case.name}.clusters.png", lb, title=case.name))
+        plot_local_bases(staged.path(png), lb, title=case.name)
+        result.outputs.append(png)
 
 
 def _interp_stage(case: Case, comm: MPI.Comm, timer: _Timer, result: OfflineResult,
-                  progress: bool) -> None:
+                  progress: bool, staged: StagedOutputs) -> None:
     from .interp.config import run_offline
 
     path = case.output.directory / f"{case.name}.interp.h5"
     log = (lambda msg: rank0_print(comm, msg, file=sys.stderr)) if progress else None
     with timer("operator interpolation"):
-        model = run_offline(case.interp, path, comm=comm, log=log, **_provenance(case))
+        model = run_offline(case.interp, staged.path(path), comm=comm, log=log,
+                            **_provenance(case))
     result.interp = model
     result.outputs.append(path)
     h = model.history

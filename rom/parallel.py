@@ -19,15 +19,109 @@ from mpi4py import MPI
 
 #: seconds between the error message and ``Abort`` (lets mpiexec forward the message)
 ABORT_GRACE = 1.0
+#: seconds a rank that failed inside a collective region waits at its exit for the other
+#: ranks (:func:`failures` with ``bounded``): longer, they are blocked elsewhere (e.g. in
+#: PETSc), and the rank goes on to :func:`abort_on_error`, which aborts them
+AGREE_WAIT = 4.0
+#: bytes of a rank's message in a bounded agreement (longer messages are cut)
+_AGREE_BYTES = 1024
 
 __all__ = [
     "as_comm", "world", "rank0_print", "Progress", "abort_on_error", "StopRequest",
     "row_offsets", "even_split", "allreduce_sum", "bcast_arrays", "UserError",
+    "AGREE_WAIT", "failures", "raise_if_failed",
 ]
 
 
 class UserError(Exception):
     """A mistake of the user (bad input, missing file, ...): printed without traceback by the CLIs."""
+
+
+def _message(error: BaseException | str | None) -> str | None:
+    """The text a rank reports for ``error`` (an exception: ``'Type: text'``)."""
+    if error is None or isinstance(error, str):
+        return error
+    return str(error) if isinstance(error, UserError) else f"{type(error).__name__}: {error}"
+
+
+def failures(error: BaseException | str | None, comm: MPI.Comm | None, *,
+             bounded: float | None = None) -> dict[int, str] | None:
+    """Collective: what failed on which rank, ``{rank: message}`` (empty: nothing failed).
+
+    The one agreement on failure of the code base: every rank passes what it caught (an
+    exception, a message, or ``None``) at the same point, and every rank learns about all
+    (one allgather). :func:`raise_if_failed` raises on every rank from it.
+
+    Parameters
+    ----------
+    error : this rank's failure, or ``None``
+    comm : communicator (``None``: serial, no communication)
+    bounded : for the exit of a collective region with an exception that the other ranks
+        may not share (e.g. ``AtomicH5.close(success=False)``): a rank that failed waits at
+        most ``bounded`` seconds for the others (a non-blocking allgather; ranks that did not
+        fail wait as long as it takes), then returns ``None``: the others are blocked in
+        another collective, and only ``comm.Abort`` (:func:`abort_on_error`) stops them. Every
+        rank of one agreement must pass ``bounded`` or none. Messages are cut to 1 kB.
+    """
+    found = _agree(error, comm, bounded)
+    return None if found is None else {r: m for r, (m, _) in found.items()}
+
+
+def _agree(error: BaseException | str | None, comm: MPI.Comm | None,
+           bounded: float | None) -> dict[int, tuple[str, bool]] | None:
+    """:func:`failures` with, per failed rank, whether it failed with an exception object."""
+    comm = as_comm(comm)
+    text, own = _message(error), isinstance(error, BaseException)
+    if comm.size == 1:
+        return {} if text is None else {0: (text, own)}
+    if bounded is None:
+        every = comm.allgather(None if text is None else (text, own))
+        return {r: item for r, item in enumerate(every) if item is not None}
+    local = np.zeros(_AGREE_BYTES + 1, np.uint8)
+    if text is not None:
+        raw = text.encode("utf-8", "replace")[:_AGREE_BYTES]
+        local[0], local[1:1 + len(raw)] = 1 + own, np.frombuffer(raw, np.uint8)
+    rows = np.empty((comm.size, _AGREE_BYTES + 1), np.uint8)
+    request = comm.Iallgather(local, rows)
+    if text is None:
+        request.Wait()
+    else:
+        deadline = time.monotonic() + bounded
+        while not request.Test():  # poll until the others arrive or the time is up
+            if time.monotonic() > deadline:
+                return None          # the request is left pending: the caller aborts
+            time.sleep(0.002)
+    return {r: (bytes(row[1:]).rstrip(b"\0").decode("utf-8", "replace"), bool(row[0] == 2))
+            for r, row in enumerate(rows) if row[0]}
+
+
+def raise_if_failed(error: BaseException | str | None, comm: MPI.Comm | None,
+                    exc: type[BaseException] = RuntimeError, *, what: str = "",
+                    bounded: float | None = None) -> None:
+    """Collective: raise on every rank if any rank failed (:func:`failures`).
+
+    A rank that passed an exception re-raises it (its own traceback); the others raise
+    ``exc`` with ``what`` and the failing ranks' messages (``[rank r] ...`` when they
+    differ between ranks). When no rank passed an exception object, the error is the same
+    on every rank and has ``collective = True`` (:func:`abort_on_error` prints it once).
+    With ``bounded``, a failing rank that waited in vain raises its error alone.
+    """
+    comm = as_comm(comm)
+    found = _agree(error, comm, bounded)
+    if found == {}:
+        return
+    if isinstance(error, BaseException):
+        raise error
+    if found is None:
+        found = {comm.rank: (_message(error), False)}
+    texts = {m for m, _ in found.values()}
+    if comm.size == 1 or (len(found) == comm.size and len(texts) == 1):
+        text = "; ".join(texts)                   # serial, or the same on every rank
+    else:
+        text = "; ".join(f"[rank {r}] {m}" for r, (m, _) in found.items())
+    err = exc(f"{what}: {text}" if what else text)
+    err.collective = not any(own for _, own in found.values())
+    raise err
 
 
 def as_comm(comm: MPI.Comm | None) -> MPI.Comm:

@@ -15,7 +15,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from ..materials.base import Material, MaterialError
-from ..parallel import UserError, as_comm
+from ..parallel import UserError, as_comm, raise_if_failed
 from .discretization import ElementSet
 from .loads import Loads
 from .mesh import FEMesh
@@ -533,11 +533,9 @@ class MechanicalSolver:
             out = self.elements.evaluate(self.material, self._ghost_u(), state.strain,
                                          state.internal, T_qp, dt)
         except MaterialError as exc:
-            msg, out = f"rank {self.comm.rank}: {exc}", None
-        msgs = [m for m in self.comm.allgather(msg) if m]
-        if msgs:
-            raise ConvergenceError(f"material integration failed at t = {time_new:g} s "
-                                   f"(dt = {dt:g} s): " + "; ".join(msgs))
+            msg, out = str(exc), None
+        raise_if_failed(msg, self.comm, ConvergenceError,
+                        what=f"material integration failed at t = {time_new:g} s (dt = {dt:g} s)")
         return out
 
     def _assemble_residual(self, fe: list, fac: float) -> None:

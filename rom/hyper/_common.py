@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import row_offsets
+from ..parallel import raise_if_failed, row_offsets
 
 #: Default relative tie tolerance of the greedy selections: values within
 #: ``TIE_RTOL * |max|`` of the maximum are ties, broken by the smallest global index.
@@ -19,17 +19,10 @@ TIE_RTOL = 1e-10
 
 
 def raise_collective(message: str | None, comm: MPI.Comm, exc: type = ValueError) -> None:
-    """Raise ``exc`` on every rank if ``message`` is set on any rank (lowest failing rank's text).
-
-    The exception carries ``collective = True`` so that
-    :func:`rom.parallel.abort_on_error` prints it once.
-    """
-    messages = [message] if comm.size == 1 else comm.allgather(message)
-    for rank, msg in enumerate(messages):
-        if msg is not None:
-            err = exc(msg if comm.size == 1 else f"[rank {rank}] {msg}")
-            err.collective = True
-            raise err
+    """Raise ``exc`` on every rank if ``message`` is set on any rank
+    (:func:`rom.parallel.raise_if_failed`: the exception carries ``collective = True`` so
+    that :func:`rom.parallel.abort_on_error` prints it once)."""
+    raise_if_failed(message, comm, exc)
 
 
 def float_array(x: Any, name: str, ndim: int) -> np.ndarray:

@@ -13,18 +13,15 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from mpi4py import MPI
 
-from ..parallel import as_comm
+from ..parallel import as_comm, raise_if_failed
 
 __all__ = ["GatheredSolver", "allsum", "as_local_csr", "check", "gather_rows", "offsets_of"]
 
 
 def check(message: str | None, comm: MPI.Comm | None) -> None:
-    """Raise ``ValueError`` on every rank if ``message`` is set on any rank (one allgather)."""
-    comm = as_comm(comm)
-    msgs = [message] if comm.size == 1 else comm.allgather(message)
-    for rank, msg in enumerate(msgs):
-        if msg is not None:
-            raise ValueError(msg if comm.size == 1 else f"[rank {rank}] {msg}")
+    """Raise ``ValueError`` on every rank if ``message`` is set on any rank
+    (:func:`rom.parallel.raise_if_failed`)."""
+    raise_if_failed(message, comm, ValueError)
 
 
 def allsum(a: Any, comm: MPI.Comm | None) -> np.ndarray:

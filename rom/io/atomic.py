@@ -12,6 +12,10 @@ the other ranks take part in the agreement on success or failure.
 A writer killed outright also leaves its temporary (and, killed during
 :meth:`AtomicH5.commit`, a ``.commit`` copy of it): :func:`remove_stale_temps`
 removes those of processes that are no longer alive.
+
+A stage with several outputs writes them under temporary names and publishes them
+together at its end (:class:`StagedOutputs`): a stage that fails, or is killed, replaces
+none of the files of a previous run.
 """
 from __future__ import annotations
 
@@ -33,10 +37,13 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import as_comm
+from ..parallel import AGREE_WAIT, as_comm, failures, raise_if_failed
 
-__all__ = ["AtomicH5", "atomic_h5", "fsync_path", "remove_stale_temps", "stamp_provenance",
-           "temp_path_for"]
+__all__ = ["AtomicH5", "StagedOutputs", "atomic_h5", "fsync_path", "remove_stale_stages",
+           "remove_stale_temps", "stamp_provenance", "temp_path_for"]
+
+#: name of the directory where a stage writes its outputs (+ rank 0's pid), next to them
+STAGE_PREFIX = ".rom-stage.tmp-"
 
 
 def temp_path_for(path: str | os.PathLike, pid: int | None = None) -> Path:
@@ -98,6 +105,90 @@ def remove_stale_temps(path: str | os.PathLike) -> list[tuple[Path, int]]:
     return removed
 
 
+def remove_stale_stages(directory: str | os.PathLike) -> list[tuple[Path, int]]:
+    """Remove the staging directories (:class:`StagedOutputs`) of dead processes in
+    ``directory``; not collective. Returns (directory, bytes of its files) removed."""
+    pattern = re.compile(rf"{re.escape(STAGE_PREFIX)}([1-9][0-9]*)")
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    removed = []
+    for name in names:  # loop over the directory's entries
+        match = pattern.fullmatch(name)
+        stage = Path(directory) / name
+        if match is None or not stage.is_dir() or _pid_alive(int(match.group(1))):
+            continue
+        size = sum(p.stat().st_size for p in stage.rglob("*") if p.is_file())
+        shutil.rmtree(stage, ignore_errors=True)
+        if not stage.exists():
+            removed.append((stage, size))
+    return removed
+
+
+class StagedOutputs:
+    """The output files of one stage, written under temporary names and published together.
+
+    Collective over ``comm`` (construct it, and :meth:`publish`, on every rank). Instead of
+    a destination ``dest``, the stage writes :meth:`path` ``(dest)``:
+    ``<dest's directory>/.rom-stage.tmp-<pid>/<dest's name>`` (``pid`` of rank 0), with any
+    writer (:func:`atomic_h5`, meshio, matplotlib), and may read it back and rewrite it.
+    :meth:`publish`, at the end of the stage, renames every staged file onto its
+    destination (rank 0; one ``os.replace`` each, then the directories are fsynced and the
+    staging directories removed). :meth:`discard` (no communication: a failing rank may be
+    alone) removes the staging directories. A stage killed outright leaves its staging
+    directory, which :func:`remove_stale_stages` removes later; the destinations keep the
+    files of the last run that finished.
+
+    Parameters
+    ----------
+    comm : communicator (``None``: serial)
+    """
+
+    def __init__(self, comm: MPI.Comm | None = None):
+        self.comm = as_comm(comm)
+        pid = os.getpid() if self.comm.rank == 0 else None
+        self.pid = self.comm.bcast(pid, root=0) if self.comm.size > 1 else pid
+        self.files: dict[Path, Path] = {}          # destination -> staged file
+
+    def path(self, dest: str | os.PathLike) -> Path:
+        """The file to write instead of ``dest`` (the same on every rank); rank 0 creates
+        its staging directory."""
+        dest = Path(dest).absolute()
+        staged = dest.parent / f"{STAGE_PREFIX}{self.pid}" / dest.name
+        if self.comm.rank == 0:
+            staged.parent.mkdir(parents=True, exist_ok=True)
+        self.files[dest] = staged
+        return staged
+
+    def publish(self) -> list[Path]:
+        """Collective: move every staged file that was written onto its destination;
+        returns the destinations written. An error (on rank 0) is raised on every rank and
+        leaves the destinations not yet renamed as they were."""
+        error, done = None, []
+        if self.comm.rank == 0:
+            try:
+                for dest, staged in self.files.items():  # loop over the outputs
+                    if staged.is_file():
+                        fsync_path(staged)
+                        os.replace(staged, dest)
+                        done.append(dest)
+                for directory in {d.parent for d in done}:
+                    fsync_path(directory, directory=True)
+            except BaseException as exc:  # noqa: BLE001 - agreed below
+                error = exc
+            self.discard()
+        raise_if_failed(error, self.comm, RuntimeError, what="publishing the stage's outputs")
+        return self.comm.bcast(done, root=0) if self.comm.size > 1 else done
+
+    def discard(self) -> None:
+        """Remove the staging directories and what they hold (rank 0; not collective)."""
+        if self.comm.rank != 0:
+            return
+        for directory in {staged.parent for staged in self.files.values()}:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def fsync_path(path: str | os.PathLike, *, directory: bool = False) -> None:
     """``fsync`` a file (or, with ``directory=True``, a directory entry list); best effort."""
     flags = os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0)
@@ -124,19 +215,10 @@ def _publish(src: Path, dst: Path) -> None:
 
 
 def _raise_agreed(comm: MPI.Comm, error: BaseException | None, what: str) -> None:
-    """Collective: if any rank has an error, raise on every rank.
-
-    The rank that failed re-raises its own exception; the others raise a
-    ``RuntimeError`` that names the failed ranks and their messages.
-    """
-    local = None if error is None else f"{type(error).__name__}: {error}"
-    errors = comm.allgather(local) if comm.size > 1 else [local]
-    if all(e is None for e in errors):
-        return
-    if error is not None:
-        raise error
-    failed = "; ".join(f"rank {r}: {e}" for r, e in enumerate(errors) if e is not None)
-    raise RuntimeError(f"{what} failed on another rank ({failed})")
+    """Collective: if any rank has an error, raise on every rank
+    (:func:`rom.parallel.raise_if_failed`: the rank that failed re-raises its own
+    exception; the others raise a ``RuntimeError`` naming the failed ranks)."""
+    raise_if_failed(error, comm, RuntimeError, what=f"{what} failed")
 
 
 class AtomicH5:
@@ -211,18 +293,22 @@ class AtomicH5:
 
         Raises ``RuntimeError`` on the ranks that succeeded when another rank
         did not (the failing rank raises its own exception in :func:`atomic_h5`).
+        A rank closing without ``success`` waits at most
+        :data:`rom.parallel.AGREE_WAIT` seconds for the others (they may be blocked in
+        another collective, e.g. PETSc's, when only this rank failed): then it returns
+        without them (rank 0 discards the temporary), and its caller's error reaches
+        :func:`rom.parallel.abort_on_error`, which aborts every rank.
         """
         if self.closed:
             return
         self.closed = True
-        flags = self.comm.allgather(bool(success)) if self.comm.size > 1 else [bool(success)]
-        if not all(flags):
+        failed = failures(None if success else "failed", self.comm, bounded=AGREE_WAIT)
+        if failed is None or failed:
             if self.comm.rank == 0:
                 self._discard()
             if success:
-                bad = [r for r, ok in enumerate(flags) if not ok]
-                raise RuntimeError(f"writing {self.path} aborted: rank(s) {bad} failed; "
-                                   "the file was not written")
+                raise RuntimeError(f"writing {self.path} aborted: rank(s) {sorted(failed)} "
+                                   "failed; the file was not written")
             return
         error: BaseException | None = None
         if self.comm.rank == 0:

@@ -31,18 +31,23 @@ def read_mesh(path: str | os.PathLike) -> meshio.Mesh:
     Raises
     ------
     FileNotFoundError : no file at ``path``
-    MeshError : (a ``ValueError``) the file is not a readable mesh; names the path
+    MeshError : (a ``ValueError``) the file is not a readable mesh, or has no points or no
+        cells; names the path
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mesh file not found: {path}")
     try:
-        return meshio.read(path)
+        mesh = meshio.read(path)
     except SystemExit:  # meshio exits when no reader fits the file
         raise MeshError(f"cannot read mesh file {path}: meshio found no reader for it "
                         "(format from the suffix)") from None
     except Exception as exc:  # noqa: BLE001 - meshio raises many types
         raise MeshError(f"cannot read mesh file {path}: {type(exc).__name__}: {exc}") from None
+    if len(mesh.points) == 0 or not any(len(c.data) for c in mesh.cells):
+        raise MeshError(f"mesh file {path} is empty ({len(mesh.points)} points, "
+                        f"{sum(len(c.data) for c in mesh.cells)} cells)")
+    return mesh
 
 
 def for_paraview(values: np.ndarray, n: int, name: str = "field") -> np.ndarray:

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import UserError, as_comm, even_split
+from ..parallel import UserError, as_comm, even_split, raise_if_failed
 from .atomic import AtomicH5, stamp_provenance
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Loading",
     "SnapshotError",
     "SnapshotStore",
+    "nonfinite",
 ]
 
 SCHEMA = "rom.snapshots"
@@ -143,10 +144,7 @@ def _str(value: Any) -> str:
 
 def _agree(comm: MPI.Comm, message: str | None) -> None:
     """Collective: raise :class:`SnapshotError` on every rank if any rank has a message."""
-    messages = comm.allgather(message) if comm.size > 1 else [message]
-    bad = [m for m in messages if m is not None]
-    if bad:
-        raise SnapshotError("; ".join(bad))
+    raise_if_failed(message, comm, SnapshotError)
 
 
 def _open_read(path: Path) -> h5py.File:
@@ -221,6 +219,31 @@ def _read_cols(dset: h5py.Dataset, r0: int, r1: int, cols: slice | np.ndarray) -
     else:
         block = dset[r0:r1, list(u)]
     return block[:, inv]
+
+
+def nonfinite(a, block_bytes: int = _GATHER_BYTES) -> tuple[int, int, int] | None:
+    """Where ``a`` (an array or an h5py dataset) holds NaN or Inf: ``(first index along
+    axis 0, number of NaN, number of Inf)``, or ``None``. Read and checked in slabs of
+    ``a[i:j]`` of at most ``block_bytes`` (bounded memory whatever the size of ``a``)."""
+    if len(a.shape) == 0:
+        v = float(np.asarray(a[()]))
+        return None if np.isfinite(v) else (0, int(np.isnan(v)), int(np.isinf(v)))
+    n = a.shape[0]
+    if 0 in a.shape:
+        return None
+    per = max(1, int(np.prod(a.shape[1:])) * 8)
+    step = max(1, block_bytes // per)
+    first, n_nan, n_inf = None, 0, 0
+    for i in range(0, n, step):  # loop over slabs
+        slab = np.asarray(a[i:i + step])
+        bad = ~np.isfinite(slab)
+        if not bad.any():
+            continue
+        if first is None:
+            first = i + int(np.flatnonzero(bad.reshape(len(slab), -1).any(axis=1))[0])
+        nan = int(np.isnan(slab).sum())
+        n_nan, n_inf = n_nan + nan, n_inf + int(bad.sum()) - nan
+    return None if first is None else (first, n_nan, n_inf)
 
 
 def _describe(loading: str, steps: np.ndarray, times: np.ndarray, j: int | None = None) -> str:
@@ -357,14 +380,12 @@ class SnapshotStore:
             f = _open_read(path)
         except (OSError, ValueError) as exc:
             error = exc
-        errors = comm.allgather(None if error is None else (type(error), str(error)))
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
+        try:
+            raise_if_failed(error, comm, SnapshotError, what=f"opening {path}")
+        except BaseException:
             if f is not None:
                 f.close()
-            if error is not None:
-                raise error
-            raise first[0](first[1])
+            raise
         store = cls(path, comm, reader=f)
         store._fields, store._loadings, store._table, store._mesh_path = _load_meta(f)
         return store
@@ -415,6 +436,23 @@ class SnapshotStore:
         f = self._require_reader()
         return {k: (_str(v) if isinstance(v, bytes) else v.item() if isinstance(v, np.generic)
                     else v) for k, v in f.attrs.items()}
+
+    def nonfinite_message(self, field: str, values: np.ndarray,
+                          columns: np.ndarray | None = None) -> str | None:
+        """A message naming this store, ``field`` and the first snapshot where ``values``
+        (columns, axis 0: one per snapshot ``columns``, default all) hold NaN or Inf, or
+        ``None`` (checked by :func:`nonfinite`, bounded memory)."""
+        found = nonfinite(values)
+        if found is None:
+            return None
+        j, n_nan, n_inf = found
+        col = int(j if columns is None else np.asarray(columns)[j])
+        tag = self._table[col]
+        where = _describe(self._loadings[int(tag["loading"])].name, np.array([tag["step"]]),
+                          np.array([tag["time"]]))
+        return (f"{self.path}: field {field!r} holds {n_nan} NaN and {n_inf} Inf value(s) "
+                f"(rows of rank {self.comm.rank}), the first in the {where}; the store is "
+                "damaged: write it again with python -m rom.fom")
 
     def snapshot_table(self) -> np.ndarray:
         """Tags of every column: structured array ``(n_snapshots,)`` with fields
@@ -914,10 +952,9 @@ class SnapshotStore:
                 f["fields"][name]["values"].resize(m0, axis=1)
             for tag in TABLE_DTYPE.names:
                 f["snapshots"][tag].resize((m0,))
-        error = comm.bcast(error, root=0) if comm.size > 1 else error
-        if error is not None:
-            raise OSError(f"writing {_describe(self._loadings[lid].name, steps, times)} to "
-                          f"{self.path} failed on rank 0: {error}")
+        raise_if_failed(error, comm, OSError, what=f"writing "
+                        f"{_describe(self._loadings[lid].name, steps, times)} to {self.path} "
+                        "failed")
         new = np.empty(k, dtype=TABLE_DTYPE)
         new["loading"], new["time"], new["step"] = lid, times, steps
         self._table = np.concatenate([self._table, new])

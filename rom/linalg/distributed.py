@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 from mpi4py import MPI
 
-from ..parallel import as_comm, row_offsets
+from ..parallel import as_comm, raise_if_failed, row_offsets
 
 __all__ = [
     "Product",
@@ -47,14 +47,10 @@ def raise_collectively(message: str | None, comm: MPI.Comm | None,
                        exc: type[Exception] = ValueError) -> None:
     """Raise ``exc`` on *every* rank if ``message`` is set on *any* rank (one allgather).
 
-    Keeps ranks from deadlocking when only some of them detect a mistake. The message of
-    the lowest failing rank is used, prefixed by its rank when ``comm`` has several ranks.
+    Keeps ranks from deadlocking when only some of them detect a mistake
+    (:func:`rom.parallel.raise_if_failed`).
     """
-    comm = as_comm(comm)
-    messages = [message] if comm.size == 1 else comm.allgather(message)
-    for rank, msg in enumerate(messages):
-        if msg is not None:
-            raise exc(msg if comm.size == 1 else f"[rank {rank}] {msg}")
+    raise_if_failed(message, comm, exc)
 
 
 def as_float_array(X: Any, name: str = "X", ndim: int = 2) -> np.ndarray:

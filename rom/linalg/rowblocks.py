@@ -222,7 +222,14 @@ class RowBlocks:
             path, dataset = self._source
             r0, r1 = self.row_range
             with h5py.File(path, "r") as f:
-                self._blocks = [np.asarray(f[dataset][r0:r1], float).reshape(r1 - r0, -1)]
+                rows = np.asarray(f[dataset][r0:r1], float).reshape(r1 - r0, -1)
+            bad = ~np.isfinite(rows)
+            if bad.any():
+                from ..parallel import UserError
+                raise UserError(f"{path}: dataset {dataset} holds {int(bad.sum())} NaN or Inf "
+                                f"value(s), the first in row {r0 + int(np.argmax(bad.any(1)))}"
+                                "; the file is damaged")
+            self._blocks = [rows]
         return self._blocks
 
     @property

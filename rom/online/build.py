@@ -26,7 +26,8 @@ from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..linalg import pod
 from ..linalg.rowblocks import rows_at
-from ..parallel import UserError, as_comm, rank0_print
+from ..parallel import UserError, as_comm, raise_if_failed, rank0_print
+from .checks import case_hashes
 from .config import OnlineConfig
 from .model import FullBases, Partition, ReducedModel, make_operator, material_to_json, qp_layout
 from .points import mode_strains, point_data
@@ -184,7 +185,9 @@ def build_from_arrays(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
 # ---------------------------------------------------------------- reading and writing
 def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
     """This rank's rows of the snapshots: (U (3 n_local_nodes, m), S (m, n_local_points, 6),
-    Z (m, n_local_points, n_state)). Not collective: each rank reads its own rows."""
+    Z (m, n_local_points, n_state)). Not collective: each rank reads its own rows; a
+    :class:`UserError` names the store and field of a store without snapshots, for another
+    mesh, or with NaN / Inf values."""
     fields = store.fields
     missing = [f for f in ("displacement", "stress", *law.state_names) if f not in fields]
     if missing:
@@ -201,6 +204,9 @@ def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
                             f"{f.n_components} values but the mesh needs {want[0]} {want[1]} x {want[2]} (store and mesh differ?)")
     n0, n1 = part.node_range
     p0, p1 = part.point_range
+    if store.n_snapshots == 0:
+        raise UserError(f"{store.path}: the snapshot store holds no snapshots "
+                        "(write them with python -m rom.fom)")
     U = store.read("displacement", rows=(3 * n0, 3 * n1))
     m = U.shape[1]
     S = np.ascontiguousarray(store.read("stress", rows=(6 * p0, 6 * p1)).T).reshape(m, -1, 6)
@@ -208,7 +214,18 @@ def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
     for name, (sl, _) in law.state_names.items():  # loop over internal-variable fields
         nc = sl.stop - sl.start
         Z[:, :, sl] = store.read(name, rows=(nc * p0, nc * p1)).T.reshape(m, -1, nc)
+        _check_finite(store, name, Z[:, :, sl])
+    _check_finite(store, "displacement", U.T)
+    _check_finite(store, "stress", S)
     return U, S, Z
+
+
+def _check_finite(store: SnapshotStore, name: str, values: np.ndarray) -> None:
+    """A :class:`UserError` naming the store, field and snapshot if ``values`` (axis 0: one
+    per snapshot column) hold NaN or Inf."""
+    message = store.nonfinite_message(name, values)
+    if message is not None:
+        raise UserError(message)
 
 
 def build_reduced_model(case, comm: MPI.Comm | None = None, config: OnlineConfig | None = None,
@@ -245,13 +262,12 @@ def build_reduced_model(case, comm: MPI.Comm | None = None, config: OnlineConfig
             U, S, Z = read_blocks(store, law, mesh, part)
         except UserError as exc:
             msg = str(exc)
-        msgs = comm.allgather(msg) if comm.size > 1 else [msg]
-        if any(msgs):
-            raise UserError(next(x for x in msgs if x))
+        raise_if_failed(msg, comm, UserError)
     model = build_distributed(mesh, case.material, case.loading, U, S, Z, cfg, part, comm,
                               case_file=str(Path(case.source_file or "").resolve()),
                               mesh_file=mesh_file)
     del U, S, Z
+    model.meta["case_hashes"] = case_hashes(case)      # checked by load_for_case
     if path is None:
         path = cfg.model or Path(case.output.directory) / f"{case.name}.rom.h5"
     path = Path(path)

@@ -50,7 +50,8 @@ from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..linalg.rowblocks import rows_at
-from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
+from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
+from . import checks as _checks
 from .build import Partition, build_distributed, read_blocks
 from .config import OnlineConfig
 from .model import ReducedModel, read_layout, write_layout
@@ -359,7 +360,7 @@ class LocalReducedModels:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"local reduced models file {path} not found")
-        with h5py.File(path, "r") as f:
+        with _checks.open_checked(path) as f:    # whole file checked (rom/online/checks.py)
             check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a local reduced-models file")
             k = int(f.attrs["k"])
             models = []
@@ -523,9 +524,7 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
             table = store.snapshot_table()
         except UserError as exc:
             msg = str(exc)
-        msgs = comm.allgather(msg) if comm.size > 1 else [msg]
-        if any(msgs):
-            raise UserError(next(x for x in msgs if x))
+        raise_if_failed(msg, comm, UserError)
     m = U.shape[1]
     if not 1 <= cl.k <= m:
         raise UserError(f"{where}: clustering.k: {cl.k} clusters for {m} snapshots")

@@ -39,7 +39,6 @@ import json
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import h5py
 import numpy as np
 from mpi4py import MPI
 
@@ -50,7 +49,8 @@ from ..fom.setup import material_from_config
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..linalg.rowblocks import RowBlocks
-from ..parallel import UserError, as_comm, even_split
+from ..parallel import UserError, as_comm, even_split, raise_if_failed
+from . import checks as _checks
 from .operator import ReducedOperator
 
 __all__ = ["FullBases", "Partition", "ReducedModel", "SCHEMA", "SCHEMA_VERSION",
@@ -60,6 +60,9 @@ SCHEMA, SCHEMA_VERSION = "rom.online.reduced_model", 1
 #: the full-size arrays (``/full``), distributed by rows; ``_sv``: replicated
 DISTRIBUTED = ("phi", "psi_p", "psi_z", "sigma", "f_unit", "weights_fe")
 SINGULAR = ("phi_sv", "psi_p_sv", "psi_z_sv")
+#: the datasets of the file's ``full`` and ``reduced`` groups
+FULL = DISTRIBUTED + SINGULAR
+REDUCED = ReducedOperator.ARRAYS
 #: units attributes of the datasets
 UNITS = {"full/phi": "m", "full/sigma": "Pa", "full/f_unit": "N", "reduced/weights": "m^3"}
 
@@ -186,9 +189,9 @@ class FullBases:
                 for n in DISTRIBUTED}
         return cls(**arrs, **{n: g["full"][n][()] for n in SINGULAR}, partition=part)
 
-    def write(self, g, comm: MPI.Comm) -> str | None:
-        """Write into group ``g`` (``None`` except on rank 0): collective; returns rank 0's
-        error message."""
+    def write(self, g, comm: MPI.Comm) -> None:
+        """Write into group ``g`` (``None`` except on rank 0): collective; an ``OSError``
+        on every rank when writing fails on rank 0."""
         error = None
         if g is not None:
             try:
@@ -200,11 +203,10 @@ class FullBases:
                     gf.create_dataset(n, shape=shape, dtype=np.float64)
             except Exception as exc:  # noqa: BLE001 - reported on every rank
                 error = f"{type(exc).__name__}: {exc}"
-        error = comm.bcast(error, root=0) if comm.size > 1 else error
-        if error is None:
-            for n, a in self.arrays().items():  # same order on every rank
-                error = a.write(None if g is None else g["full"][n]) or error
-        return comm.bcast(error, root=0) if comm.size > 1 else error
+        raise_if_failed(error, comm, OSError, what="writing the reduced model failed")
+        for n, a in self.arrays().items():  # same order on every rank
+            error = a.write(None if g is None else g["full"][n]) or error
+        raise_if_failed(error, comm, OSError, what="writing the reduced model failed")
 
 
 # ---------------------------------------------------------------- material JSON
@@ -249,14 +251,11 @@ def write_layout(g, operator: ReducedOperator, bases: FullBases, meta: dict,
             g.attrs["material"] = material_json
         except Exception as exc:  # noqa: BLE001 - reported on every rank
             error = f"{type(exc).__name__}: {exc}"
-    error = comm.bcast(error, root=0) if comm.size > 1 else error
-    if error is None:
-        error = bases.write(g, comm)
-    if error is None and g is not None:
+    raise_if_failed(error, comm, OSError, what="writing the reduced model failed")
+    bases.write(g, comm)
+    if g is not None:
         for name, unit in UNITS.items():
             g[name].attrs["units"] = unit
-    if error is not None:
-        raise OSError(f"writing the reduced model failed on rank 0: {error}")
 
 
 def read_layout(g, path: Path, comm: MPI.Comm | None, mesh: FEMesh | None = None):
@@ -439,7 +438,7 @@ class ReducedModel:
         path = Path(path)
         if not path.is_file():
             raise UserError(f"reduced model file {path} not found")
-        with h5py.File(path, "r") as f:
+        with _checks.open_checked(path) as f:    # whole file checked (rom/online/checks.py)
             check_schema(f, path, SCHEMA, SCHEMA_VERSION, "a reduced model")
             op, bases, meta, mat = read_layout(f, path, comm, mesh)
         model = cls(op, bases, meta, mat)
@@ -460,10 +459,13 @@ def load(path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel:
 
 def load_for_case(case, path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel:
     """The reduced model in ``path`` with the mesh of ``case`` (its ``mesh:``, read now)
-    instead of the one named in the model, which may have moved since the build."""
+    instead of the one named in the model, which may have moved since the build; refused
+    when it was built for other case sections (:func:`rom.online.checks.check_case`)."""
     mesh_file = str(Path(case.mesh).resolve())
-    return ReducedModel.load(path, comm, mesh=FEMesh.from_meshio(read_mesh(mesh_file),
-                                                                 source=mesh_file))
+    model = ReducedModel.load(path, comm, mesh=FEMesh.from_meshio(read_mesh(mesh_file),
+                                                                  source=mesh_file))
+    _checks.check_case(model.meta, case, path)    # built for this case's mesh, material...?
+    return model
 
 
 def case_model_path(case, case_file: str | Path, purpose: str) -> Path:

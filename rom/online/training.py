@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from ..parallel import UserError, allreduce_sum, as_comm, rank0_print
+from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from .crossval import crossval, crossval_tolerance, fold_data, fold_solve, spread
 
 __all__ = ["TrainingCheck", "error_targets", "history_errors", "training_check"]
@@ -128,10 +128,14 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
                                        heat_cache=heat_cache)
             T = hist.array(times)
             T_M = [temperature_at_points(op, T, t, i) for i, t in enumerate(times)]
-            data.append(fold_data(model.bases, ld.name, times, T_M, lc.scale,
-                                  store.read("displacement", columns=cols,
-                                             rows=(3 * n0, 3 * n1)),
-                                  store.read("p", columns=cols, rows=(p0, p1))))
+            U, P, msg = None, None, None
+            try:
+                U = _checked(store, "displacement", cols, (3 * n0, 3 * n1))
+                P = _checked(store, "p", cols, (p0, p1))
+            except UserError as exc:
+                msg = str(exc)
+            raise_if_failed(msg, comm, UserError)
+            data.append(fold_data(model.bases, ld.name, times, T_M, lc.scale, U, P))
     if not data:
         raise UserError(f"{case_file}: training check: none of the store's loadings is "
                         "described in fom.loadings")
@@ -142,6 +146,17 @@ def training_check(case_file: str | Path, model, comm: MPI.Comm | None = None,
         op.psi_p_M.shape[1]), d, kind), comm)
     eu, ep, eta = (np.array(v) for v in zip(*rows))
     return TrainingCheck([d.name for d in data], eu, ep, eta)
+
+
+def _checked(store, name: str, cols: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+    """This rank's ``rows`` of the columns ``cols`` of field ``name`` of ``store``,
+    (n_local_rows, len(cols)); a :class:`UserError` naming the store, field and snapshot
+    when they hold NaN or Inf (not collective: agree on it after)."""
+    values = store.read(name, columns=cols, rows=rows)
+    message = store.nonfinite_message(name, values.T, cols)
+    if message is not None:
+        raise UserError(message)
+    return values
 
 
 def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) -> TrainingCheck:

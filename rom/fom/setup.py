@@ -11,13 +11,13 @@ random perturbation, and an optional time amplitude (periodic with ``loading.per
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..formula import SAFE, Expression
 from ..io.mesh import read_mesh
 from ..materials import MaterialError, Norton, Table, ThermoElastic
 from ..parallel import UserError
@@ -52,9 +52,7 @@ __all__ = [
     "temperature_history",
 ]
 
-_SAFE = {name: getattr(np, name) for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "abs",
-                                               "tanh", "arctan2", "hypot", "pi", "minimum",
-                                               "maximum", "where", "clip")}
+_SAFE = SAFE                   # the functions and constants of every formula (rom.formula)
 _COORDS = ("x", "y", "z")
 
 
@@ -62,8 +60,11 @@ _COORDS = ("x", "y", "z")
 class Formula:
     """A numpy expression, checked and compiled once, evaluated on nodal or point arrays.
 
-    The one evaluator of the case file's formulas (temperature formulas, heat boundary
-    values). Namespace: the functions of ``_SAFE`` (sin, exp, where, ...) and ``names``.
+    The case file's formulas (temperature formulas, heat boundary values), evaluated by
+    :class:`rom.formula.Expression` (the one evaluator: a checked syntax tree, no
+    attributes, subscripts, strings or calls but of the functions of ``_SAFE``).
+    Namespace: the functions and constants of ``_SAFE`` (sin, exp, where, pi, ...) and
+    ``names``.
 
     Parameters
     ----------
@@ -73,32 +74,21 @@ class Formula:
 
     Raises
     ------
-    UserError : syntax error, or a name that is neither in ``names`` nor a function.
+    UserError : syntax error, a name that is neither in ``names`` nor a function, or a
+        construct outside the formula language (:mod:`rom.formula`).
     """
 
     def __init__(self, text: str, names: Iterable[str], where: str):
         self.text, self.where, self.names = text, where, tuple(names)
-        try:
-            tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError as exc:
-            raise UserError(f"{where}: {exc.msg} in formula {text!r}") from None
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        unknown = sorted(used - set(self.names) - set(_SAFE))
-        if unknown:
-            raise UserError(f"{where}: formula {text!r} uses unknown name(s) "
-                            f"{', '.join(unknown)} (known: {', '.join(self.names) or 'none'}; "
-                            f"functions: {', '.join(_SAFE)})")
-        if any(isinstance(n, ast.Attribute) and n.attr.startswith("_") for n in ast.walk(tree)):
-            raise UserError(f"{where}: formula {text!r}: private attributes are not allowed")
-        self.used = used
-        self.code = compile(tree, f"<{where}>", "eval")
+        self.expression = Expression(text, self.names, where)
+        self.used = self.expression.used
+        self.code = self.expression.code
 
     def __call__(self, n: int, at: str = "", **values) -> np.ndarray:
         """Values (n,) of the expression for the given ``values`` (arrays of shape (n,)
         or scalars); ``at`` completes the error messages (e.g. ``" at t = 3 s"``)."""
+        val = self.expression.evaluate(**values)
         try:
-            with np.errstate(all="ignore"):
-                val = eval(self.code, {"__builtins__": {}}, {**_SAFE, **values})
             val = np.broadcast_to(np.asarray(val, float), (n,)).copy()
         except Exception as exc:  # noqa: BLE001 - any error in the user's formula
             raise UserError(f"{self.where}: formula {self.text!r}: {type(exc).__name__}: "
@@ -116,8 +106,8 @@ class Formula:
 def number_or_formula(value, key: str) -> float | str:
     """A case-file value that is a number or a formula string (checked; names the key)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserError(f"{key}: expected a number or a formula string, got {value!r} "
-                        f"({type(value).__name__})")
+        from ..config import _show
+        raise UserError(f"{key}: expected a number or a formula string, got {_show(value)}")
     if isinstance(value, str):
         try:
             value = float(value)            # YAML 1.1 reads 1e3 as a string
@@ -133,9 +123,10 @@ def number_or_formula(value, key: str) -> float | str:
 
 def _check_parameter_names(names: Iterable[str], key: str) -> None:
     for name in names:
-        if not name.isidentifier() or name in (*_COORDS, "t") or name in _SAFE:
+        if not name.isidentifier() or name.startswith("__") or name in (*_COORDS, "t") \
+                or name in _SAFE:
             raise UserError(f"{key}: parameter name {name!r} must be an identifier other than "
-                            f"x, y, z, t and the functions {', '.join(_SAFE)}")
+                            f"x, y, z, t, dunder names and the functions {', '.join(_SAFE)}")
 
 
 # --------------------------------------------------------------------------- tables

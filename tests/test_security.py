@@ -1,0 +1,260 @@
+"""Hostile or careless inputs (issue 29): no code execution from a formula, no hang, no
+memory blow-up, nothing written before the inputs are checked, clear errors everywhere.
+
+Time- and memory-bound cases run in a subprocess with a timeout and an address-space
+limit, so that a regression fails the test instead of hanging or swapping the machine.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import meshio
+import numpy as np
+import pytest
+
+from rom.config import CaseError, _show, load_case
+from rom.fom.setup import Formula
+from rom.formula import Expression
+from rom.parallel import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: the string that ran os.system through ReducedModel.solve(temperature=...) (issue 29)
+EXPLOIT = ("[c for c in ().__class__.__bases__[0].__subclasses__() if c.__name__=="
+           "'catch_warnings'][0]()._module.__builtins__['__import__']('os')"
+           ".system('touch pwned')+900")
+#: a formula that never returned (Python integer power of a power)
+NEVER_RETURNS = "800 + 0*x + 0*9**9**10"
+
+
+def _bounded(code: str, cwd: Path, timeout: float = 60.0, memory_gb: float = 2.0):
+    """Run ``code`` in a fresh interpreter (limited address space, timeout); returns
+    (return code, stdout, stderr). A timeout fails the calling test."""
+    limit = int(memory_gb * 2**30)
+    pre = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({limit}, {limit}))\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    try:
+        p = subprocess.run([sys.executable, "-c", pre + textwrap.dedent(code)], cwd=cwd,
+                           env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"did not finish within {timeout:g} s")
+    return p.returncode, p.stdout, p.stderr
+
+
+def _fom_case(path: Path, loading: str = "{name: a, temperature: {uniform: 400}}",
+              times: str = "{start: 0, stop: 2, steps: 2}") -> Path:
+    from rom.meshes import solid_block
+    meshio.write(path / "bar.inp", solid_block((2, 1, 1), cell="hexahedron",
+                                               lengths=(0.02, 0.01, 0.01)))
+    (path / "case.yaml").write_text(textwrap.dedent(f"""\
+        name: bar
+        mesh: bar.inp
+        snapshots: {{store: out/bar.snapshots.h5}}
+        output: {{directory: out, plot: false, write_modes: false}}
+        material:
+          E: {{values: [2.0e11]}}
+          nu: {{values: [0.3]}}
+        loading:
+          dirichlet: [{{group: xmin}}]
+          pressure: [{{group: xmax, value: -1.0e7}}]
+          times: {times}
+        fom:
+          write_xdmf: false
+          loadings:
+            - {loading}
+        """))
+    return path / "case.yaml"
+
+
+def _load_fom(case: Path):
+    from rom.fom.run import load_fom_case
+    return load_fom_case(case)
+
+
+# --------------------------------------------------------------------------- 1: formulas
+def test_exploit_formula_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"temperature: formula .*not allowed"):
+        Expression(EXPLOIT, ("x", "y", "z", "t"), "temperature")
+    with pytest.raises(UserError, match=r"fom.loadings\[0\].temperature.formula: formula"):
+        Formula(EXPLOIT, ("x", "y", "z", "t"), "fom.loadings[0].temperature.formula")
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("text, what", [
+    ("x.__class__", "attribute access is not allowed"),
+    ("x.sum()", "calling anything but the functions"),
+    ("sin.__globals__", "attribute access is not allowed"),
+    ("x[0]", "subscripts are not allowed"),
+    ("().__class__.__bases__[0]", "subscripts are not allowed"),
+    ("().__class__.__bases__", "attribute access is not allowed"),
+    ("x + {'__class__': 1}['__class__']", "subscripts are not allowed"),
+    ("[v for v in x]", "comprehensions are not allowed"),
+    ("sum(v for v in x)", "calling anything but the functions"),
+    ("(lambda: 900)()", "calling anything but the functions"),
+    ("x + (lambda v: v)", "lambdas are not allowed"),
+    ("clip(x, a_min=300)", "keyword arguments are not allowed"),
+    ("hypot(*x)", "starred arguments are not allowed"),
+    ("900 + len('abc')", "calling anything but the functions"),
+    ("900 * ('a' < 'b')", "strings are not allowed"),
+    ("__import__", "the name '__import__' is not allowed"),
+    ("900 + (x := 1)", r"assignments \(:=\) are not allowed"),
+    ("x @ x", "the MatMult operator is not allowed"),
+    ("2 << 900", "the LShift operator is not allowed"),
+    ("x in x", r"identity and membership tests \(is, in\) are not allowed"),
+    ("900 + exp", "the function 'exp' used as a value is not allowed"),
+])
+def test_constructs_outside_the_formula_language_are_refused(text, what):
+    for make in (Expression, Formula):  # loop over the online and case-file entry points
+        with pytest.raises(UserError, match=r"^key: formula .*: " + what):
+            make(text, ("x", "y", "z", "t"), "key")
+
+
+def test_formula_language_still_evaluates_numpy_expressions():
+    x = np.array([0.0, 0.01, 0.02])
+    f = Formula("T0 + A * exp(-((x - 0.01) / 0.01)**2) * minimum(t / 5, 1) + 0 * pi "
+                "+ where(x > 0.015, 1, 0) + (2 if t > 1 else 3) + 7 // 2 % 3",
+                ("x", "t", "T0", "A"), "key")
+    got = f(3, x=x, t=10.0, T0=800.0, A=100.0)
+    want = 800 + 100 * np.exp(-((x - 0.01) / 0.01) ** 2) + (x > 0.015) + 2 + 0
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert f.used >= {"x", "t", "T0", "A", "exp", "minimum", "pi", "where"}
+
+
+def test_case_file_formula_with_attribute_access_names_the_key(tmp_path):
+    case = _fom_case(tmp_path, loading='{name: a, temperature: {formula: "x.__class__"}}')
+    with pytest.raises(CaseError, match=r"fom.loadings\[0\].temperature.formula: formula "
+                                         r"'x.__class__': attribute access is not allowed"):
+        _load_fom(case)
+
+
+# --------------------------------------------------------------------------- 3: no hang
+def test_formula_that_never_returned_is_refused_within_a_second(tmp_path):
+    rc, out, err = _bounded(f"""
+        import time
+        from rom.fom.setup import Formula
+        from rom.parallel import UserError
+        for where in ("check", "evaluate"):
+            t0 = time.perf_counter()
+            try:
+                f = Formula({NEVER_RETURNS!r}, ("x", "t"), "temperature.formula")
+                f(3, x=1.0, t=0.0)
+                print("accepted")
+            except UserError as exc:
+                print(f"{{time.perf_counter() - t0:.3f}} {{exc}}")
+        """, tmp_path, timeout=60)
+    assert rc == 0, err
+    seconds, message = out.splitlines()[0].split(" ", 1)
+    assert float(seconds) < 1.0
+    assert message.startswith("temperature.formula: formula '800 + 0*x + 0*9**9**10': "
+                              "its constant part '0*9**9**10' fails: OverflowError")
+
+
+def test_overflowing_formula_values_are_a_clear_error():
+    f = Formula("x ** 1e10 + 300", ("x",), "key")       # variables: evaluated per array
+    with pytest.raises(UserError, match="key: formula 'x \\*\\* 1e10 \\+ 300' gives "
+                                        "non-finite values"):
+        f(2, x=np.array([1.0, 10.0]))
+    for text in ("exp(1000) * x", "1 / 0 + x", "10.0 ** 400 + x"):
+        with pytest.raises(UserError, match="its constant part"):
+            Formula(text, ("x",), "key")
+    with pytest.raises(UserError, match="nested too deeply|at most"):
+        Formula("-" * 1900 + "x", ("x",), "key")
+
+
+# --------------------------------------------------------------------------- 9: online inputs
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """The CI-size plate_creep reduced model (serial), built once."""
+    pytest.importorskip("petsc4py")
+    from test_online_common import copy_case, run_fom
+
+    from rom.online import OnlineConfig, build_reduced_model
+    case_file = copy_case(tmp_path_factory.mktemp("plate_creep"))
+    run_fom(case_file)
+    return Path(build_reduced_model(load_case(case_file), None,
+                                    OnlineConfig(indicator_tol=5e-4)))
+
+
+@pytest.fixture(scope="module")
+def model(model_path):
+    from rom.online import load
+    return load(model_path)
+
+
+TIMES = np.linspace(0.0, 5.0, 3)
+GOOD = "875 + 200 * exp(-((x - 0.03) / 0.01)**2) * minimum(t / 5, 1)"
+
+
+def test_solve_with_the_exploit_string_runs_nothing(model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="temperature: formula .* not allowed"):
+        model.copy().solve(EXPLOIT, TIMES)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_solve_with_a_formula_that_never_returned_is_refused_at_once(model_path, tmp_path):
+    rc, out, err = _bounded(f"""
+        import time
+        import numpy as np
+        import rom
+        from rom.parallel import UserError
+        model = rom.load({str(model_path)!r})
+        t0 = time.perf_counter()
+        try:
+            model.solve({NEVER_RETURNS!r}, np.linspace(0.0, 5.0, 3))
+            print("accepted")
+        except UserError as exc:
+            print(f"{{time.perf_counter() - t0:.3f}} {{exc}}")
+        """, tmp_path, timeout=120, memory_gb=3.0)
+    assert rc == 0, err
+    seconds, message = out.splitlines()[-1].split(" ", 1)
+    assert float(seconds) < 1.0
+    assert message.startswith("temperature: formula '800 + 0*x + 0*9**9**10': its constant "
+                              "part '0*9**9**10' fails: OverflowError")
+
+
+@pytest.mark.parametrize("tol", [float("nan"), float("inf"), -1.0, 0.0, "1e-3", True])
+def test_solve_refuses_a_tolerance_that_is_not_finite_and_positive(model, tol):
+    with pytest.raises(UserError, match=r"^tol: the indicator tolerance must be a finite "
+                                        r"number > 0, got"):
+        model.copy().solve(GOOD, TIMES, enrich=True, tol=tol)
+
+
+@pytest.mark.parametrize("times, what", [
+    ([0.0, float("nan"), 5.0], "times must be finite, got nan at index 1"),
+    ([0.0, 1.0, float("inf")], "times must be finite, got inf at index 2"),
+    ([0.0, 5.0, 2.5], "times must be a 1-D increasing array"),
+])
+def test_solve_refuses_bad_times(model, times, what):
+    with pytest.raises(UserError, match="^" + what):
+        model.copy().solve(GOOD, times)
+
+
+@pytest.mark.parametrize("value, shown", [(np.nan, "nan"), (-5.0, "-5.0"), (0.0, "0.0"),
+                                          (np.inf, "inf")])
+def test_solve_refuses_temperature_arrays_not_finite_and_positive(model, value, shown):
+    T = np.full((TIMES.size, model.meta["n_nodes"]), 900.0)
+    T[1, 7] = value
+    with pytest.raises(UserError, match=rf"^temperature array must be finite and > 0 K, got "
+                                        rf"{shown} at time index 1, node 7 \(1 such entries\)"):
+        model.copy().solve(T, TIMES)
+
+
+@pytest.mark.parametrize("temperature", ["900 - 1000 * t",
+                                         lambda x, y, z, t: 0 * x + 900 - 400 * t])
+def test_solve_refuses_temperatures_at_or_below_zero_kelvin(model, temperature):
+    with pytest.raises(UserError, match=r"^temperature gives values <= 0 K \(down to -?\d+ K\) "
+                                        r"at t = 2.5 s"):
+        model.copy().solve(temperature, TIMES)
+
+
+def test_solve_still_answers_a_good_query(model):
+    r = model.copy().solve(GOOD, TIMES, enrich=True, tol=5e-4)
+    assert len(r.indicator) == TIMES.size and np.all(np.isfinite(r.indicator))

@@ -20,7 +20,7 @@ import pytest
 from rom.config import CaseError, _show, load_case
 from rom.fom.setup import Formula
 from rom.formula import Expression
-from rom.parallel import UserError
+from rom.parallel import UserError, check_same
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -258,3 +258,32 @@ def test_solve_refuses_temperatures_at_or_below_zero_kelvin(model, temperature):
 def test_solve_still_answers_a_good_query(model):
     r = model.copy().solve(GOOD, TIMES, enrich=True, tol=5e-4)
     assert len(r.indicator) == TIMES.size and np.all(np.isfinite(r.indicator))
+
+
+# --------------------------------------------------------------------------- 12: collectives
+def test_check_same_serial_is_a_no_op():
+    from mpi4py import MPI
+    check_same(MPI.COMM_SELF, "pod", rtol=1e-4, method="tsqr")
+    check_same(None, "pod", rtol=float("nan"))
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize("argument", ["rtol", "method"])
+def test_pod_with_arguments_that_differ_between_ranks_is_a_clear_error(comm, argument):
+    from rom import pod
+    if comm.size == 1:
+        pytest.skip("needs at least 2 ranks")
+    X = np.random.default_rng(comm.rank).standard_normal((20, 6))
+    kwargs = {"rtol": 1e-4 if comm.rank == 0 else 1e-3} if argument == "rtol" else \
+        {"method": "snapshots" if comm.rank == 0 else "tsqr"}
+    with pytest.raises(UserError) as err:
+        pod(X, comm=comm, **kwargs)
+    values = comm.allgather(repr(kwargs[argument]))
+    assert str(err.value) == (
+        f"pod: argument {argument!r} differs between ranks ("
+        + ", ".join(f"rank {r}: {v}" for r, v in enumerate(values))
+        + "); a collective call needs the same value on every rank")
+    assert err.value.collective
+    # the communicator is still usable: the same call with agreeing arguments works
+    res = pod(X, comm=comm, rtol=1e-4)
+    assert res.n_modes >= 1

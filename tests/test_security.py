@@ -168,6 +168,91 @@ def test_overflowing_formula_values_are_a_clear_error():
         Formula("-" * 1900 + "x", ("x",), "key")
 
 
+# --------------------------------------------------------------------------- 2: YAML bomb
+def _bomb(levels: int = 10, width: int = 9) -> str:
+    """A ~3 kB YAML list whose last item stands for width**levels strings."""
+    lines = ['  - &a0 ["lol"' + ', "lol"' * (width - 1) + "]"]
+    lines += [f"  - &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]"
+              for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+def test_yaml_alias_bomb_is_refused_quickly_with_bounded_memory(tmp_path):
+    (tmp_path / "case.yaml").write_text("name: bomb\ninterp: {}\ndescription:\n" + _bomb())
+    assert (tmp_path / "case.yaml").stat().st_size < 4000
+    rc, out, err = _bounded("""
+        import time
+        from rom.config import CaseError, load_case
+        t0 = time.perf_counter()
+        try:
+            load_case("case.yaml")
+            print("accepted")
+        except CaseError as exc:
+            print(f"{time.perf_counter() - t0:.3f} {exc}")
+        """, tmp_path, timeout=60, memory_gb=1.5)
+    assert rc == 0, err
+    seconds, message = out.splitlines()[0].split(" ", 1)
+    assert float(seconds) < 2.0
+    assert message == ("case.yaml: the document expands to more than 200,000 values "
+                       "(aliases of aliases?); a case file is not that large")
+
+
+def test_show_never_forms_the_repr_of_a_huge_value(tmp_path):
+    rc, out, err = _bounded("""
+        import time
+        from rom.config import _show
+        a = [0] * 1000
+        b = [a] * 1000
+        c = [b] * 1000            # 10^9 entries, 16 kB of lists
+        t0 = time.perf_counter()
+        s = _show(c)
+        print(f"{time.perf_counter() - t0:.3f} {len(s)}")
+        """, tmp_path, timeout=60, memory_gb=1.5)
+    assert rc == 0, err
+    seconds, length = out.split()
+    assert float(seconds) < 1.0 and int(length) <= 70
+
+
+def test_small_aliases_and_merge_keys_still_work(tmp_path):
+    p = tmp_path / "case.yaml"
+    p.write_text("name: ok\ninterp: {}\ndescription: &d shared text\n"
+                 "output: {directory: *d}\n")
+    case = load_case(p)
+    assert case.description == "shared text" and case.output.directory.name == "shared text"
+    from rom.config import parse_yaml
+    data = parse_yaml("a: &a {x: 1, y: 2}\nb: {<<: *a, y: 3}\n", "m.yaml")
+    assert data["b"] == {"x": 1, "y": 3}
+
+
+def test_recursive_alias_is_a_clear_error(tmp_path):
+    p = tmp_path / "case.yaml"
+    p.write_text("name: loop\ninterp: {}\ndescription: &d [*d]\n")
+    with pytest.raises(CaseError, match="case.yaml: not valid YAML: a recursive alias"):
+        load_case(p)
+
+
+def test_show_of_small_values_is_unchanged():
+    assert _show(3.5) == "3.5 (float)"
+    assert _show("abc") == "'abc' (str)"
+    assert _show([1, 2]) == "[1, 2] (list)"
+
+
+# --------------------------------------------------------------------------- 11: duplicates
+@pytest.mark.parametrize("text, key, line, first", [
+    ("name: a\ninterp: {}\npod: {rtol: 1.0e-3}\nname: b\n", "'name'", 4, 1),
+    ("name: a\ninterp: {}\npod: {rtol: 1.0e-3, rtol: 1.0e-2}\n", "'rtol'", 3, 3),
+    ("name: a\ninterp: {}\noutput:\n  plot: false\n  directory: o\n  plot: true\n",
+     "'plot'", 6, 4),
+])
+def test_duplicate_keys_are_refused_naming_key_line_and_file(tmp_path, text, key, line, first):
+    p = tmp_path / "case.yaml"
+    p.write_text(text)
+    with pytest.raises(CaseError) as err:
+        load_case(p)
+    assert str(err.value) == (f"{p}: line {line}: duplicate key {key} (str) (first at line "
+                              f"{first}); give each key once")
+
+
 # --------------------------------------------------------------------------- 9: online inputs
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:

@@ -50,6 +50,13 @@ class TimeGrid:
     stop: float = _f(1.0, doc="last time [s]")
     steps: int = _f(10, doc="number of time steps after the start", range=(1, None, False, False))
 
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a cross-key mistake, or None (called by the loader)."""
+        if not self.stop > self.start:
+            return "stop", (f"must be greater than start = {self.start:g} s (the times "
+                            f"increase), got {self.stop:g} s")
+        return None
+
     def array(self):
         """The ``steps + 1`` equally spaced times [s], the start included (numpy array)."""
         import numpy as np
@@ -354,7 +361,11 @@ class _Ctx:
                     raise self.error(sub, "required key is missing")
                 continue
             values[name] = self.convert(hints[name], data[name], sub, f.metadata)
-        return cls(**values)
+        out = cls(**values)
+        problem = out._validate() if hasattr(cls, "_validate") else None
+        if problem is not None:
+            raise self.error(_join(key, problem[0]), problem[1])
+        return out
 
     def convert(self, tp: Any, value: Any, key: str, meta: dict):
         origin = typing.get_origin(tp)

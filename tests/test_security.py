@@ -253,6 +253,104 @@ def test_duplicate_keys_are_refused_naming_key_line_and_file(tmp_path, text, key
                               f"{first}); give each key once")
 
 
+# --------------------------------------------------------------------------- 5, 9: case ranges
+@pytest.mark.parametrize("times", ["{start: 0, stop: 0, steps: 2}",
+                                   "{start: 5, stop: 1, steps: 2}"])
+def test_time_grid_must_increase(tmp_path, times):
+    case = _fom_case(tmp_path, times=times)
+    with pytest.raises(CaseError, match=r"case.yaml: loading.times.stop: must be greater than "
+                                        r"start = \d s \(the times increase\), got \d s"):
+        load_case(case)
+
+
+def test_rom_fom_overwrite_with_a_bad_time_grid_leaves_the_store_untouched(tmp_path):
+    pytest.importorskip("petsc4py")
+    case = _fom_case(tmp_path, times="{start: 5, stop: 1, steps: 2}")
+    store = tmp_path / "out" / "bar.snapshots.h5"
+    store.parent.mkdir()
+    store.write_bytes(b"the good store of an earlier run")
+    before = store.stat().st_mtime_ns
+    p = subprocess.run([sys.executable, "-m", "rom.fom", str(case), "--overwrite", "--quiet"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"rom.fom: error: {case}: loading.times.stop: must be greater than start = 5 s (the "
+        "times increase), got 1 s"]
+    assert store.read_bytes() == b"the good store of an earlier run"
+    assert store.stat().st_mtime_ns == before
+    assert sorted(q.name for q in store.parent.iterdir()) == ["bar.snapshots.h5"]
+
+
+@pytest.mark.parametrize("temperature, key, value", [
+    ("{uniform: -100}", "uniform", "-100"),
+    ("{uniform: 0}", "uniform", "0"),
+    ("{uniform: 300, T_base: -5, amplitude: {times: [0, 2], values: [0, 1]}}", "T_base", "-5"),
+])
+def test_rom_fom_refuses_temperatures_at_or_below_zero_kelvin(tmp_path, temperature, key,
+                                                              value):
+    case = _fom_case(tmp_path, loading=f"{{name: a, temperature: {temperature}}}")
+    with pytest.raises(CaseError, match=rf"fom.loadings\[0\].temperature.{key}: expected a "
+                                        rf"temperature > 0 K, got {value} K"):
+        _load_fom(case)
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("  nu: {values: [0.3]}\n", "  nu: {values: [0.3]}\n  T_ref: -1\n",
+     r"material.T_ref: expected a value in \(0, inf\], got -1"),
+    ("  E: {values: [2.0e11]}\n", "  E: {temperatures: [-10, 1200], values: [2e11, 1e11]}\n",
+     r"material.E.temperatures: expected temperatures > 0 K, got -10 K"),
+])
+def test_material_temperatures_at_or_below_zero_kelvin_are_refused(tmp_path, old, new,
+                                                                   message):
+    case = _fom_case(tmp_path)
+    case.write_text(case.read_text().replace(old, new))
+    with pytest.raises(CaseError, match=f"case.yaml: {message}"):
+        load_case(case)
+
+
+def test_heat_boundary_numbers_at_or_below_zero_kelvin_are_refused():
+    from rom.fom.config import FixedTemperatureSpec, HeatConfig
+    from rom.fom.setup import heat_boundary
+    heat = HeatConfig(fixed=[FixedTemperatureSpec("g", -5.0)])
+    with pytest.raises(UserError, match=r"^fom.heat.fixed\[0\].value: expected a temperature "
+                                        r"> 0 K, got -5 K"):
+        heat_boundary(heat, {})
+
+
+def test_rom_fom_refuses_a_formula_below_zero_kelvin_and_keeps_the_store(tmp_path):
+    pytest.importorskip("petsc4py")
+    from mpi4py import MPI
+
+    from rom.fom.run import run_case
+    case = _fom_case(tmp_path, loading='{name: a, temperature: {formula: "300 - 1e5 * x"}}')
+    store = tmp_path / "out" / "bar.snapshots.h5"
+    store.parent.mkdir()
+    store.write_bytes(b"the good store of an earlier run")
+    with pytest.raises(UserError, match=r"case.yaml: fom.loadings\[0\].temperature: "
+                                        r"temperature <= 0 K \(-700 K at node 1, 8 node\(s\)\)"):
+        run_case(_load_fom(case), MPI.COMM_SELF, overwrite=True, progress=False)
+    assert store.read_bytes() == b"the good store of an earlier run"
+    assert sorted(q.name for q in store.parent.iterdir()) == ["bar.snapshots.h5"]
+
+
+@pytest.mark.parametrize("spec, at", [
+    ({"formula": "300 - 1e5 * x"}, ""),                                       # steady source
+    ({"formula": "300 - 100 * t"}, " at t = 4 s"),                            # in time
+    ({"uniform": 300.0, "T_base": 1000.0,                                     # by amplitude
+      "amplitude": {"times": [0, 2], "values": [0, 2]}}, ""),
+])
+def test_temperature_histories_below_zero_kelvin_are_refused(spec, at):
+    from rom.fom.mesh import FEMesh
+    from rom.fom.setup import temperature_history
+    from rom.meshes import solid_block
+    mesh = FEMesh.from_meshio(solid_block((2, 1, 1), cell="hexahedron",
+                                          lengths=(0.02, 0.01, 0.01)))
+    with pytest.raises(UserError, match=r"^temperature: temperature <= 0 K" + at):
+        temperature_history(spec, mesh, positive=True)(4.0)
+    temperature_history(spec, mesh)(4.0)          # superposition (unit fields) allowed
+
+
 # --------------------------------------------------------------------------- 9: online inputs
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:

@@ -252,6 +252,8 @@ def heat_boundary(heat: HeatConfig, parameters: Mapping[str, float]):
     def value(v, key):
         v = number_or_formula(v, key)
         if isinstance(v, float):
+            if not v > 0:
+                raise UserError(f"{key}: expected a temperature > 0 K, got {v:g} K")
             return v
         f = Formula(v, (*_COORDS, *params), key)
         return lambda X: f.at_points(X, **params)
@@ -306,6 +308,10 @@ def _check_spec(spec: TemperatureSpec, where: str, period: float | None) -> None
         raise UserError(f"{where}.parameters: only formula and heat sources have parameters "
                         f"(this one is {given[0]})")
     _check_parameter_names(spec.parameters, f"{where}.parameters")
+    if spec.uniform is not None and not spec.uniform > 0:
+        raise UserError(f"{where}.uniform: expected a temperature > 0 K, got {spec.uniform:g} K")
+    if spec.amplitude is not None and not spec.T_base > 0:
+        raise UserError(f"{where}.T_base: expected a temperature > 0 K, got {spec.T_base:g} K")
     if spec.formula is not None:
         Formula(spec.formula, (*_COORDS, "t", *spec.parameters), f"{where}.formula")
     if spec.amplitude is not None:
@@ -325,16 +331,36 @@ class TemperatureHistory:
     """
 
     def __init__(self, field: Callable[[float], np.ndarray], *, steady: bool,
-                 amplitude: Amplitude | None, T_base: float, parameters: dict):
+                 amplitude: Amplitude | None, T_base: float, parameters: dict,
+                 where: str = "temperature", positive: bool = False):
         self._field = field
-        self.source = field(0.0) if steady else None
         self.amplitude, self.T_base, self.parameters = amplitude, float(T_base), parameters
+        self.where, self.positive = where, positive
+        self.source = field(0.0) if steady else None
+        if self.source is not None and positive:
+            # T is linear in the amplitude a: its extremes over time are at a's extremes
+            a = [1.0] if amplitude is None else [amplitude.values.min(), amplitude.values.max()]
+            for ai in a:  # loop over (at most two) amplitude values
+                self._check_positive(self.T_base + ai * (self.source - self.T_base), "")
 
     def __call__(self, t: float) -> np.ndarray:
-        F = self.source if self.source is not None else self._field(float(t))
+        if self.source is not None:
+            return self._apply(self.source, t)
+        T = self._apply(self._field(float(t)), t)
+        return self._check_positive(T, f" at t = {t:g} s") if self.positive else T
+
+    def _apply(self, F: np.ndarray, t: float) -> np.ndarray:
         if self.amplitude is None:
             return F
         return self.T_base + self.amplitude(t) * (F - self.T_base)
+
+    def _check_positive(self, T: np.ndarray, at: str) -> np.ndarray:
+        """``T``, or a :class:`UserError` if some temperature is not > 0 K."""
+        bad = np.flatnonzero(~(T > 0))
+        if bad.size:
+            raise UserError(f"{self.where}: temperature <= 0 K{at} ({T[bad[0]]:g} K at node "
+                            f"{bad[0]}, {bad.size} node(s)): temperatures are absolute [K]")
+        return T
 
     def array(self, times: Iterable[float]) -> np.ndarray:
         """Temperatures (n_times, n_nodes) [K] at ``times`` [s] (the online model's input)."""
@@ -342,8 +368,8 @@ class TemperatureHistory:
 
 
 def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
-                         period: float | None = None, where: str = "temperature"
-                         ) -> TemperatureHistory:
+                         period: float | None = None, where: str = "temperature",
+                         positive: bool = False) -> TemperatureHistory:
     """The nodal temperature t [s] -> (n_nodes,) [K] of a temperature spec.
 
     Parameters
@@ -355,6 +381,9 @@ def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
         :func:`temperature_history`, which builds it from the case)
     period : ``loading.period`` [s] of the amplitude, or None
     where : the case-file key of the spec, for error messages
+    positive : refuse (:class:`UserError`) a temperature <= 0 K at a node, when the history
+        is made (a steady source, over the amplitude's range) or at each time (else); off
+        for superposition (fields of unit parameters, differences)
     """
     _check_spec(spec, where, period)
     n = mesh.n_nodes
@@ -397,7 +426,7 @@ def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
             return f(n, f" at t = {t:g} s", x=x, y=y, z=z, t=t, **params) + pert
 
     return TemperatureHistory(field, steady=steady, amplitude=amp, T_base=spec.T_base,
-                              parameters=params)
+                              parameters=params, where=where, positive=positive)
 
 
 class _HeatSolutions:
@@ -423,7 +452,8 @@ class _HeatSolutions:
 
 def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, *,
                         comm=None, where: str = "temperature",
-                        heat_cache: dict | None = None) -> TemperatureHistory:
+                        heat_cache: dict | None = None, positive: bool = False
+                        ) -> TemperatureHistory:
     """Nodal temperature history of any temperature spec, as ``python -m rom.fom`` computes it.
 
     Use it to give the online model the temperature of a new query::
@@ -446,6 +476,7 @@ def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, 
     where : case-file key of the spec, for error messages
     heat_cache : dict shared between calls so that the heat equation is solved once per
         distinct parameter set (keys: sorted parameter items; values: nodal T)
+    positive : refuse temperatures <= 0 K (:func:`temperature_function`; ``rom.fom`` does)
     """
     if isinstance(spec, Mapping):
         from ..config import _Ctx
@@ -458,7 +489,8 @@ def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, 
         heat = _HeatSolutions(fc, mesh, comm, where)
         if heat_cache is not None:
             heat.cache = heat_cache
-    history = temperature_function(spec, mesh, heat=heat, period=period, where=where)
+    history = temperature_function(spec, mesh, heat=heat, period=period, where=where,
+                                   positive=positive)
     if heat is not None:
         history.parameters = heat_parameters(spec, hc, where)
     return history

@@ -251,8 +251,9 @@ def parse_yaml(text: bytes | str, path: str | Path) -> Any:
     CaseError : YAML syntax error, an unsafe tag, a duplicate key (named with its lines),
         a recursive alias, or a document that expands to too many nodes; names ``path``.
     """
-    loader = _CaseLoader(text)
+    loader = None
     try:
+        loader = _CaseLoader(text)             # reads the encoding: may raise ReaderError
         node = loader.get_single_node()
         if node is None:
             return None
@@ -264,12 +265,13 @@ def parse_yaml(text: bytes | str, path: str | Path) -> Any:
     except _DuplicateKey as exc:
         raise CaseError(f"{path}: line {exc.line}: duplicate key {_show(exc.key)} (first at "
                         f"line {exc.first}); give each key once") from None
-    except yaml.YAMLError as exc:
-        raise CaseError(f"{path}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:              # one line: the message names line and column
+        raise CaseError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise CaseError(f"{path}: not valid YAML: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(node, sizes: dict, active: set) -> int:

@@ -62,13 +62,14 @@ class _Refused(Exception):
     """A construct the formula language does not have (message: what)."""
 
 
-def check_formula(text: str, names: Iterable[str], where: str) -> ast.Expression:
+def check_formula(text: str, names: Iterable[str] | None, where: str) -> ast.Expression:
     """Parse and check a formula; return its syntax tree with every number a float.
 
     Parameters
     ----------
     text : the expression, e.g. ``"T_gas - 200 * z / 0.05"``
-    names : variable names it may use (coordinates, time, parameters)
+    names : variable names it may use (coordinates, time, parameters); None: any name
+        (the language is checked, the names where they are known)
     where : the case-file key (or ``"temperature"``), for error messages
 
     Raises
@@ -90,16 +91,17 @@ def check_formula(text: str, names: Iterable[str], where: str) -> ast.Expression
         raise UserError(f"{where}: formula {shown}: {exc}") from None
     except (RecursionError, MemoryError):
         raise UserError(f"{where}: formula {shown} is nested too deeply") from None
-    names = tuple(names)
+    variables = "variables" if names is None else ", ".join(names) or "no variables"
     try:
         _check(tree.body)
     except _Refused as exc:
         raise UserError(f"{where}: formula {shown}: {exc} not allowed (only numbers, "
-                        f"{', '.join(names) or 'no variables'}, arithmetic, comparisons and "
-                        f"the functions {', '.join(FUNCTIONS)})") from None
+                        f"{variables}, arithmetic, comparisons and the functions "
+                        f"{', '.join(FUNCTIONS)})") from None
     except RecursionError:
         raise UserError(f"{where}: formula {shown} is nested too deeply") from None
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    names = tuple(used - set(SAFE)) if names is None else tuple(names)
     unknown = sorted(used - set(names) - set(SAFE))
     if unknown:
         raise UserError(f"{where}: formula {shown} uses unknown name(s) "

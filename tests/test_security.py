@@ -134,6 +134,15 @@ def test_case_file_formula_with_attribute_access_names_the_key(tmp_path):
         _load_fom(case)
 
 
+def test_study_query_formulas_are_checked_when_the_case_is_read(tmp_path):
+    case = _fom_case(tmp_path)
+    case.write_text(case.read_text() + "online: {}\nstudy:\n  sample:\n    - n: 2\n"
+                    "      temperature: {formula: \"x.__class__\", parameters: {T0: 900}}\n")
+    with pytest.raises(CaseError, match=r"case.yaml: study.sample\[0\].temperature.formula: "
+                                        r"formula 'x.__class__': attribute access is not"):
+        load_case(case)
+
+
 # --------------------------------------------------------------------------- 3: no hang
 def test_formula_that_never_returned_is_refused_within_a_second(tmp_path):
     rc, out, err = _bounded(f"""
@@ -229,6 +238,15 @@ def test_recursive_alias_is_a_clear_error(tmp_path):
     p.write_text("name: loop\ninterp: {}\ndescription: &d [*d]\n")
     with pytest.raises(CaseError, match="case.yaml: not valid YAML: a recursive alias"):
         load_case(p)
+
+
+def test_a_file_that_is_not_text_is_a_one_line_yaml_error(tmp_path):
+    p = tmp_path / "case.yaml"
+    p.write_bytes(b"\x00\xff\xfename: x\n")
+    with pytest.raises(CaseError) as err:
+        load_case(p)
+    assert str(err.value).startswith(f"{p}: not valid YAML: unacceptable character")
+    assert "\n" not in str(err.value)
 
 
 def test_show_of_small_values_is_unchanged():

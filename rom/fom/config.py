@@ -170,12 +170,21 @@ class TemperatureSpec:
     T_base: float = _f(293.15, doc="temperature where the amplitude is 0 [K] (with amplitude)")
 
     def _validate(self) -> tuple[str, str] | None:
-        """(key, message) of a temperature at or below 0 K, or None (called by the loader;
-        :func:`rom.fom.setup.temperature_function` checks the fields of the other sources)."""
+        """(key, message) of a temperature at or below 0 K or a formula outside the formula
+        language (:mod:`rom.formula`), or None (called by the loader, for every temperature
+        spec of a case; :func:`rom.fom.setup.temperature_function` checks the fields of the
+        other sources and the formula's names)."""
         for key in ("uniform", "T_base"):  # loop over the given absolute temperatures
             value = getattr(self, key)
             if value is not None and not value > 0:
                 return key, f"expected a temperature > 0 K, got {value:g} K"
+        if self.formula is not None:         # the language here; the names where known
+            from ..formula import check_formula
+            from ..parallel import UserError
+            try:
+                check_formula(self.formula, None, "")
+            except UserError as exc:
+                return "formula", str(exc).removeprefix(": ")
         return None
 
 

@@ -143,6 +143,17 @@ def test_study_query_formulas_are_checked_when_the_case_is_read(tmp_path):
         load_case(case)
 
 
+def test_study_sample_ranges_must_be_low_high(tmp_path):
+    """Found by tools/fuzz_inputs.py: an empty range was a ValueError in rom.study."""
+    case = _fom_case(tmp_path)
+    case.write_text(case.read_text() + "online: {}\nstudy:\n  sample:\n    - n: 2\n"
+                    "      temperature: {formula: \"T0 + 0 * x\", parameters: {T0: 900}}\n"
+                    "      parameters: {T0: []}\n")
+    with pytest.raises(CaseError, match=r"case.yaml: study.sample\[0\].parameters.T0: expected "
+                                        r"a range \[low, high\] with low <= high, got \[\]"):
+        load_case(case)
+
+
 # --------------------------------------------------------------------------- 3: no hang
 def test_formula_that_never_returned_is_refused_within_a_second(tmp_path):
     rc, out, err = _bounded(f"""

@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import math
 import os
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import yaml
 
 from .parallel import UserError
 
-__all__ = ["CaseError", "Case", "load_case", "case_from_dict", "read_case_mapping"]
+__all__ = ["CaseError", "Case", "load_case", "case_from_dict", "parse_yaml", "read_case_mapping"]
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +49,13 @@ class TimeGrid:
     start: float = _f(0.0, doc="first time [s]")
     stop: float = _f(1.0, doc="last time [s]")
     steps: int = _f(10, doc="number of time steps after the start", range=(1, None, False, False))
+
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a cross-key mistake, or None (called by the loader)."""
+        if not self.stop > self.start:
+            return "stop", (f"must be greater than start = {self.start:g} s (the times "
+                            f"increase), got {self.stop:g} s")
+        return None
 
     def array(self):
         """The ``steps + 1`` equally spaced times [s], the start included (numpy array)."""
@@ -193,10 +201,7 @@ def _read_yaml(path: Path, chain: tuple) -> tuple[Any, Any]:
     if path.resolve() in chain:
         raise CaseError(f"{path}: extends: circular chain {' -> '.join(map(str, chain))}")
     text = path.read_bytes()
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise CaseError(f"{path}: not valid YAML: {exc}") from None
+    data = parse_yaml(text, path)
     digest = hashlib.sha256(text)
     if not isinstance(data, dict) or "extends" not in data:
         return data, digest
@@ -209,6 +214,93 @@ def _read_yaml(path: Path, chain: tuple) -> tuple[Any, Any]:
         raise CaseError(f"{path.parent / parent}: expected a mapping at the top level")
     digest.update(base_digest.digest())
     return _merge(base, data), digest
+
+
+#: most nodes a case file may hold with its aliases expanded (the bundled cases: < 5,000)
+MAX_YAML_NODES = 200_000
+
+
+class _CaseLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys in a mapping (with their line), and
+    whose documents are checked by :func:`parse_yaml` before anything is constructed."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:   # loop over the mapping's keys
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue                 # '<<: *base' merges; its keys may be overridden
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, line, seen[key])
+                    seen[key] = line
+                except TypeError:            # unhashable key: reported by SafeLoader
+                    continue
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(key, line, first)
+        self.key, self.line, self.first = key, line, first
+
+
+def parse_yaml(text: bytes | str, path: str | Path) -> Any:
+    """The one YAML reader of case files: safe tags only, no duplicate keys, and at most
+    :data:`MAX_YAML_NODES` nodes with aliases expanded (a 3 kB alias chain can stand for
+    billions of values that any walk of the document, even its ``repr``, would expand).
+
+    Raises
+    ------
+    CaseError : YAML syntax error, an unsafe tag, a duplicate key (named with its lines),
+        a recursive alias, or a document that expands to too many nodes; names ``path``.
+    """
+    loader = None
+    try:
+        loader = _CaseLoader(text)             # reads the encoding: may raise ReaderError
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {}, set())
+        if size > MAX_YAML_NODES:
+            raise CaseError(f"{path}: the document expands to more than {MAX_YAML_NODES:,} "
+                            "values (aliases of aliases?); a case file is not that large")
+        return loader.construct_document(node)
+    except _DuplicateKey as exc:
+        raise CaseError(f"{path}: line {exc.line}: duplicate key {_show(exc.key)} (first at "
+                        f"line {exc.first}); give each key once") from None
+    except yaml.YAMLError as exc:              # one line: the message names line and column
+        raise CaseError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except RecursionError:
+        raise CaseError(f"{path}: not valid YAML: nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _expanded_size(node, sizes: dict, active: set) -> int:
+    """Number of nodes of ``node`` with every alias expanded (memoized per node; aliases
+    share nodes, so this costs one visit per distinct node)."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise yaml.YAMLError("a recursive alias (a node that contains itself)")
+    if isinstance(node, yaml.ScalarNode):
+        return 1
+    active.add(key)
+    children = [c for pair in node.value for c in pair] \
+        if isinstance(node, yaml.MappingNode) else node.value
+    total = 1
+    for child in children:  # loop over the node's children (aliases count again)
+        total += _expanded_size(child, sizes, active)
+        if total > MAX_YAML_NODES:
+            break
+    active.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -282,7 +374,11 @@ class _Ctx:
                     raise self.error(sub, "required key is missing")
                 continue
             values[name] = self.convert(hints[name], data[name], sub, f.metadata)
-        return cls(**values)
+        out = cls(**values)
+        problem = out._validate() if hasattr(cls, "_validate") else None
+        if problem is not None:
+            raise self.error(_join(key, problem[0]), problem[1])
+        return out
 
     def convert(self, tp: Any, value: Any, key: str, meta: dict):
         origin = typing.get_origin(tp)
@@ -367,8 +463,18 @@ def _join(key: str, name: str) -> str:
     return f"{key}.{name}" if key else name
 
 
+#: repr of values in messages: a few items per level, a few levels (never a whole document)
+_REPR = reprlib.Repr()
+for _name in ("maxtuple", "maxlist", "maxarray", "maxdict", "maxset", "maxfrozenset",
+              "maxdeque"):
+    setattr(_REPR, _name, 4)
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 3, 60, 40, 60
+
+
 def _show(value: Any) -> str:
-    s = repr(value)
+    """A value for an error message: its repr shortened to 60 characters, built from at
+    most a few items per level (the repr of a large value is never formed whole)."""
+    s = _REPR.repr(value)
     return (s if len(s) <= 60 else s[:57] + "...") + f" ({type(value).__name__})"
 
 

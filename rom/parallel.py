@@ -28,7 +28,7 @@ _AGREE_BYTES = 1024
 
 __all__ = [
     "as_comm", "world", "rank0_print", "Progress", "abort_on_error", "StopRequest",
-    "row_offsets", "even_split", "allreduce_sum", "bcast_arrays", "UserError",
+    "row_offsets", "even_split", "allreduce_sum", "bcast_arrays", "check_same", "UserError",
     "AGREE_WAIT", "failures", "raise_if_failed",
 ]
 
@@ -264,6 +264,46 @@ class StopRequest:
     def requested(self, comm: MPI.Comm | None) -> bool:
         """True on every rank if any rank of ``comm`` got a signal (collective)."""
         return bool(as_comm(comm).allreduce(self.signum is not None, op=MPI.LOR))
+
+
+def check_same(comm: MPI.Comm | None, what: str, **values: Any) -> None:
+    """Check that collective arguments are the same on every rank (collective: one
+    ``allgather`` of their reprs; nothing when serial).
+
+    A collective call with different arguments on different ranks (``rtol``, ``method``,
+    ...) takes different code paths and ends in a deadlock or a ``MPI_Abort`` ("Message
+    truncated"); this turns it into a clear error.
+
+    Parameters
+    ----------
+    comm : communicator of the collective call
+    what : the call, for the message (e.g. ``"pod"``)
+    values : the arguments that must agree, by name (compared by ``repr``, numpy scalars
+        as Python numbers, so that NaN equals NaN and ``np.float64(0.1)`` equals ``0.1``)
+
+    Raises
+    ------
+    UserError : on every rank, naming the first differing argument and its value on
+        each rank (``collective`` attribute true: the same message everywhere).
+    """
+    comm = as_comm(comm)
+    if comm.size == 1:
+        return
+    mine = [(name, repr(v.item() if isinstance(v, np.generic) else v))
+            for name, v in values.items()]
+    every = comm.allgather(mine)
+    for i, (name, _) in enumerate(mine):  # loop over the arguments
+        seen = [ranks[i][1] if i < len(ranks) else "<missing>" for ranks in every]
+        if len(set(seen)) > 1:
+            per_rank = ", ".join(f"rank {r}: {v}" for r, v in enumerate(seen))
+            err = UserError(f"{what}: argument {name!r} differs between ranks ({per_rank}); "
+                            "a collective call needs the same value on every rank")
+            err.collective = True
+            raise err
+    if len({len(ranks) for ranks in every}) > 1:
+        err = UserError(f"{what}: called with different arguments on different ranks")
+        err.collective = True
+        raise err
 
 
 def even_split(n_global: int, size: int) -> np.ndarray:

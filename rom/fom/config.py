@@ -62,6 +62,13 @@ class TableSpec:
     temperatures: list[float] = _f(doc="temperatures of the values [K] (increasing); "
                                        "empty for a constant", factory=list)
 
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a table temperature at or below 0 K, or None (the loader)."""
+        bad = [t for t in self.temperatures if not t > 0]
+        if bad:
+            return "temperatures", f"expected temperatures > 0 K, got {bad[0]:g} K"
+        return None
+
 
 @dataclass(frozen=True)
 class TimeTableSpec:
@@ -90,7 +97,8 @@ class MaterialConfig:
     nu: TableSpec = _f(doc="Poisson ratio [-]", factory=TableSpec)
     alpha: TableSpec = _f(doc="secant thermal expansion coefficient from T_ref [1/K]",
                           factory=lambda: TableSpec([0.0]))
-    T_ref: float = _f(293.15, doc="stress-free reference temperature [K]")
+    T_ref: float = _f(293.15, doc="stress-free reference temperature [K]",
+                      range=(0.0, None, True, False))
     K: TableSpec = _f(doc="Norton stress scale [Pa s^(1/n)] (law: norton)", factory=TableSpec)
     n: TableSpec = _f(doc="Norton exponent [-] (law: norton)", factory=TableSpec)
     density: float = _f(0.0, doc="mass density [kg/m^3] (centrifugal load)",
@@ -160,6 +168,24 @@ class TemperatureSpec:
     amplitude: TimeTableSpec | None = _f(
         None, doc="factor of time a(t): T = T_base + a(t) (T_source + perturbation - T_base)")
     T_base: float = _f(293.15, doc="temperature where the amplitude is 0 [K] (with amplitude)")
+
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a temperature at or below 0 K or a formula outside the formula
+        language (:mod:`rom.formula`), or None (called by the loader, for every temperature
+        spec of a case; :func:`rom.fom.setup.temperature_function` checks the fields of the
+        other sources and the formula's names)."""
+        for key in ("uniform", "T_base"):  # loop over the given absolute temperatures
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                return key, f"expected a temperature > 0 K, got {value:g} K"
+        if self.formula is not None:         # the language here; the names where known
+            from ..formula import check_formula
+            from ..parallel import UserError
+            try:
+                check_formula(self.formula, None, "")
+            except UserError as exc:
+                return "formula", str(exc).removeprefix(": ")
+        return None
 
 
 @dataclass(frozen=True)

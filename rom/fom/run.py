@@ -170,7 +170,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
             try:
                 temp = temperature_history(lc.temperature, mesh, fc, comm=comm,
                                            where=f"fom.loadings[{i}].temperature",
-                                           heat_cache=heat_cache)
+                                           heat_cache=heat_cache, positive=True)
             except UserError as exc:  # the same on every rank (global mesh data)
                 raise UserError(f"{getattr(case, 'source_file', None) or '<case>'}: {exc}"
                                 ) from None

@@ -11,13 +11,13 @@ random perturbation, and an optional time amplitude (periodic with ``loading.per
 """
 from __future__ import annotations
 
-import ast
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ..formula import SAFE, Expression
 from ..io.mesh import read_mesh
 from ..materials import MaterialError, Norton, Table, ThermoElastic
 from ..parallel import UserError
@@ -52,9 +52,7 @@ __all__ = [
     "temperature_history",
 ]
 
-_SAFE = {name: getattr(np, name) for name in ("sin", "cos", "tan", "exp", "log", "sqrt", "abs",
-                                               "tanh", "arctan2", "hypot", "pi", "minimum",
-                                               "maximum", "where", "clip")}
+_SAFE = SAFE                   # the functions and constants of every formula (rom.formula)
 _COORDS = ("x", "y", "z")
 
 
@@ -62,8 +60,11 @@ _COORDS = ("x", "y", "z")
 class Formula:
     """A numpy expression, checked and compiled once, evaluated on nodal or point arrays.
 
-    The one evaluator of the case file's formulas (temperature formulas, heat boundary
-    values). Namespace: the functions of ``_SAFE`` (sin, exp, where, ...) and ``names``.
+    The case file's formulas (temperature formulas, heat boundary values), evaluated by
+    :class:`rom.formula.Expression` (the one evaluator: a checked syntax tree, no
+    attributes, subscripts, strings or calls but of the functions of ``_SAFE``).
+    Namespace: the functions and constants of ``_SAFE`` (sin, exp, where, pi, ...) and
+    ``names``.
 
     Parameters
     ----------
@@ -73,32 +74,21 @@ class Formula:
 
     Raises
     ------
-    UserError : syntax error, or a name that is neither in ``names`` nor a function.
+    UserError : syntax error, a name that is neither in ``names`` nor a function, or a
+        construct outside the formula language (:mod:`rom.formula`).
     """
 
     def __init__(self, text: str, names: Iterable[str], where: str):
         self.text, self.where, self.names = text, where, tuple(names)
-        try:
-            tree = ast.parse(text.strip(), mode="eval")
-        except SyntaxError as exc:
-            raise UserError(f"{where}: {exc.msg} in formula {text!r}") from None
-        used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-        unknown = sorted(used - set(self.names) - set(_SAFE))
-        if unknown:
-            raise UserError(f"{where}: formula {text!r} uses unknown name(s) "
-                            f"{', '.join(unknown)} (known: {', '.join(self.names) or 'none'}; "
-                            f"functions: {', '.join(_SAFE)})")
-        if any(isinstance(n, ast.Attribute) and n.attr.startswith("_") for n in ast.walk(tree)):
-            raise UserError(f"{where}: formula {text!r}: private attributes are not allowed")
-        self.used = used
-        self.code = compile(tree, f"<{where}>", "eval")
+        self.expression = Expression(text, self.names, where)
+        self.used = self.expression.used
+        self.code = self.expression.code
 
     def __call__(self, n: int, at: str = "", **values) -> np.ndarray:
         """Values (n,) of the expression for the given ``values`` (arrays of shape (n,)
         or scalars); ``at`` completes the error messages (e.g. ``" at t = 3 s"``)."""
+        val = self.expression.evaluate(**values)
         try:
-            with np.errstate(all="ignore"):
-                val = eval(self.code, {"__builtins__": {}}, {**_SAFE, **values})
             val = np.broadcast_to(np.asarray(val, float), (n,)).copy()
         except Exception as exc:  # noqa: BLE001 - any error in the user's formula
             raise UserError(f"{self.where}: formula {self.text!r}: {type(exc).__name__}: "
@@ -116,8 +106,8 @@ class Formula:
 def number_or_formula(value, key: str) -> float | str:
     """A case-file value that is a number or a formula string (checked; names the key)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserError(f"{key}: expected a number or a formula string, got {value!r} "
-                        f"({type(value).__name__})")
+        from ..config import _show
+        raise UserError(f"{key}: expected a number or a formula string, got {_show(value)}")
     if isinstance(value, str):
         try:
             value = float(value)            # YAML 1.1 reads 1e3 as a string
@@ -133,9 +123,10 @@ def number_or_formula(value, key: str) -> float | str:
 
 def _check_parameter_names(names: Iterable[str], key: str) -> None:
     for name in names:
-        if not name.isidentifier() or name in (*_COORDS, "t") or name in _SAFE:
+        if not name.isidentifier() or name.startswith("__") or name in (*_COORDS, "t") \
+                or name in _SAFE:
             raise UserError(f"{key}: parameter name {name!r} must be an identifier other than "
-                            f"x, y, z, t and the functions {', '.join(_SAFE)}")
+                            f"x, y, z, t, dunder names and the functions {', '.join(_SAFE)}")
 
 
 # --------------------------------------------------------------------------- tables
@@ -261,6 +252,8 @@ def heat_boundary(heat: HeatConfig, parameters: Mapping[str, float]):
     def value(v, key):
         v = number_or_formula(v, key)
         if isinstance(v, float):
+            if not v > 0:
+                raise UserError(f"{key}: expected a temperature > 0 K, got {v:g} K")
             return v
         f = Formula(v, (*_COORDS, *params), key)
         return lambda X: f.at_points(X, **params)
@@ -315,6 +308,10 @@ def _check_spec(spec: TemperatureSpec, where: str, period: float | None) -> None
         raise UserError(f"{where}.parameters: only formula and heat sources have parameters "
                         f"(this one is {given[0]})")
     _check_parameter_names(spec.parameters, f"{where}.parameters")
+    if spec.uniform is not None and not spec.uniform > 0:
+        raise UserError(f"{where}.uniform: expected a temperature > 0 K, got {spec.uniform:g} K")
+    if spec.amplitude is not None and not spec.T_base > 0:
+        raise UserError(f"{where}.T_base: expected a temperature > 0 K, got {spec.T_base:g} K")
     if spec.formula is not None:
         Formula(spec.formula, (*_COORDS, "t", *spec.parameters), f"{where}.formula")
     if spec.amplitude is not None:
@@ -334,16 +331,36 @@ class TemperatureHistory:
     """
 
     def __init__(self, field: Callable[[float], np.ndarray], *, steady: bool,
-                 amplitude: Amplitude | None, T_base: float, parameters: dict):
+                 amplitude: Amplitude | None, T_base: float, parameters: dict,
+                 where: str = "temperature", positive: bool = False):
         self._field = field
-        self.source = field(0.0) if steady else None
         self.amplitude, self.T_base, self.parameters = amplitude, float(T_base), parameters
+        self.where, self.positive = where, positive
+        self.source = field(0.0) if steady else None
+        if self.source is not None and positive:
+            # T is linear in the amplitude a: its extremes over time are at a's extremes
+            a = [1.0] if amplitude is None else [amplitude.values.min(), amplitude.values.max()]
+            for ai in a:  # loop over (at most two) amplitude values
+                self._check_positive(self.T_base + ai * (self.source - self.T_base), "")
 
     def __call__(self, t: float) -> np.ndarray:
-        F = self.source if self.source is not None else self._field(float(t))
+        if self.source is not None:
+            return self._apply(self.source, t)
+        T = self._apply(self._field(float(t)), t)
+        return self._check_positive(T, f" at t = {t:g} s") if self.positive else T
+
+    def _apply(self, F: np.ndarray, t: float) -> np.ndarray:
         if self.amplitude is None:
             return F
         return self.T_base + self.amplitude(t) * (F - self.T_base)
+
+    def _check_positive(self, T: np.ndarray, at: str) -> np.ndarray:
+        """``T``, or a :class:`UserError` if some temperature is not > 0 K."""
+        bad = np.flatnonzero(~(T > 0))
+        if bad.size:
+            raise UserError(f"{self.where}: temperature <= 0 K{at} ({T[bad[0]]:g} K at node "
+                            f"{bad[0]}, {bad.size} node(s)): temperatures are absolute [K]")
+        return T
 
     def array(self, times: Iterable[float]) -> np.ndarray:
         """Temperatures (n_times, n_nodes) [K] at ``times`` [s] (the online model's input)."""
@@ -351,8 +368,8 @@ class TemperatureHistory:
 
 
 def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
-                         period: float | None = None, where: str = "temperature"
-                         ) -> TemperatureHistory:
+                         period: float | None = None, where: str = "temperature",
+                         positive: bool = False) -> TemperatureHistory:
     """The nodal temperature t [s] -> (n_nodes,) [K] of a temperature spec.
 
     Parameters
@@ -364,6 +381,9 @@ def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
         :func:`temperature_history`, which builds it from the case)
     period : ``loading.period`` [s] of the amplitude, or None
     where : the case-file key of the spec, for error messages
+    positive : refuse (:class:`UserError`) a temperature <= 0 K at a node, when the history
+        is made (a steady source, over the amplitude's range) or at each time (else); off
+        for superposition (fields of unit parameters, differences)
     """
     _check_spec(spec, where, period)
     n = mesh.n_nodes
@@ -406,7 +426,7 @@ def temperature_function(spec: TemperatureSpec, mesh: FEMesh, *, heat=None,
             return f(n, f" at t = {t:g} s", x=x, y=y, z=z, t=t, **params) + pert
 
     return TemperatureHistory(field, steady=steady, amplitude=amp, T_base=spec.T_base,
-                              parameters=params)
+                              parameters=params, where=where, positive=positive)
 
 
 class _HeatSolutions:
@@ -432,7 +452,8 @@ class _HeatSolutions:
 
 def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, *,
                         comm=None, where: str = "temperature",
-                        heat_cache: dict | None = None) -> TemperatureHistory:
+                        heat_cache: dict | None = None, positive: bool = False
+                        ) -> TemperatureHistory:
     """Nodal temperature history of any temperature spec, as ``python -m rom.fom`` computes it.
 
     Use it to give the online model the temperature of a new query::
@@ -455,6 +476,7 @@ def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, 
     where : case-file key of the spec, for error messages
     heat_cache : dict shared between calls so that the heat equation is solved once per
         distinct parameter set (keys: sorted parameter items; values: nodal T)
+    positive : refuse temperatures <= 0 K (:func:`temperature_function`; ``rom.fom`` does)
     """
     if isinstance(spec, Mapping):
         from ..config import _Ctx
@@ -467,7 +489,8 @@ def temperature_history(spec: TemperatureSpec | Mapping, mesh: FEMesh, fc=None, 
         heat = _HeatSolutions(fc, mesh, comm, where)
         if heat_cache is not None:
             heat.cache = heat_cache
-    history = temperature_function(spec, mesh, heat=heat, period=period, where=where)
+    history = temperature_function(spec, mesh, heat=heat, period=period, where=where,
+                                   positive=positive)
     if heat is not None:
         history.parameters = heat_parameters(spec, hc, where)
     return history

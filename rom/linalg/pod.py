@@ -25,7 +25,7 @@ import numpy as np
 import scipy.linalg as sla
 from mpi4py import MPI
 
-from ..parallel import as_comm
+from ..parallel import as_comm, check_same
 from .distributed import (
     Product,
     as_float_array,
@@ -296,8 +296,15 @@ def pod(X: np.ndarray, *, comm: MPI.Comm | None = None, method: str = "snapshots
         Unknown method, bad ``rtol``/``max_modes``, X not 2-D or with NaN/inf (the message
         gives the global row and column), product of the wrong shape, general product with
         ``"tsqr"``. Raised on every rank.
+    UserError
+        The arguments differ between ranks (:func:`rom.parallel.check_same`): raised on
+        every rank, naming the argument and its value per rank.
     """
     comm = as_comm(comm)
+    check_same(comm, "pod", method=method, rtol=rtol, max_modes=max_modes,
+               orthonormalize=orthonormalize, oversampling=oversampling,
+               power_iterations=power_iterations, seed=seed,
+               product=None if product is None else type(product).__name__)
     X = _validate(X, comm, method, rtol, max_modes, oversampling, power_iterations)
     M = as_product(product, X.shape[0], comm)
     if method == "snapshots":

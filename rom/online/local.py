@@ -218,7 +218,7 @@ class LocalReducedModels:
         if any(m.meta.get("indicator", "p") != "p" for m in self.models):
             raise UserError("local reduced models: online.indicator: accumulated is not "
                             "implemented (the models switch and their points differ); use p")
-        temperature, times = _check_inputs(first, temperature, times)
+        temperature, times = _check_inputs(first, temperature, times, tol)
         tol = first.meta["indicator_tol"] if tol is None else float(tol)
         hf_comm = first.check_comm(comm, "enrichment") if enrich else first.comm
         t0 = time.perf_counter()

@@ -10,7 +10,6 @@ import numpy as np
 import scipy.linalg.blas as _blas
 from mpi4py import MPI
 
-from ..fom.setup import _SAFE
 from ..hyper import GappyPOD
 from ..materials.base import MaterialError
 from ..materials.tensors import IsotropicTangent
@@ -57,30 +56,61 @@ def temperature_at_nodes(model, temperature, t: float, i: int) -> np.ndarray:
 
 
 def _eval(temperature, x, y, z, t):
+    """Temperature [K] at points (arrays x, y, z [m]) at time t [s] of a formula string
+    (:mod:`rom.formula`: checked syntax tree, no code execution) or a callable; checked
+    finite and > 0 K."""
     if isinstance(temperature, str):
-        with np.errstate(all="ignore"):
-            val = eval(compile(temperature, "<temperature>", "eval"), {"__builtins__": {}},
-                       {**_SAFE, "x": x, "y": y, "z": z, "t": t})
+        from ..formula import Expression
+        val = Expression.cached(temperature, ("x", "y", "z", "t"), "temperature").evaluate(
+            x=x, y=y, z=z, t=t)
     else:
         val = temperature(x, y, z, t)
     val = np.broadcast_to(np.asarray(val, float), x.shape)
     if not np.all(np.isfinite(val)):
         raise UserError(f"temperature gives non-finite values at t = {t:g} s")
+    if np.any(val <= 0):
+        raise UserError(f"temperature gives values <= 0 K (down to {val.min():g} K) at "
+                        f"t = {t:g} s")
     return val
 
 
-def _check_inputs(model, temperature, times):
-    times = np.asarray(times, float)
+def _check_inputs(model, temperature, times, tol=None):
+    """The query's inputs checked up front (:class:`UserError` saying what is wrong):
+    times finite and increasing, a temperature array (n_times, n_nodes) finite and > 0 K,
+    a formula string in the formula language (:mod:`rom.formula`), ``tol`` (if given)
+    finite and > 0. Returns (temperature, times) as arrays where they are arrays."""
+    try:
+        times = np.asarray(times, float)
+    except (TypeError, ValueError):
+        raise UserError("times must be a 1-D array of numbers [s]") from None
+    bad = np.flatnonzero(~np.isfinite(times.ravel()))
+    if bad.size:
+        raise UserError(f"times must be finite, got {times.ravel()[bad[0]]} at index {bad[0]}")
     if times.ndim != 1 or times.size < 2 or np.any(np.diff(times) <= 0):
         raise UserError("times must be a 1-D increasing array with at least 2 entries [s]")
+    number = isinstance(tol, (int, float, np.integer, np.floating)) and not isinstance(tol, bool)
+    if tol is not None and not (number and np.isfinite(tol) and tol > 0):
+        raise UserError(f"tol: the indicator tolerance must be a finite number > 0, got {tol!r}")
     if isinstance(temperature, (np.ndarray, list)):
-        temperature = np.asarray(temperature, float)
+        try:
+            temperature = np.asarray(temperature, float)
+        except (TypeError, ValueError):
+            raise UserError("temperature array must hold numbers [K]") from None
         nn = model.meta.get("n_nodes")
         if temperature.ndim != 2 or temperature.shape[0] != times.size or (
                 nn is not None and temperature.shape[1] != nn):
             raise UserError(f"temperature array must be (n_times, n_nodes) = ({times.size}, "
                             f"{nn}), got {temperature.shape}")
-    elif not (callable(temperature) or isinstance(temperature, str)):
+        bad = np.argwhere(~(temperature > 0) | ~np.isfinite(temperature))
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise UserError(f"temperature array must be finite and > 0 K, got "
+                            f"{temperature[i, j]} at time index {i}, node {j} ({len(bad)} "
+                            "such entries)")
+    elif isinstance(temperature, str):
+        from ..formula import Expression
+        Expression.cached(temperature, ("x", "y", "z", "t"), "temperature")
+    elif not callable(temperature):
         raise UserError("temperature must be an (n_times, n_nodes) array, a callable "
                         "T(x, y, z, t) or a formula string in x, y, z, t")
     return temperature, times
@@ -355,7 +385,7 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     -------
     :class:`~rom.online.result.OnlineResult`
     """
-    temperature, times = _check_inputs(model, temperature, times)
+    temperature, times = _check_inputs(model, temperature, times, tol)
     tol = model.meta["indicator_tol"] if tol is None else float(tol)
     hf_comm = model.check_comm(comm, "enrichment") if enrich else model.comm
     op = model.operator

@@ -39,6 +39,14 @@ class SampleSpec:
     parameters: dict[str, list[float]] = _f(doc="name: [low, high] uniform ranges",
                                             factory=dict)
 
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a range that is not [low, high] with low <= high, or None."""
+        for name, rng in self.parameters.items():  # loop over the sampled parameters
+            if len(rng) != 2 or not rng[0] <= rng[1]:
+                return f"parameters.{name}", f"expected a range [low, high] with low <= high, " \
+                                            f"got {rng}"
+        return None
+
 
 @dataclass(frozen=True)
 class StudyConfig:

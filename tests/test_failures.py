@@ -268,6 +268,9 @@ def _damage(path: Path, how: str) -> None:
     elif how == "nan in eps":
         with h5py.File(path, "a") as f:
             f["reduced/eps"][2, 3, 1] = np.nan
+    elif how == "negative weight":
+        with h5py.File(path, "a") as f:
+            f["reduced/weights"][0] = -1.0
 
 
 DAMAGES = {"truncated": "not a readable HDF5 file",
@@ -275,7 +278,8 @@ DAMAGES = {"truncated": "not a readable HDF5 file",
            "eps deleted": "dataset reduced/eps is missing",
            "meta broken": "attribute 'meta' is not valid JSON",
            "weights cut": r"dataset reduced/weights has shape \(40,\), expected \(\d+,\)",
-           "nan in eps": r"dataset reduced/eps holds 1 NaN and 0 Inf"}
+           "nan in eps": r"dataset reduced/eps holds 1 NaN and 0 Inf",
+           "negative weight": r"reduced/weights: 1 negative reduced weight"}
 
 
 @pytest.mark.parametrize("how", list(DAMAGES))

@@ -509,7 +509,11 @@ def check(kind: str, path: str) -> str:
     import rom
     model = rom.load(path)
     r = model.solve(QUERY, np.linspace(0.0, 5.0, 3))
-    return f"accepted: indicator {np.round(np.asarray(r.indicator), 6).tolist()}"
+    # the fields on the mesh too: a query reads no full-size array, a field reads its rows
+    u, p, s = r.displacement(2), r.p(2), r.stress(2)
+    return (f"accepted: indicator {np.round(np.asarray(r.indicator), 6).tolist()}, "
+            f"|u| {np.linalg.norm(u):.3g}, |p| {np.linalg.norm(p):.3g}, "
+            f"|stress| {np.linalg.norm(s):.3g}")
 
 
 def worker() -> int:

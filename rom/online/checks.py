@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from ..io.atomic import check_schema
 from ..io.snapshots import nonfinite
@@ -115,6 +116,10 @@ def check_model_group(g: h5py.Group, path: str | os.PathLike) -> None:
         if a.size and (a.min() < 0 or a.max() >= top):
             raise UserError(f"{path}: {_where(g, name)}: indices outside 0..{top - 1} "
                             f"(the model's {'points' if top == n_qp else 'nodes'})")
+    w = d["reduced/weights"][()]
+    if np.any(w < 0):
+        raise UserError(f"{path}: {_where(g, 'reduced/weights')}: {int(np.sum(w < 0))} negative "
+                        f"reduced weight(s) (an ECM quadrature has weights >= 0)")
     for name, dset in d.items():      # the full-size arrays: by rows when read (RowBlocks)
         if name.startswith("reduced/") or name.endswith("_sv"):
             _finite(dset, path, _where(g, name))

@@ -2,6 +2,7 @@
 P ranks on blade sizes; the fit ``a + b N / P`` of each stage.
 
     python benchmarks/memory.py --sizes 1 2 3 --ranks 1 2 4 [--out benchmarks/results/memory.json]
+                                [--resume]
 
 For each size: the mesh (``cases/blade/make_mesh.py``), the demo's 9 training loadings
 (``rom.fom`` on 2 ranks with ``--resume``: kept in ``out/memory/size<s>/`` between runs),
@@ -44,7 +45,8 @@ def case_file(size: int, work: Path) -> Path:
         run([sys.executable, str(ROOT / "cases/blade/make_mesh.py"), "--size", str(size),
              "-o", str(mesh)], d / "mesh.log")
     path = d / "case.yaml"
-    path.write_text(f"# written by benchmarks/memory.py\nextends: {ROOT / 'cases/blade/demo.yaml'}\n"
+    demo = ROOT / "cases/blade/demo.yaml"
+    path.write_text(f"# written by benchmarks/memory.py\nextends: {demo}\n"
                     f"mesh: {mesh}\nsnapshots: {{store: {d / 'blade.snapshots.h5'}}}\n"
                     f"output: {{directory: {d}}}\n")
     return path
@@ -100,43 +102,54 @@ def main(argv=None) -> int:
     ap.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--work", type=Path, default=ROOT / "out/memory")
     ap.add_argument("--out", type=Path, default=None, help="JSON results")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the measurements already in --out, take only the missing ones")
     args = ap.parse_args(argv)
     out = {"machine": platform.node(), "sizes": {}, "fits": {}}
+    if args.resume and args.out and args.out.is_file():
+        out = json.loads(args.out.read_text())
     for s in args.sizes:  # loop over mesh sizes
         case = case_file(s, args.work)
         log = case.parent / "memory.log"
-        n = dofs(case)
-        print(f"size {s}: {n:,} dofs; training (rom.fom, 2 ranks, --resume) ...", flush=True)
+        rows = out["sizes"].setdefault(str(s), {"dofs": dofs(case), "offline": {}, "study": {}})
+        print(f"size {s}: {rows['dofs']:,} dofs; training (rom.fom, 2 ranks, --resume) ...",
+              flush=True)
         run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "python"), "-m", "rom.fom", str(case),
              "--resume"], log)
-        rows = {"dofs": n, "offline": {}, "study": {}}
         for P in sorted(args.ranks):  # loop over rank counts
-            rows["offline"][P] = measured("rom.offline", [str(case), "-q"], P, log)
-            if P == min(args.ranks):     # the full-order answer of the query, stored once
-                run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "python"), "-m", "rom.study",
-                     str(case), "--limit", "1", "--quiet"], log)
-            rows["study"][P] = measured("rom.study", [str(case), "--limit", "1", "--quiet"],
-                                        P, log)
-            for stage in ("offline", "study"):
-                m = rows[stage][P]
+            for stage, module, extra in (("offline", "rom.offline", ["-q"]),
+                                         ("study", "rom.study", ["--limit", "1", "--quiet"])):
+                if str(P) in rows[stage]:
+                    continue
+                if stage == "study" and not rows["study"]:   # the query's full-order
+                    run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "python"), "-m",
+                         "rom.study", str(case), "--limit", "1", "--quiet"], log)   # answer
+                m = rows[stage][str(P)] = measured(module, [str(case), *extra], P, log)
                 print(f"  {stage:8s} P={P}: peak {max(m['peak_mb']):7.0f} MB per rank "
                       f"(ranks {', '.join(f'{v:.0f}' for v in m['peak_mb'])}), CPU "
                       f"{max(m['cpu_s']):6.1f} s per rank, wall {m['wall_s']:6.1f} s",
                       flush=True)
-        out["sizes"][s] = rows
+                _save(out, args.out)         # after every measurement: nothing lost
     for stage in ("offline", "study"):
-        pts = [(r["dofs"], P, max(m["peak_mb"])) for r in out["sizes"].values()
+        pts = [(r["dofs"], int(P), max(m["peak_mb"])) for r in out["sizes"].values()
                for P, m in r[stage].items()]
         if len({p[0] for p in pts}) > 1 or len({p[1] for p in pts}) > 1:
             f = out["fits"][stage] = fit(pts)
             print(f"{stage}: peak per rank = {f['a_mb']:.0f} MB + {f['b_mb_per_dof'] * 1e6:.0f} "
                   f"MB per 10^6 dofs / P (largest residual {f['max_residual_mb']:.0f} MB); at "
                   f"5e6 dofs on 64 ranks: {f['predicted_mb_5e6_dofs_64_ranks']:.0f} MB")
+    _save(out, args.out)
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
         print(f"wrote {args.out}")
     return 0
+
+
+def _save(out: dict, path: Path | None) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        tmp.replace(path)
 
 
 if __name__ == "__main__":

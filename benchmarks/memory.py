@@ -65,16 +65,19 @@ def run(cmd: list[str], log: Path) -> str:
 
 
 def measured(module: str, args: list[str], ranks: int, log: Path) -> dict:
-    """Peak RSS [MB] and CPU [s] of every rank, and the wall time, of ``python -m module``."""
-    marker = "ROM_MEMORY"
-    cmd = [str(BIN / "mpiexec"), "-n", str(ranks), "/usr/bin/time", "-f",
-           f"{marker} %M %U %S", str(BIN / "python"), "-m", module, *args]
+    """Peak RSS [MB] and CPU [s] of every rank, and the wall time, of ``python -m module``
+    (``/usr/bin/time -o`` one file per rank: their lines would interleave on a shared
+    output)."""
+    base = log.with_name(f"time-{module}-{ranks}")
+    for old in base.parent.glob(base.name + ".*"):
+        old.unlink()
+    cmd = [str(BIN / "mpiexec"), "-n", str(ranks), "sh", "-c",
+           'exec /usr/bin/time -f "%M %U %S" -o "$0.$PMI_RANK" "$@"', str(base),
+           str(BIN / "python"), "-m", module, *args]
     t0 = time.perf_counter()
-    text = run(cmd, log)
+    run(cmd, log)
     wall = time.perf_counter() - t0
-    rows = [line.split()[1:] for line in text.splitlines() if line.startswith(marker)][-ranks:]
-    if len(rows) != ranks:
-        raise SystemExit(f"{log}: expected {ranks} lines of /usr/bin/time")
+    rows = [base.with_name(f"{base.name}.{r}").read_text().split()[-3:] for r in range(ranks)]
     return {"peak_mb": [int(r[0]) / 1024 for r in rows],
             "cpu_s": [float(r[1]) + float(r[2]) for r in rows], "wall_s": wall}
 
@@ -133,6 +136,12 @@ def main(argv=None) -> int:
     for stage in ("offline", "study"):
         pts = [(r["dofs"], int(P), max(m["peak_mb"])) for r in out["sizes"].values()
                for P, m in r[stage].items()]
+        for s, r in out["sizes"].items():      # per size: a + c / P (a must not grow with N)
+            own = [p for p in pts if p[0] == r["dofs"]]
+            if len({p[1] for p in own}) > 1:
+                f = out["fits"].setdefault(f"{stage}_per_size", {})[s] = fit(own)
+                print(f"{stage} at size {s}: {f['a_mb']:.0f} MB + "
+                      f"{f['b_mb_per_dof'] * r['dofs']:.0f} MB / P")
         if len({p[0] for p in pts}) > 1 or len({p[1] for p in pts}) > 1:
             f = out["fits"][stage] = fit(pts)
             print(f"{stage}: peak per rank = {f['a_mb']:.0f} MB + {f['b_mb_per_dof'] * 1e6:.0f} "

@@ -251,3 +251,14 @@ def test_selection_independent_of_rank_count(comm, shared_tmp_path):
                                                                          1e-300)
     mine = np.concatenate([a.sensors, a.labels, [a.select(MOVE, TIMES)]])
     assert all(np.array_equal(mine, other) for other in comm.allgather(mine))
+    # by rows of comm, with the enrichments on the ranks: the one-process answer
+    one = load_local(par).solve(MOVE, TIMES, enrich=True, tol=1e-4)
+    rows = load_local(par, comm)
+    res = rows.solve(MOVE, TIMES, enrich=True, tol=1e-4, comm=comm)
+    assert [e["step"] for e in res.enrichments] == [e["step"] for e in one.enrichments]
+    assert np.array_equal(res.model_index, one.model_index) and len(res.enrichments) >= 1
+    n0, n1 = rows.models[0].bases.partition.node_range
+    for i in range(1, TIMES.size):
+        u = one.displacement(i)
+        np.testing.assert_allclose(res.displacement(i), u[n0:n1], rtol=0,
+                                   atol=1e-8 * np.abs(u).max())

@@ -376,9 +376,10 @@ class LocalReducedModels:
         return cls(models, sel, cross, meta)
 
 
-def load_local(path: str | Path) -> LocalReducedModels:
-    """Read a local reduced-models file: ``models = rom.online.load_local(path)``."""
-    return LocalReducedModels.load(path)
+def load_local(path: str | Path, comm: MPI.Comm | None = None) -> LocalReducedModels:
+    """Read a local reduced-models file: ``models = rom.online.load_local(path)`` (one
+    process) or ``load_local(path, comm)`` (each rank its rows of the bases)."""
+    return LocalReducedModels.load(path, comm)
 
 
 def load(path: str | Path, comm: MPI.Comm | None = None) -> ReducedModel | LocalReducedModels:

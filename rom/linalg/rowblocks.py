@@ -60,17 +60,26 @@ def fetch_rows(local: np.ndarray, offsets: np.ndarray, wanted: np.ndarray,
     return out.reshape((wanted.size,) + tail)
 
 
-def rows_at(local: np.ndarray, offsets: np.ndarray, rows: np.ndarray,
+def _columns(local: np.ndarray | list[np.ndarray]) -> list[np.ndarray]:
+    """A row-distributed array given whole or as column blocks: its column blocks."""
+    return list(local) if isinstance(local, (list, tuple)) else [local]
+
+
+def rows_at(local: np.ndarray | list[np.ndarray], offsets: np.ndarray, rows: np.ndarray,
             comm: MPI.Comm | None) -> np.ndarray:
-    """Rows ``rows`` (global indices, the same on every rank) of a row-distributed array,
-    on every rank: owners fill, one ``Allreduce`` sums (identical on every rank). For a
-    few rows (reduced points); O(len(rows) width) memory."""
+    """Rows ``rows`` (global indices, the same on every rank) of a row-distributed array
+    (``local``: this rank's rows, or a list of column blocks of them, side by side), on
+    every rank: owners fill, one ``Allreduce`` sums (identical on every rank). For a few
+    rows (reduced points); O(len(rows) width) memory, no copy of the local rows."""
     comm = as_comm(comm)
     rows = np.asarray(rows, np.int64)
+    bs = _columns(local)
     r0 = int(offsets[comm.rank])
-    out = np.zeros((rows.size,) + local.shape[1:])
-    mine = (rows >= r0) & (rows < r0 + local.shape[0])
-    out[mine] = local[rows[mine] - r0]
+    mine = (rows >= r0) & (rows < r0 + bs[0].shape[0])
+    part = np.concatenate([b[rows[mine] - r0] for b in bs], axis=1) if len(bs) > 1 \
+        else bs[0][rows[mine] - r0]
+    out = np.zeros((rows.size,) + part.shape[1:])
+    out[mine] = part
     return allreduce_sum(out, comm)
 
 
@@ -108,22 +117,27 @@ def send_to_owners(values: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
     return out
 
 
-def gather_blocks(local: np.ndarray, comm: MPI.Comm | None, block_bytes: int | None = None):
+def gather_blocks(local: np.ndarray | list[np.ndarray], comm: MPI.Comm | None,
+                  block_bytes: int | None = None):
     """Yield ``(a, b, rows)`` for consecutive blocks of global rows ``a:b`` of a
-    row-distributed array, ``rows`` the gathered block on rank 0 (None elsewhere), each
-    block at most ``block_bytes`` (default :data:`WRITE_BYTES`): writing a file in global
-    row order with bounded memory. Collective (every rank iterates to the end)."""
+    row-distributed array (``local``: this rank's rows, or a list of column blocks of
+    them), ``rows`` the gathered block on rank 0 (None elsewhere), each block at most
+    ``block_bytes`` (default :data:`WRITE_BYTES`): writing a file in global row order with
+    bounded memory. Collective (every rank iterates to the end)."""
     comm = as_comm(comm)
     block_bytes = WRITE_BYTES if block_bytes is None else int(block_bytes)
-    off = row_offsets(local.shape[0], comm)
-    n, tail = int(off[-1]), local.shape[1:]
+    bs = _columns(local)
+    off = row_offsets(bs[0].shape[0], comm)
+    n = int(off[-1])
+    tail = bs[0].shape[1:] if len(bs) == 1 else (sum(b.shape[1] for b in bs),)
     width = max(1, int(np.prod(tail)))
     step = max(1, block_bytes // (8 * width))
     r0, r1 = int(off[comm.rank]), int(off[comm.rank + 1])
     for a in range(0, n, step):  # loop over blocks of global rows
         b = min(n, a + step)
         lo, hi = min(max(r0, a), b), min(max(r1, a), b)
-        part = np.ascontiguousarray(local[lo - r0:hi - r0], dtype=np.float64)
+        part = np.ascontiguousarray(np.concatenate([b[lo - r0:hi - r0] for b in bs], axis=1)
+                                    if len(bs) > 1 else bs[0][lo - r0:hi - r0], dtype=np.float64)
         if comm.size == 1:
             yield a, b, part
             continue
@@ -257,10 +271,10 @@ class RowBlocks:
 
     def tdot(self, x: np.ndarray) -> np.ndarray:
         """``B^T x`` (k,) for ``x`` this rank's rows of a full-size vector (one Allreduce)."""
-        x = np.asarray(x, float).reshape(self.n_local, -1)
-        return allreduce_sum(np.concatenate([b.T @ x for b in self.blocks]), self.comm)[:, 0] \
-            if x.shape[1] == 1 else allreduce_sum(np.vstack([b.T @ x for b in self.blocks]),
-                                                  self.comm)
+        x = np.asarray(x, float)
+        out = allreduce_sum(np.vstack([b.T @ x.reshape(self.n_local, -1) for b in self.blocks]),
+                            self.comm)
+        return out[:, 0] if x.ndim == 1 else out
 
     def rows(self, rows: np.ndarray, k: int | None = None) -> np.ndarray:
         """Global rows ``rows`` (the same on every rank) on every rank, the first ``k``
@@ -276,18 +290,8 @@ class RowBlocks:
             out = np.empty((rows.size, got.shape[1]))
             out[order] = got[inv]
         else:
-            out = rows_at(self.local if k is None else self._first(k), self.offsets, rows,
-                          self.comm)
+            out = rows_at(self.blocks, self.offsets, rows, self.comm)
         return out if k is None else out[:, :k]
-
-    def _first(self, k: int) -> np.ndarray:
-        out, left = [], k
-        for b in self.blocks:  # loop over the column blocks
-            if left <= 0:
-                break
-            out.append(b[:, :left])
-            left -= b.shape[1]
-        return out[0] if len(out) == 1 else np.hstack(out)
 
     def with_local(self, local: np.ndarray) -> RowBlocks:
         """The same row split with other local rows (e.g. an updated basis)."""
@@ -313,7 +317,7 @@ class RowBlocks:
         ``None`` elsewhere) in global row order, gathered in bounded blocks. Collective;
         returns rank 0's error message, if any."""
         error = None
-        for a, b, buf in gather_blocks(self.local, self.comm):  # loop over row blocks
+        for a, b, buf in gather_blocks(self.blocks, self.comm):  # loop over row blocks
             if dataset is not None and error is None:
                 try:
                     dataset[a:b] = buf.reshape((b - a,) + dataset.shape[1:])

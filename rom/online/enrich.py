@@ -12,6 +12,7 @@ reduced data (at the q points) is replicated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 import warnings
 
@@ -20,10 +21,9 @@ from mpi4py import MPI
 
 from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
+from ..linalg.distributed import gather_rows
 from ..linalg.rowblocks import RowBlocks, fetch_rows, rows_at, send_to_owners
-from ..parallel import as_comm
 from .build import reduced_operator
-from .model import replaced
 from .points import mode_strains
 from .solve import StepState
 
@@ -114,7 +114,7 @@ def _update(model, u_loc, sig_loc, z_loc, full_order_seconds: float):
                                     keep_warm_start=False, return_info=True,
                                     batch=int(meta.get("ecm_batch", 1)), reduce=True,
                                     compress=False)
-    model.bases = replaced(B, phi=phi, phi_sv=phi_sv, psi_p=psi_p, psi_p_sv=psi_p_sv,
+    model.bases = dataclasses.replace(B, phi=phi, phi_sv=phi_sv, psi_p=psi_p, psi_p_sv=psi_p_sv,
                            psi_z=psi_z, psi_z_sv=psi_z_sv, sigma=sigma)
     model.operator = reduced_operator(model.mesh, phi, B.f_unit, psi_p, pts, wts, imposed,
                                       meta, op.law)
@@ -167,7 +167,7 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     previous state: near the answer, it converges in a few iterations (a cold start from a
     virgin state at the load ramp took 15 here, docs/online.md). O(N / P) per rank, but
     for the full-order solver's own replicated displacement vector (3 n_nodes)."""
-    comm = model.check_comm(as_comm(comm) if comm is not None else None, "enrichment")
+    comm = model.check_comm(comm, "enrichment")
     src = model if source is None else source
     part = model.bases.partition
     pt_off = part.points
@@ -178,14 +178,14 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     t0 = time.perf_counter()
     solver = model.full_order_solver(comm, scale)
     qp = solver.elements.qp
-    u_prev = _allgather_rows(u_loc, comm).reshape(-1, 3)     # the solver's own layout
+    u_prev = gather_rows(u_loc, comm).reshape(-1, 3)     # the solver's own layout
     z_hf = fetch_rows(z_loc, pt_off, qp, comm)
     from ..fom.solver import MechState
     prev = MechState(st.time, u_prev, solver.elements.strains(u_prev), np.zeros((qp.size, 6)),
                      z_hf)
     u_guess = None
     if guess is not None:
-        u_guess = _allgather_rows(src.bases.phi.dot(np.asarray(guess, float)), comm)
+        u_guess = gather_rows(src.bases.phi.dot(np.asarray(guess, float)), comm)
     hf = solver.step(prev, T_nodes, t_new, temperature_old=T_old, guess=u_guess)
     n0, n1 = part.node_range
     u_new = np.asarray(hf.u).reshape(-1)[3 * n0:3 * n1]
@@ -201,7 +201,3 @@ def enrich_step(model, st: StepState, T_nodes: np.ndarray, t_new: float, scale: 
     q = model.bases.phi.tdot(u_new)
     return StepState(t_new, q, vals[:, :6], vals[:, 12:], {"stress": vals[:, 6:12]})
 
-
-def _allgather_rows(local: np.ndarray, comm: MPI.Comm) -> np.ndarray:
-    from ..linalg.distributed import gather_rows
-    return gather_rows(np.asarray(local, float), comm)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy as _copy
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,16 @@ def qp_layout(mesh: FEMesh) -> list[list[int]]:
     return [[len(b.ids), int(b.etype.n_qp)] for b in mesh.blocks]
 
 
+def _element_starts(layout) -> np.ndarray:
+    """First global point of every element of ``layout`` (:func:`qp_layout`), then the
+    number of points: (n_elements + 1,)."""
+    starts, off = [], 0
+    for n_el, n_qp in layout:  # loop over element blocks (types)
+        starts.append(off + np.arange(int(n_el), dtype=np.int64) * int(n_qp))
+        off += int(n_el) * int(n_qp)
+    return np.concatenate(starts + [[off]]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Partition:
     """The model's rows of one rank: a block of nodes and a block of whole elements'
@@ -104,12 +114,8 @@ class Partition:
     def from_layout(cls, n_nodes: int, layout, size: int, rank: int) -> Partition:
         """The split of ``n_nodes`` nodes and of the points of ``layout``
         (:func:`qp_layout`) over ``size`` ranks, seen from ``rank``."""
-        starts, off = [], 0
-        for n_el, n_qp in layout:  # loop over element blocks (types)
-            starts.append(off + np.arange(int(n_el), dtype=np.int64) * int(n_qp))
-            off += int(n_el) * int(n_qp)
-        starts = np.concatenate(starts + [[off]]).astype(np.int64)
-        points = starts[np.searchsorted(starts, even_split(off, size))]
+        starts = _element_starts(layout)
+        points = starts[np.searchsorted(starts, even_split(int(starts[-1]), size))]
         return cls(even_split(int(n_nodes), size), points, rank)
 
     @classmethod
@@ -119,12 +125,8 @@ class Partition:
 
     def elements(self, mesh: FEMesh) -> np.ndarray:
         """Global element numbers of this rank's points."""
-        ids, starts, off = [], [], 0
-        for b in mesh.blocks:  # loop over element blocks (types)
-            starts.append(off + np.arange(len(b.ids), dtype=np.int64) * b.etype.n_qp)
-            ids.append(np.asarray(b.ids, np.int64))
-            off += len(b.ids) * b.etype.n_qp
-        starts, ids = np.concatenate(starts), np.concatenate(ids)
+        starts = _element_starts(qp_layout(mesh))[:-1]
+        ids = np.concatenate([np.asarray(b.ids, np.int64) for b in mesh.blocks])
         lo, hi = self.point_range
         return ids[(starts >= lo) & (starts < hi)]
 
@@ -480,7 +482,3 @@ def case_model_path(case, case_file: str | Path, purpose: str) -> Path:
                         f"python -m rom.offline {case_file}")
     return path
 
-
-def replaced(bases: FullBases, **changes) -> FullBases:
-    """``bases`` with some arrays replaced (a new object; the others shared)."""
-    return replace(bases, **changes)

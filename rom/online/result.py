@@ -8,7 +8,18 @@ import numpy as np
 from ..io.mesh import write_time_series
 from ..linalg.distributed import gather_rows
 
-__all__ = ["OnlineResult"]
+__all__ = ["OnlineResult", "cell_means"]
+
+
+def cell_means(mesh, values: np.ndarray) -> list[np.ndarray]:
+    """Mean over each element's integration points of ``values`` (n_qp,) (global point
+    order): one array per element block, as meshio's cell data."""
+    out, start = [], 0
+    for b in mesh.blocks:  # loop over element blocks
+        nq = b.etype.n_qp
+        out.append(values[start:start + len(b.ids) * nq].reshape(-1, nq).mean(axis=1))
+        start += len(b.ids) * nq
+    return out
 
 
 class OnlineResult:
@@ -92,14 +103,7 @@ class OnlineResult:
         ps = [gather_rows(self.p(i), comm, root=0) for i in range(self.times.size)]
         if comm.rank != 0:
             return None
-        cells = []
-        for p in ps:  # loop over steps
-            out, start = [], 0
-            for b in m.mesh.blocks:  # loop over element blocks
-                nq = b.etype.n_qp
-                out.append(p[start:start + len(b.ids) * nq].reshape(-1, nq).mean(axis=1))
-                start += len(b.ids) * nq
-            cells.append({"p": out})
+        cells = [{"p": cell_means(m.mesh, p)} for p in ps]
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_time_series(path, m.meshio_mesh(), self.times,

@@ -310,6 +310,7 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path 
     from ..io.mesh import write_time_series
     from ..linalg.distributed import gather_rows
     from ..materials import von_mises as vm_of
+    from ..online.result import cell_means
 
     comm = model.comm
     fields = []
@@ -321,17 +322,10 @@ def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path 
         fields.append([gather_rows(x, comm, root=0) for x in f])
     if comm.rank != 0:
         return None
-    mesh = model.mesh
     mio = model.meshio_mesh()
-    nq = [b.etype.n_qp for b in mesh.blocks]
-    sizes = [len(b.ids) for b in mesh.blocks]
 
     def cell_mean(v):
-        parts, start = [], 0
-        for n, k in zip(sizes, nq):  # loop over element blocks
-            parts.append(v[start:start + n * k].reshape(n, k).mean(axis=1))
-            start += n * k
-        return parts
+        return cell_means(model.mesh, v)
 
     points, cells = [], []
     for i in range(1, res.times.size):  # loop over steps

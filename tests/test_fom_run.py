@@ -345,8 +345,15 @@ def test_single_precision_store_and_resume(tmp_path):
             SnapshotStore.open(double, comm=MPI.COMM_SELF) as d:
         for name in d.fields:            # same solve, same steps: the rounding is the only change
             a, b = s.read_global(name), d.read_global(name, loading="cold")
-            want = b.astype(np.float32) if name in quadrature else b
-            assert a.dtype == np.float64 and np.array_equal(a, want), name
+            assert a.dtype == np.float64, name
+            # two runs of the solver agree to its Newton tolerance, not bit for bit (the
+            # whole serial suite, a clean clone: the displacement differed in its last digits)
+            tol = 1e-8 * np.abs(b).max()
+            if name in quadrature:         # stored as float32: exactly float32 values,
+                assert np.array_equal(a, a.astype(np.float32)), name      # b's rounding
+                assert np.all(np.abs(a - b) <= 2.0 ** -24 * np.abs(b) + tol), name
+            else:
+                assert np.abs(a - b).max() <= tol, name
     for snapshots, words in (
             ("precision: double", r"field 'p' is stored in float32 \(snapshots.precision: "
                                   r"single\) but .*single/case.yaml has snapshots.precision: "

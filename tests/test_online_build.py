@@ -142,6 +142,39 @@ def test_each_rank_reads_its_block_and_file_matches_serial(comm, store_case, mon
             assert int(f.attrs["writer_ranks"]) == comm.size
 
 
+def test_training_rows_layout_precision_and_release(store_case, tmp_path):
+    """read_blocks: stresses and internal variables in the layout the POD reads without a
+    copy (point-major rows), the stresses in the store's precision; the build releases the
+    internal variables and gives the model of whole float64 arrays (float32 stresses: the
+    same numbers, converted by block)."""
+    from rom.fom.setup import material_from_config
+    case = load_case(store_case)
+    law = material_from_config(case.material)
+    mesh = FEMesh.from_meshio(meshio.read(case.mesh))
+    part = B.Partition.of(mesh, 1, 0)
+    with SnapshotStore.open(case.snapshots.store) as store:
+        tr = B.read_blocks(store, law, mesh, part, block_bytes=4096)   # many Z blocks
+        Zref = np.concatenate([store.read(n, rows=(0, store.field(n).n_rows)).T.reshape(
+            tr.n_snapshots, -1, sl.stop - sl.start) for n, (sl, _) in law.state_names.items()],
+            axis=2)
+    m = tr.n_snapshots
+    assert tr.S.dtype == np.float64 and tr.S.reshape(m, -1).T.flags.c_contiguous
+    assert tr.Z.reshape(m, -1).T.flags.c_contiguous
+    np.testing.assert_array_equal(tr.Z, Zref)
+    S32 = tr.S.astype(np.float32)
+    whole = B.build_from_arrays(mesh, case.material, case.loading, tr.U, S32.astype(float),
+                                np.ascontiguousarray(tr.Z), CFG)
+    rows = B.TrainingRows(tr.U, S32, tr.Z)
+    del tr
+    built = B.build_distributed(mesh, case.material, case.loading, rows, CFG, part, None)
+    assert rows.Z is None
+    np.testing.assert_array_equal(built.operator.points, whole.operator.points)
+    np.testing.assert_allclose(built.operator.weights, whole.operator.weights, rtol=1e-12)
+    for name in ("phi", "psi_p", "psi_z", "sigma"):
+        a, b = getattr(built.bases, name).local, getattr(whole.bases, name).local
+        np.testing.assert_allclose(a, b, atol=1e-12 * np.abs(b).max(), err_msg=name)
+
+
 def test_distributed_writer_layout_equals_save(store_case, tmp_path):
     path = build_reduced_model(load_case(store_case), None, CFG, path=tmp_path / "a.rom.h5")
     load(path).save(tmp_path / "b.rom.h5")

@@ -54,6 +54,40 @@ def test_agrees_with_numpy_and_serial(comm, method, uneven):
 
 
 @pytest.mark.mpi
+@pytest.mark.parametrize("weighted", [False, True])
+def test_tsqr_without_reflectors(comm, weighted):
+    """``reflectors=False`` (R folded chunk by chunk, modes X V S^-1 re-orthonormalized):
+    the singular values of the reflector TSQR to eps, modes to eps s_1 / s_n, orthonormal
+    to eps, the same at any rank count; chunks of 64 rows exercise the fold."""
+    import rom.linalg.orth as orth
+    s = 10.0 ** -np.linspace(0, 9, 20)                 # s_n / s_1 = 1e-9
+    A = matrix(700, s, seed=4)
+    w = np.linspace(0.5, 2.0, 700) if weighted else None
+    Xl = rows(A, comm, uneven=True)
+    wl = None if w is None else rows(w[:, None], comm, uneven=True)[:, 0]
+    ref = pod(Xl, comm=comm, method="tsqr", rtol=0.0, product=wl)
+    chunk = orth.CHUNK_ROWS
+    orth.CHUNK_ROWS = 64
+    try:
+        low = pod(Xl, comm=comm, method="tsqr", rtol=0.0, product=wl, reflectors=False)
+        R_fold = orth.tsqr_r(Xl, comm, chunk=64)
+    finally:
+        orth.CHUNK_ROWS = chunk
+    np.testing.assert_allclose(low.singular_values, ref.singular_values, rtol=1e-13,
+                               atol=1e3 * EPS * s[0])
+    U, Uref = gathered(low, comm), gathered(ref, comm)
+    M = np.eye(700) if w is None else np.diag(w)
+    np.testing.assert_allclose(U.T @ M @ U, np.eye(20), atol=50 * EPS)
+    assert np.abs(U - Uref).max() < 1e3 * EPS * s[0] / s[-1]
+    np.testing.assert_allclose(low.right_vectors, ref.right_vectors, atol=1e3 * EPS / s[-1])
+    # the folded R of the rows: R^T R = X^T X
+    np.testing.assert_allclose(R_fold.T @ R_fold, A.T @ A, atol=100 * EPS)
+    serial = pod(A, method="tsqr", rtol=0.0, product=w, reflectors=False)
+    np.testing.assert_allclose(low.singular_values, serial.singular_values, rtol=1e-12,
+                               atol=1e3 * EPS * s[0])
+
+
+@pytest.mark.mpi
 def test_tiny_blocks_fewer_rows_than_columns(comm):
     """N = 9 rows, m = 6 columns: ranks hold fewer rows than columns (or none)."""
     A = np.random.default_rng(3).standard_normal((9, 6))

@@ -21,9 +21,9 @@ from mpi4py import MPI
 
 from rom.config import load_case
 from rom.fom.mesh import FEMesh
+from rom.fom.setup import material_from_config
 from rom.io.mesh import read_mesh
 from rom.io.snapshots import SnapshotStore
-from rom.fom.setup import material_from_config
 from rom.online import load
 from rom.online.build import Partition, build_from_arrays, read_blocks
 from rom.online.training import training_check
@@ -44,7 +44,8 @@ def main() -> int:
     mesh = FEMesh.from_meshio(read_mesh(mesh_file), source=mesh_file)
     law = material_from_config(case.material)
     with SnapshotStore.open(case.snapshots.store) as store:
-        U, S, Z = read_blocks(store, law, mesh, Partition.of(mesh, 1, 0))
+        tr = read_blocks(store, law, mesh, Partition.of(mesh, 1, 0))
+        U, S, Z = tr.U, tr.S, tr.Z
         cols = {ld.name: np.asarray(store.columns_of(ld.name)) for ld in store.loadings}
     rows = {}
     for name in args.leave:  # loop over left-out loadings

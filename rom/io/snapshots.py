@@ -511,7 +511,8 @@ class SnapshotStore:
     # ------------------------------------------------------------ reading
     def read(self, field: str, *, columns: int | slice | Sequence[int] | np.ndarray | None = None,
              loading: int | str | Sequence[int | str] | None = None,
-             rows: str | tuple[int, int] | Sequence[int] | np.ndarray = "even") -> np.ndarray:
+             rows: str | tuple[int, int] | Sequence[int] | np.ndarray = "even",
+             dtype: type | None = np.float64) -> np.ndarray:
         """This rank's rows of ``field`` for the chosen snapshot columns.
 
         Not collective: each rank reads its own rows directly from the file.
@@ -523,11 +524,12 @@ class SnapshotStore:
         loading : instead of ``columns``: the columns of one or several loadings
         rows : ``"even"`` (rank r gets rows ``even_split(n_rows, size)[r:r+2]``),
             ``(start, stop)``, or an array of global row indices (any order)
+        dtype : of the result, default float64 (a float32 field is converted exactly);
+            ``None``: the stored one (float32 for ``snapshots.precision: single``)
 
         Returns
         -------
-        ndarray, (n_local_rows, n_columns), float64 (a float32 field is converted
-        exactly), in the field's units
+        ndarray, (n_local_rows, n_columns), C-contiguous, in the field's units
         """
         f = self._require_reader()
         info = self.field(field)
@@ -539,19 +541,18 @@ class SnapshotStore:
                 raise SnapshotError(f"read({field!r}): rows must be 'even', (start, stop) or "
                                     f"an index array, not {rows!r}")
             r0, r1 = even_split(n, self.comm.size)[self.comm.rank:self.comm.rank + 2]
-            return np.ascontiguousarray(_read_cols(dset, int(r0), int(r1), cols),
-                                        dtype=np.float64)
+            return np.ascontiguousarray(_read_cols(dset, int(r0), int(r1), cols), dtype=dtype)
         if isinstance(rows, tuple) and len(rows) == 2:
             r0, r1 = int(rows[0]), int(rows[1])
             if not 0 <= r0 <= r1 <= n:
                 raise SnapshotError(f"read({field!r}): row range {rows} outside [0, {n}]")
-            return np.ascontiguousarray(_read_cols(dset, r0, r1, cols), dtype=np.float64)
+            return np.ascontiguousarray(_read_cols(dset, r0, r1, cols), dtype=dtype)
         idx = np.asarray(rows, dtype=np.int64).ravel()
         if idx.size and (idx.min() < 0 or idx.max() >= n):
             raise SnapshotError(f"read({field!r}): row indices outside [0, {n})")
         u, inv = np.unique(idx, return_inverse=True)
         ncols = self._n_selected(cols)
-        out = np.empty((u.size, ncols))
+        out = np.empty((u.size, ncols), dtype=dset.dtype if dtype is None else dtype)
         chunk = dset.chunks[0] if dset.chunks else _CHUNK_ROWS
         span = max(chunk, (_GATHER_BYTES // (8 * max(ncols, 1))) // chunk * chunk)
         for a0, b0 in _rows_runs(u, chunk):         # loop over runs of HDF5 chunks, pieces of

@@ -21,7 +21,7 @@ from scipy.linalg import blas, lapack
 from ..parallel import as_comm
 from .distributed import as_product, raise_collectively
 
-__all__ = ["TSQR", "cholqr", "gram_schmidt", "tsqr"]
+__all__ = ["TSQR", "cholqr", "gram_schmidt", "tsqr", "tsqr_r"]
 
 #: CholQR of a matrix with ``||Y^T M Y - I||_2 <= ONE_PASS_DEVIATION`` (condition number
 #: <= sqrt(1.1/0.9)) is orthonormal to O(eps) after one pass; otherwise a second pass is made.
@@ -288,6 +288,41 @@ class TSQR:
         W = self.global_.apply(Z)
         start = int(self.rows[: self.comm.rank].sum())
         return self.local.apply(W[start:start + int(self.rows[self.comm.rank])])
+
+
+def tsqr_r(X: np.ndarray, comm: MPI.Comm | None = None, *,
+           chunk: int = CHUNK_ROWS) -> np.ndarray:
+    """The R factor of the tall-skinny QR ``X = Q R`` without ``Q`` (collective).
+
+    Each rank folds its rows into R one chunk at a time (``R <- qr([R; X_chunk]).R``), so
+    the memory is one chunk, not a copy of ``X`` as in :class:`TSQR`; the local R factors
+    are then combined as in :class:`TSQR` (identical on every rank).
+
+    Parameters
+    ----------
+    X : (n_local, m) local rows (any dtype convertible to float64, converted by chunk)
+    comm : communicator, ``None`` for serial
+    chunk : rows per fold (at least ``2 m``)
+
+    Returns
+    -------
+    R : (r, m) upper-trapezoidal, ``r = min(N, m)``, identical on every rank
+    """
+    comm = as_comm(comm)
+    n, m = X.shape
+    chunk = max(chunk, 2 * m, 1)
+    R = np.zeros((0, m))
+    for a in range(0, n, chunk):               # loop over chunks of rows
+        R = _HouseholderQR(np.vstack([R, np.asarray(X[a:a + chunk], dtype=np.float64)])).R
+    if comm.size == 1:
+        return R
+    R = np.ascontiguousarray(R)
+    rows = np.array(comm.allgather(R.shape[0]), dtype=np.int64)
+    stacked = np.empty((int(rows.sum()), m))
+    counts = rows * m
+    comm.Allgatherv(R, [stacked, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
+                        MPI.DOUBLE])
+    return _ChunkedQR(stacked, chunk).R
 
 
 def tsqr(X: np.ndarray, *, comm: MPI.Comm | None = None, product=None) -> tuple[np.ndarray, np.ndarray]:

@@ -34,7 +34,7 @@ from .distributed import (
     gram,
     raise_collectively,
 )
-from .orth import TSQR, cholqr, tsqr
+from .orth import TSQR, cholqr, tsqr, tsqr_r
 
 __all__ = ["METHODS", "PODResult", "pod"]
 
@@ -198,7 +198,7 @@ def _pod_snapshots(X, M: Product, comm, rtol, max_modes, orthonormalize):
     return modes, s, V, s_all, total, floor, rel_tail, {}
 
 
-def _pod_tsqr(X, M: Product, comm, rtol, max_modes):
+def _pod_tsqr(X, M: Product, comm, rtol, max_modes, reflectors=True):
     if M.kind not in ("euclidean", "diagonal"):
         raise ValueError(f"pod(method='tsqr') supports the Euclidean product or diagonal weights "
                          f"only, not a {M.kind!r} product; use method='snapshots' (or "
@@ -206,16 +206,25 @@ def _pod_tsqr(X, M: Product, comm, rtol, max_modes):
     sw = None if M.is_euclidean else np.sqrt(M.weights)[:, None]
     Y = X if sw is None else sw * X
     _total_energy(Y, Product("euclidean", comm), comm)       # NaN check (one cheap pass)
-    qr = TSQR(Y, comm)
-    Ur, s_all, Vt = sla.svd(qr.R, full_matrices=False, check_finite=False)
+    qr = TSQR(Y, comm) if reflectors else None
+    R = qr.R if reflectors else tsqr_r(Y, comm)
+    Ur, s_all, Vt = sla.svd(R, full_matrices=False, check_finite=False)
     total = float(np.sum(s_all**2))
     floor = X.shape[1] * EPS * (s_all[0] if s_all.size else 0.0)
     n, rel_tail, _ = _truncate(s_all, total, rtol, max_modes, floor, complete=True)
     signs = _canonical_signs(Vt[:n])
-    modes = qr.apply(Ur[:, :n] * signs)
+    V, s = Vt[:n].T * signs, s_all[:n]
+    if reflectors:
+        modes = qr.apply(Ur[:, :n] * signs)
+    elif n:                                  # Y v_i / s_i = Q u_i, then orthonormal to eps
+        modes = Y @ (V / s)
+        modes, kept = cholqr(modes, comm=comm, overwrite=True, return_kept=True)
+        V, s = V[:, kept], s[kept]
+    else:
+        modes = np.zeros((X.shape[0], 0))
     if sw is not None:
         modes /= sw
-    return modes, s_all[:n], Vt[:n].T * signs, s_all, total, floor, rel_tail, {}
+    return modes, s, V, s_all, total, floor, rel_tail, {}
 
 
 def _range_finder(X, M: Product, comm, ell: int, power_iterations: int, seed: int):
@@ -264,7 +273,7 @@ def _pod_randomized(X, M: Product, comm, rtol, max_modes, oversampling, power_it
 def pod(X: np.ndarray, *, comm: MPI.Comm | None = None, method: str = "snapshots",
         rtol: float = 1e-6, max_modes: int | None = None, product: Any = None,
         orthonormalize: bool = True, oversampling: int = 10, power_iterations: int = 2,
-        seed: int = 0) -> PODResult:
+        seed: int = 0, reflectors: bool = True) -> PODResult:
     """Proper orthogonal decomposition of a row-distributed snapshot matrix (collective).
 
     Parameters
@@ -284,6 +293,13 @@ def pod(X: np.ndarray, *, comm: MPI.Comm | None = None, method: str = "snapshots
     orthonormalize : re-orthonormalize the snapshot-method modes (CholQR with check)
     oversampling, power_iterations, seed : randomized method parameters (sketch of
         ``max_modes + oversampling`` columns, or grown by doubling when only rtol is given)
+    reflectors : ``"tsqr"`` only. ``True``: keep the Householder reflectors of the local
+        QR (memory: a copy of X) and form the modes as ``Q U`` (orthonormal to eps).
+        ``False``: fold the rows into R one chunk at a time (:func:`~rom.linalg.orth.tsqr_r`,
+        memory: one chunk) and form the modes as ``X V S^-1``, re-orthonormalized by
+        :func:`~rom.linalg.orth.cholqr` (before it, their orthogonality is off by about
+        ``eps s_1 / s_n``); the same span and singular values, for matrices that fill
+        the memory
 
     Returns
     -------
@@ -303,14 +319,14 @@ def pod(X: np.ndarray, *, comm: MPI.Comm | None = None, method: str = "snapshots
     comm = as_comm(comm)
     check_same(comm, "pod", method=method, rtol=rtol, max_modes=max_modes,
                orthonormalize=orthonormalize, oversampling=oversampling,
-               power_iterations=power_iterations, seed=seed,
+               power_iterations=power_iterations, seed=seed, reflectors=reflectors,
                product=None if product is None else type(product).__name__)
     X = _validate(X, comm, method, rtol, max_modes, oversampling, power_iterations)
     M = as_product(product, X.shape[0], comm)
     if method == "snapshots":
         out = _pod_snapshots(X, M, comm, rtol, max_modes, orthonormalize)
     elif method == "tsqr":
-        out = _pod_tsqr(X, M, comm, rtol, max_modes)
+        out = _pod_tsqr(X, M, comm, rtol, max_modes, reflectors)
     else:
         out = _pod_randomized(X, M, comm, rtol, max_modes, oversampling, power_iterations, seed)
     modes, s, V, s_all, total, floor, rel_tail, info = out

@@ -12,6 +12,7 @@ round-off; tested at 1, 2 and 3 ranks).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,9 @@ from .config import OnlineConfig
 from .model import FullBases, Partition, ReducedModel, make_operator, material_to_json, qp_layout
 from .points import mode_strains, point_data
 
-__all__ = ["Partition", "build_distributed", "build_from_arrays", "build_reduced_model",
-           "external_forces", "pod_method", "read_blocks", "reduced_operator"]
+__all__ = ["Partition", "TrainingRows", "build_distributed", "build_from_arrays",
+           "build_reduced_model", "external_forces", "pod_method", "read_blocks",
+           "reduced_operator"]
 
 #: POD energy tolerances below this use TSQR (stable to eps); above, the method of
 #: snapshots (one m x m Gram Allreduce), whose round-off floor sqrt(m eps) s_1 (~1e-7 s_1)
@@ -55,7 +57,7 @@ def _pod(X: np.ndarray, rtol: float, what: str, comm: MPI.Comm):
     if not _any(X, comm):
         raise UserError(f"online: the {what} snapshots are all zero (nothing to reduce; "
                         "is the case in the viscoplastic regime?)")
-    r = pod(X, rtol=rtol, comm=comm, method=pod_method(rtol))
+    r = pod(X, rtol=rtol, comm=comm, method=pod_method(rtol), reflectors=False)
     return np.ascontiguousarray(r.modes), np.asarray(r.singular_values)
 
 
@@ -96,19 +98,50 @@ def reduced_operator(mesh: FEMesh, phi, f_unit, psi_p, points: np.ndarray,
 
 
 # ---------------------------------------------------------------- the build
+@dataclass
+class TrainingRows:
+    """This rank's rows of the m training snapshots (row-distributed: the nodes and points
+    of one :class:`Partition` block).
+
+    Attributes
+    ----------
+    U : (3 n_local_nodes, m) displacements [m]
+    S : (m, n_local_points, 6) stresses [Pa], float64 or float32 (:func:`read_blocks` keeps
+        the store's precision: a view of the rows as stored)
+    Z : (m, n_local_points, n_state) internal variables, columns as ``law.state_names``;
+        ``None`` once the build has reduced them (:meth:`release_internal`). The
+        build's POD reads ``Z.reshape(m, -1).T`` without a copy when it is contiguous
+        (:func:`read_blocks`' layout)
+    """
+
+    U: np.ndarray
+    S: np.ndarray
+    Z: np.ndarray | None
+
+    @property
+    def n_snapshots(self) -> int:
+        return int(self.U.shape[1])
+
+    def release_internal(self) -> None:
+        """Drop the internal variables (the largest block) once their bases are built."""
+        self.Z = None
+
+
 def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingConfig,
-                      U: np.ndarray, S: np.ndarray, Z: np.ndarray, cfg: OnlineConfig,
-                      part: Partition, comm: MPI.Comm | None = None, *, case_file: str = "",
+                      rows: TrainingRows, cfg: OnlineConfig, part: Partition,
+                      comm: MPI.Comm | None = None, *, case_file: str = "",
                       mesh_file: str = "") -> ReducedModel:
     """Build the reduced model from this rank's snapshot rows (collective): a
     :class:`ReducedModel` whose bases hold this rank's rows (its communicator ``comm``).
 
+    Memory: the internal variables are released (``rows.release_internal()``) once their
+    bases are built, before the stress POD and the ECM; the stresses stay in their
+    precision (the POD and the ECM convert one block at a time).
+
     Parameters
     ----------
     mesh : the whole mesh (every rank)
-    U : (3 n_local_nodes, m) displacements of the nodes of ``part`` [m]
-    S : (m, n_local_points, 6) stresses at the points of ``part`` [Pa]
-    Z : (m, n_local_points, n_state) internal variables, columns as ``law.state_names``
+    rows : this rank's rows of the training snapshots (:class:`TrainingRows`)
     cfg : tolerances
     part : the row blocks of this rank (:meth:`Partition.of`)
     comm : communicator (``None``: serial)
@@ -120,17 +153,20 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
         raise UserError(f"online: the material law {material.law!r} has no cumulated "
                         "viscoplastic strain p (use law: norton)")
     pcol = names["p"][0].start
-    m, _, ns = Z.shape
+    U, S = rows.U, rows.S
+    m, _, ns = rows.Z.shape
     p0, p1 = part.point_range
     es = ElementSet(mesh, part.elements(mesh))
     if not np.array_equal(es.qp, np.arange(p0, p1)):
         raise RuntimeError("online: element set points do not match the partition")
     w_fe = es.weights()
     phi, phi_sv = _pod(U, cfg.displacement_rtol, "displacement", comm)
-    P = np.ascontiguousarray(Z[:, :, pcol].T)                       # (n_local_points, m)
+    P = np.ascontiguousarray(rows.Z[:, :, pcol].T)                  # (n_local_points, m)
     psi_p, psi_p_sv = _pod(P, cfg.dual_rtol, "p", comm)
-    psi_z, psi_z_sv = _pod(Z.reshape(m, -1).T, cfg.dual_rtol, "internal-variable", comm)
+    psi_z, psi_z_sv = _pod(rows.Z.reshape(m, -1).T, cfg.dual_rtol, "internal-variable", comm)
+    rows.release_internal()
     sig, sig_sv = _pod(S.reshape(m, -1).T, cfg.stress_rtol, "stress", comm)
+    sig *= sig_sv
     imposed = np.sort(qdeim(psi_p, comm=comm))
     n0, n1 = part.node_range
     node_part = np.repeat(np.arange(comm.size), np.diff(part.nodes))
@@ -143,7 +179,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     del f_glob
     bases = FullBases.from_local(
         {"phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv, "psi_z": psi_z,
-         "psi_z_sv": psi_z_sv, "sigma": sig * sig_sv, "f_unit": f_unit, "weights_fe": w_fe},
+         "psi_z_sv": psi_z_sv, "sigma": sig, "f_unit": f_unit, "weights_fe": w_fe},
         part, ns, comm)
     pts, wts = ecm_fields(mode_strains(es, bases.phi), S, w_fe, tol=cfg.ecm_tol,
                           imposed=imposed, comm=comm, batch=cfg.ecm_batch, reduce=True)
@@ -178,16 +214,21 @@ def build_from_arrays(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     Z : (m, n_qp, n_state) internal variables, columns as ``law.state_names``
     cfg : tolerances
     """
-    return build_distributed(mesh, material, loading, U, S, Z, cfg, Partition.of(mesh, 1, 0),
-                             None, case_file=case_file, mesh_file=mesh_file)
+    return build_distributed(mesh, material, loading, TrainingRows(U, S, Z), cfg,
+                             Partition.of(mesh, 1, 0), None, case_file=case_file,
+                             mesh_file=mesh_file)
 
 
 # ---------------------------------------------------------------- reading and writing
-def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
-    """This rank's rows of the snapshots: (U (3 n_local_nodes, m), S (m, n_local_points, 6),
-    Z (m, n_local_points, n_state)). Not collective: each rank reads its own rows; a
-    :class:`UserError` names the store and field of a store without snapshots, for another
-    mesh, or with NaN / Inf values."""
+def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition,
+                block_bytes: int = 2**26) -> TrainingRows:
+    """This rank's rows of the snapshots (:class:`TrainingRows`). Not collective: each rank
+    reads its own rows; a :class:`UserError` names the store and field of a store without
+    snapshots, for another mesh, or with NaN / Inf values.
+
+    Memory: the stresses are kept as stored (float32 with ``snapshots.precision: single``),
+    the internal variables are read in blocks of about ``block_bytes`` into one float64
+    point-major array (the layout the POD reads without a copy)."""
     fields = store.fields
     missing = [f for f in ("displacement", "stress", *law.state_names) if f not in fields]
     if missing:
@@ -209,15 +250,22 @@ def read_blocks(store: SnapshotStore, law, mesh: FEMesh, part: Partition):
                         "(write them with python -m rom.fom)")
     U = store.read("displacement", rows=(3 * n0, 3 * n1))
     m = U.shape[1]
-    S = np.ascontiguousarray(store.read("stress", rows=(6 * p0, 6 * p1)).T).reshape(m, -1, 6)
-    Z = np.empty((m, p1 - p0, law.n_state))
+    _check_finite(store, "displacement", U.T)
+    stored = store.read("stress", rows=(6 * p0, 6 * p1), dtype=None)   # (6 n_points, m)
+    _check_finite(store, "stress", stored.T)
+    S = stored.T.reshape(m, p1 - p0, 6)                               # a view
+    ns = law.n_state
+    Zr = np.empty((p1 - p0, ns, m))                                   # point-major rows
+    step = max(1, block_bytes // (8 * ns * max(m, 1)))
     for name, (sl, _) in law.state_names.items():  # loop over internal-variable fields
         nc = sl.stop - sl.start
-        Z[:, :, sl] = store.read(name, rows=(nc * p0, nc * p1)).T.reshape(m, -1, nc)
-        _check_finite(store, name, Z[:, :, sl])
-    _check_finite(store, "displacement", U.T)
-    _check_finite(store, "stress", S)
-    return U, S, Z
+        for a in range(p0, p1, step):              # loop over blocks of points
+            b = min(a + step, p1)
+            blk = store.read(name, rows=(nc * a, nc * b), dtype=None)
+            _check_finite(store, name, blk.T)
+            Zr[a - p0:b - p0, sl, :] = blk.reshape(b - a, nc, m)
+    Z = Zr.reshape(-1, m).T.reshape(m, p1 - p0, ns)                    # a view
+    return TrainingRows(U, S, Z)
 
 
 def _check_finite(store: SnapshotStore, name: str, values: np.ndarray) -> None:
@@ -259,14 +307,14 @@ def build_reduced_model(case, comm: MPI.Comm | None = None, config: OnlineConfig
     with SnapshotStore.open(case.snapshots.store, comm=comm) as store:
         msg = None
         try:
-            U, S, Z = read_blocks(store, law, mesh, part)
+            rows = read_blocks(store, law, mesh, part)
         except UserError as exc:
             msg = str(exc)
         raise_if_failed(msg, comm, UserError)
-    model = build_distributed(mesh, case.material, case.loading, U, S, Z, cfg, part, comm,
+    model = build_distributed(mesh, case.material, case.loading, rows, cfg, part, comm,
                               case_file=str(Path(case.source_file or "").resolve()),
                               mesh_file=mesh_file)
-    del U, S, Z
+    del rows
     model.meta["case_hashes"] = case_hashes(case)      # checked by load_for_case
     if path is None:
         path = cfg.model or Path(case.output.directory) / f"{case.name}.rom.h5"

@@ -52,7 +52,7 @@ from ..io.snapshots import SnapshotStore
 from ..linalg.rowblocks import rows_at
 from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from . import checks as _checks
-from .build import Partition, build_distributed, read_blocks
+from .build import Partition, TrainingRows, build_distributed, read_blocks
 from .config import OnlineConfig
 from .model import ReducedModel, read_layout, write_layout
 from .result import OnlineResult
@@ -520,7 +520,8 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
     with SnapshotStore.open(case.snapshots.store, comm=comm) as store:
         msg = None
         try:
-            U, S, Z = read_blocks(store, law, mesh, part)
+            tr = read_blocks(store, law, mesh, part)
+            U, S, Z = tr.U, tr.S, tr.Z
             T = _read_temperature(store, mesh, part)
             table = store.snapshot_table()
         except UserError as exc:
@@ -567,8 +568,8 @@ def build_local_models(case, comm: MPI.Comm | None = None, config: OnlineConfig 
         if f is not None:
             _stamp(f, cl.k, meta, comm.size)
         for c, cols in enumerate(lb.columns):  # loop over clusters
-            built = build_distributed(mesh, case.material, case.loading, U[:, cols],
-                                      S[cols], Z[cols], cfg, part, comm,
+            rows = TrainingRows(U[:, cols], S[cols], Z[cols])
+            built = build_distributed(mesh, case.material, case.loading, rows, cfg, part, comm,
                                       case_file=meta["case_file"], mesh_file=mesh_file)
             g = None if f is None else f.create_group(f"model_{c}")
             write_layout(g, built.operator, built.bases, built.meta, built.material_json, comm)

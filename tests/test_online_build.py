@@ -75,6 +75,26 @@ def test_fetch_rows(comm):
     np.testing.assert_array_equal(rows_at(local, off, common, comm), X[common])
 
 
+def test_point_columns_equal_the_joined_matrix():
+    """RowBlocks.as_points: the column blocks seen as (n_cols, n_points, n_comp), read by
+    point selection, equal the joined matrix; the ECM integrand is the same through it."""
+    from rom.hyper.integrand import integrand_matrix
+    rng = np.random.default_rng(5)
+    blocks = [rng.standard_normal((7 * 6, 4)), rng.standard_normal((7 * 6, 1)),
+              rng.standard_normal((7 * 6, 2))]
+    rb = rowblocks.RowBlocks(blocks, np.array([0, 42]))
+    view = rb.as_points(6)
+    dense = np.hstack(blocks).T.reshape(7, 7, 6)
+    assert view.shape == dense.shape and view.ndim == 3
+    for sel in (slice(0, 7), slice(2, 5), np.array([6, 0, 3, 3])):
+        np.testing.assert_array_equal(view[:, sel, :], dense[:, sel, :])
+    strains = rng.standard_normal((3, 7, 6))
+    np.testing.assert_array_equal(integrand_matrix(strains, view, block_bytes=64),
+                                  integrand_matrix(strains, dense))
+    with pytest.raises(IndexError):
+        view[0]
+
+
 @pytest.fixture(scope="module")
 def store_case(tmp_path_factory):
     """The CI case and its snapshot store, written once by rank 0 (same path on every rank)."""

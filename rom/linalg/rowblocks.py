@@ -16,8 +16,8 @@ from mpi4py import MPI
 
 from ..parallel import allreduce_sum, as_comm, row_offsets
 
-__all__ = ["RowBlocks", "fetch_rows", "gather_blocks", "rows_at", "send_to_owners",
-           "WRITE_BYTES"]
+__all__ = ["PointColumns", "RowBlocks", "fetch_rows", "gather_blocks", "rows_at",
+           "send_to_owners", "WRITE_BYTES"]
 
 #: bytes of one block of rows gathered on rank 0 when writing a file
 WRITE_BYTES = 1 << 27
@@ -148,6 +148,28 @@ def gather_blocks(local: np.ndarray | list[np.ndarray], comm: MPI.Comm | None,
         yield a, b, buf
 
 
+class PointColumns:
+    """The columns of row blocks whose rows are ``n_comp`` values per point, as an array
+    ``(n_cols, n_points, n_comp)`` indexed ``[:, points, :]`` (a slice or an index array
+    of points): each selection joins the column blocks for those points only, so what
+    streams over points (the ECM's integrands) never copies the whole matrix."""
+
+    def __init__(self, blocks: list[np.ndarray], n_comp: int):
+        n = blocks[0].shape[0]
+        if n % n_comp:
+            raise ValueError(f"{n} rows are not {n_comp} values per point")
+        self._points = [b.reshape(n // n_comp, n_comp, b.shape[1]) for b in blocks]
+        self.shape = (sum(b.shape[1] for b in blocks), n // n_comp, n_comp)
+        self.ndim, self.dtype = 3, np.result_type(*blocks)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not (isinstance(key, tuple) and len(key) == 3 and key[0] == slice(None)
+                and key[2] == slice(None)):
+            raise IndexError("PointColumns supports [:, points, :] only")
+        parts = [b[key[1]] for b in self._points]           # (p, n_comp, k_i)
+        return np.concatenate(parts, axis=2).transpose(2, 0, 1)
+
+
 class RowBlocks:
     """A full-size matrix (N, k) split by rows over a communicator, held by each rank as
     column blocks of its rows: the training columns, then the columns appended by
@@ -251,6 +273,11 @@ class RowBlocks:
         """This rank's rows (n_local, k) as one array (a copy when columns were appended)."""
         bs = self.blocks
         return bs[0] if len(bs) == 1 else np.hstack(bs)
+
+    def as_points(self, n_comp: int) -> PointColumns:
+        """This rank's rows, ``n_comp`` per point, seen as an (n_cols, n_points, n_comp)
+        array read one selection of points at a time (:class:`PointColumns`)."""
+        return PointColumns(self.blocks, n_comp)
 
     @property
     def nbytes(self) -> int:

@@ -98,9 +98,9 @@ def _update(model, u_loc, sig_loc, z_loc, full_order_seconds: float):
     # pivots at any rank count); the ECM below works on the same points
     imposed = np.setdiff1d(qdeim(psi_p.local, comm=model.comm), warm)
     t1 = time.perf_counter()
-    # the ECM streams over this rank's points: their stress snapshots (training, added)
-    sig = sigma.local
-    stresses = sig.T.reshape(sig.shape[1], -1, 6)
+    # the ECM streams over this rank's points: their stress snapshots (training, added),
+    # the column blocks joined one block of points at a time
+    stresses = sigma.as_points(6)
     # the history at every new point comes from the HF step, so warm-start points may
     # be dropped (weight 0); the small dense NNLS solves run faster on one BLAS thread.
     # No compression: warm-started, the residual starts below what compressed rows

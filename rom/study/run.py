@@ -117,18 +117,29 @@ def temperature_history(fc: FOMCase, spec, mesh, times: np.ndarray, comm) -> np.
 
 
 class _HF:
-    """The full-order solver of the case, one per load scale, reused across queries."""
+    """The full-order solver of the case, one per load scale, reused across queries. With
+    ``model`` (a reduced model built from the same case file, on ``comm``), the solver is
+    the one its enrichments use (:meth:`ReducedModel.full_order_solver`): one matrix and
+    preconditioner per rank, not two."""
 
-    def __init__(self, fc: FOMCase, mesh, law, comm):
+    def __init__(self, fc: FOMCase, mesh, law, comm, model=None):
         self.fc, self.mesh, self.law, self.comm = fc, mesh, law, comm
         self.solvers = {}
         self.setup_seconds = 0.0
+        same = model is not None and fc.case.source_file is not None and \
+            Path(model.meta.get("case_file") or "").resolve() == \
+            Path(fc.case.source_file).resolve()
+        self.model = model if same else None
 
     def solver(self, scale: float):
         if scale not in self.solvers:
             from ..fom.run import make_solver
             t0 = time.perf_counter()
-            self.solvers[scale] = make_solver(self.fc, self.mesh, self.law, scale, self.comm)
+            if self.model is not None:
+                self.solvers[scale] = self.model.full_order_solver(self.comm, scale)
+            else:
+                self.solvers[scale] = make_solver(self.fc, self.mesh, self.law, scale,
+                                                  self.comm)
             self.setup_seconds += time.perf_counter() - t0
         return self.solvers[scale]
 
@@ -156,6 +167,7 @@ class _HF:
         return Reference(us, ps, vms, secs, list(s.cuts[n_cuts:]), self.comm.size)
 
     def destroy(self):
+        """Free the solvers (those shared with the model too: the study is done with both)."""
         for s in self.solvers.values():
             s.destroy()
 
@@ -236,7 +248,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     t0 = time.perf_counter()
     base.prepare()                      # the copies of every query share its factorizations
     out.rom_setup_seconds = time.perf_counter() - t0
-    hf = _HF(fc, mesh, law, comm)
+    hf = _HF(fc, mesh, law, comm, base)
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)

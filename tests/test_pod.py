@@ -59,20 +59,15 @@ def test_tsqr_without_reflectors(comm, weighted):
     """``reflectors=False`` (R folded chunk by chunk, modes X V S^-1 re-orthonormalized):
     the singular values of the reflector TSQR to eps, modes to eps s_1 / s_n, orthonormal
     to eps, the same at any rank count; chunks of 64 rows exercise the fold."""
-    import rom.linalg.orth as orth
+    from rom.linalg import orth
     s = 10.0 ** -np.linspace(0, 9, 20)                 # s_n / s_1 = 1e-9
     A = matrix(700, s, seed=4)
     w = np.linspace(0.5, 2.0, 700) if weighted else None
     Xl = rows(A, comm, uneven=True)
     wl = None if w is None else rows(w[:, None], comm, uneven=True)[:, 0]
     ref = pod(Xl, comm=comm, method="tsqr", rtol=0.0, product=wl)
-    chunk = orth.CHUNK_ROWS
-    orth.CHUNK_ROWS = 64
-    try:
-        low = pod(Xl, comm=comm, method="tsqr", rtol=0.0, product=wl, reflectors=False)
-        R_fold = orth.tsqr_r(Xl, comm, chunk=64)
-    finally:
-        orth.CHUNK_ROWS = chunk
+    low = pod(Xl, comm=comm, method="tsqr", rtol=0.0, product=wl, reflectors=False)
+    R_fold = orth.tsqr_r(Xl, comm, chunk=64)
     np.testing.assert_allclose(low.singular_values, ref.singular_values, rtol=1e-13,
                                atol=1e3 * EPS * s[0])
     U, Uref = gathered(low, comm), gathered(ref, comm)

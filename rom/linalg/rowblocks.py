@@ -16,8 +16,15 @@ from mpi4py import MPI
 
 from ..parallel import allreduce_sum, as_comm, row_offsets
 
-__all__ = ["PointColumns", "RowBlocks", "fetch_rows", "gather_blocks", "rows_at",
-           "send_to_owners", "WRITE_BYTES"]
+__all__ = [
+    "WRITE_BYTES",
+    "PointColumns",
+    "RowBlocks",
+    "fetch_rows",
+    "gather_blocks",
+    "rows_at",
+    "send_to_owners",
+]
 
 #: bytes of one block of rows gathered on rank 0 when writing a file
 WRITE_BYTES = 1 << 27

@@ -246,6 +246,18 @@ class _ChunkedQR:
         return out
 
 
+def _stacked_r(Rp: np.ndarray, comm: MPI.Comm) -> tuple[np.ndarray, np.ndarray]:
+    """Every rank's local R factor (C-contiguous (r_p, m)), stacked in rank order on every
+    rank (one ``Allgatherv``): (rows per rank, stacked (sum r_p, m))."""
+    m = Rp.shape[1]
+    rows = np.array(comm.allgather(Rp.shape[0]), dtype=np.int64)
+    stacked = np.empty((int(rows.sum()), m))
+    counts = rows * m
+    comm.Allgatherv(Rp, [stacked, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
+                         MPI.DOUBLE])
+    return rows, stacked
+
+
 class TSQR:
     """Tall-skinny QR ``X = Q R`` of a row-block matrix (collective).
 
@@ -266,18 +278,13 @@ class TSQR:
 
     def __init__(self, X: np.ndarray, comm: MPI.Comm | None = None, *, chunk: int = CHUNK_ROWS):
         self.comm = as_comm(comm)
-        m = X.shape[1]
         self.local = _ChunkedQR(X, chunk)
         Rp = np.ascontiguousarray(self.local.R)
         if self.comm.size == 1:
             self.global_, self.rows = None, None
             self.R = Rp
             return
-        self.rows = np.array(self.comm.allgather(Rp.shape[0]), dtype=np.int64)
-        stacked = np.empty((int(self.rows.sum()), m))
-        counts = self.rows * m
-        self.comm.Allgatherv(Rp, [stacked, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
-                                  MPI.DOUBLE])
+        self.rows, stacked = _stacked_r(Rp, self.comm)
         self.global_ = _ChunkedQR(stacked, chunk)
         self.R = self.global_.R
 
@@ -316,13 +323,7 @@ def tsqr_r(X: np.ndarray, comm: MPI.Comm | None = None, *,
         R = _HouseholderQR(np.vstack([R, np.asarray(X[a:a + chunk], dtype=np.float64)])).R
     if comm.size == 1:
         return R
-    R = np.ascontiguousarray(R)
-    rows = np.array(comm.allgather(R.shape[0]), dtype=np.int64)
-    stacked = np.empty((int(rows.sum()), m))
-    counts = rows * m
-    comm.Allgatherv(R, [stacked, counts, np.concatenate([[0], np.cumsum(counts)[:-1]]),
-                        MPI.DOUBLE])
-    return _ChunkedQR(stacked, chunk).R
+    return _ChunkedQR(_stacked_r(np.ascontiguousarray(R), comm)[1], chunk).R
 
 
 def tsqr(X: np.ndarray, *, comm: MPI.Comm | None = None, product=None) -> tuple[np.ndarray, np.ndarray]:

@@ -190,12 +190,21 @@ def _pod_snapshots(X, M: Product, comm, rtol, max_modes, orthonormalize):
         _warn_unmet("snapshots", rtol, n, rel_tail, f"singular values below sqrt(m eps) s_1 = "
                     f"{floor:.2e} are round-off in the Gram matrix; use method='tsqr'")
     V, s = V[:, :n], s_all[:n]
-    V = V * _canonical_signs(V.T)
-    modes = X @ (V / s) if n else np.zeros((X.shape[0], 0))
-    if orthonormalize and n:
+    modes, V, s = _modes_of(X, V * _canonical_signs(V.T), s, M, comm, orthonormalize)
+    return modes, s, V, s_all, total, floor, rel_tail, {}
+
+
+def _modes_of(X, V, s, M: Product, comm, orthonormalize: bool = True):
+    """The modes ``X V S^-1`` of right singular vectors ``V`` and singular values ``s``,
+    M-orthonormalized by CholQR when asked (then with the kept ``V`` and ``s``); their
+    orthogonality before it is off by about ``eps s_1 / s_n``."""
+    if not s.size:
+        return np.zeros((X.shape[0], 0)), V, s
+    modes = X @ (V / s)
+    if orthonormalize:
         modes, kept = cholqr(modes, product=M, comm=comm, overwrite=True, return_kept=True)
         V, s = V[:, kept], s[kept]
-    return modes, s, V, s_all, total, floor, rel_tail, {}
+    return modes, V, s
 
 
 def _pod_tsqr(X, M: Product, comm, rtol, max_modes, reflectors=True):
@@ -207,21 +216,17 @@ def _pod_tsqr(X, M: Product, comm, rtol, max_modes, reflectors=True):
     Y = X if sw is None else sw * X
     _total_energy(Y, Product("euclidean", comm), comm)       # NaN check (one cheap pass)
     qr = TSQR(Y, comm) if reflectors else None
-    R = qr.R if reflectors else tsqr_r(Y, comm)
-    Ur, s_all, Vt = sla.svd(R, full_matrices=False, check_finite=False)
+    Ur, s_all, Vt = sla.svd(qr.R if reflectors else tsqr_r(Y, comm), full_matrices=False,
+                            check_finite=False)
     total = float(np.sum(s_all**2))
     floor = X.shape[1] * EPS * (s_all[0] if s_all.size else 0.0)
     n, rel_tail, _ = _truncate(s_all, total, rtol, max_modes, floor, complete=True)
     signs = _canonical_signs(Vt[:n])
     V, s = Vt[:n].T * signs, s_all[:n]
-    if reflectors:
-        modes = qr.apply(Ur[:, :n] * signs)
-    elif n:                                  # Y v_i / s_i = Q u_i, then orthonormal to eps
-        modes = Y @ (V / s)
-        modes, kept = cholqr(modes, comm=comm, overwrite=True, return_kept=True)
-        V, s = V[:, kept], s[kept]
-    else:
-        modes = np.zeros((X.shape[0], 0))
+    if not reflectors:                       # X v_i / s_i = Q u_i (Y = Q R), orthonormalized
+        modes, V, s = _modes_of(X, V, s, M, comm)
+        return modes, s, V, s_all, total, floor, rel_tail, {}
+    modes = qr.apply(Ur[:, :n] * signs)
     if sw is not None:
         modes /= sw
     return modes, s, V, s_all, total, floor, rel_tail, {}

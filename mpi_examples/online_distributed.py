@@ -28,15 +28,11 @@ from rom.parallel import rank0_print, world
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_online_common import OUTSIDE, copy_case, run_fom
+from test_online_common import OUTSIDE, store_from_rank0
 
 
 def main(comm, tmp: Path) -> bool:
-    case_file = tmp / "case.yaml"
-    if comm.rank == 0:
-        copy_case(tmp)
-        run_fom(case_file)                              # the snapshot store (serial)
-    comm.barrier()
+    case_file = store_from_rank0(tmp, comm)            # the snapshot store (serial)
     path = build_reduced_model(load_case(case_file), comm, OnlineConfig(indicator_tol=5e-4),
                                path=tmp / "model.rom.h5")
     times = np.linspace(0.0, 20.0, 9)

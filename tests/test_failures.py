@@ -26,7 +26,7 @@ from mpi4py import MPI
 pytest.importorskip("petsc4py")
 
 from petsc4py import PETSc  # noqa: E402,F401  (PetscInitialize is collective: every rank)
-from test_online_common import CASE_DIR, copy_case, run_fom  # noqa: E402
+from test_online_common import copy_case, plate_mesh, run_fom  # noqa: E402
 
 import rom  # noqa: E402
 from rom.config import load_case  # noqa: E402
@@ -129,12 +129,7 @@ def test_offline_nan_in_displacement_names_store_and_field(plate):
 
 
 def test_offline_store_from_another_mesh(plate):
-    sys.path.insert(0, str(CASE_DIR))
-    try:
-        from make_mesh import make
-    finally:
-        sys.path.pop(0)
-    meshio.write(plate / "mesh.inp", make((9, 3, 1)))
+    meshio.write(plate / "mesh.inp", plate_mesh((9, 3, 1)))
     _fails_without_replacing(plate, r"plate_creep.snapshots.h5: field .* \(store and mesh differ")
 
 
@@ -348,12 +343,7 @@ def test_study_refuses_a_model_built_for_another_material(plate):
 def test_training_refuses_a_model_of_another_case(plate):
     """A model of another mesh and time grid (was an IndexError in the training check)."""
     from rom.online.training import check_and_calibrate
-    sys.path.insert(0, str(CASE_DIR))
-    try:
-        from make_mesh import make
-    finally:
-        sys.path.pop(0)
-    meshio.write(plate / "mesh.inp", make((9, 3, 1)))
+    meshio.write(plate / "mesh.inp", plate_mesh((9, 3, 1)))
     case_file = _edit_case(plate, "steps: 8", "steps: 6")
     before = digests(plate / "out")
     with pytest.raises(UserError, match="built for another mesh, times than"):

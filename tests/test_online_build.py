@@ -9,17 +9,17 @@ import pytest
 from mpi4py import MPI
 
 pytest.importorskip("petsc4py")
-from test_online_common import copy_case, run_fom
+from test_online_common import plate_mesh, store_from_rank0
 
 import rom.fom.solver  # noqa: F401 - PETSc initialization is collective: every rank
 from rom.config import load_case
 from rom.fom.discretization import ElementSet
 from rom.fom.mesh import FEMesh
 from rom.io.snapshots import SnapshotStore
-from rom.meshes import solid_block
-from rom.online import OnlineConfig, build_reduced_model, load
 from rom.linalg import rowblocks
 from rom.linalg.rowblocks import fetch_rows, rows_at, send_to_owners
+from rom.meshes import solid_block
+from rom.online import OnlineConfig, build_reduced_model, load
 from rom.online import build as B
 from rom.parallel import UserError
 
@@ -98,14 +98,7 @@ def test_point_columns_equal_the_joined_matrix():
 @pytest.fixture(scope="module")
 def store_case(tmp_path_factory):
     """The CI case and its snapshot store, written once by rank 0 (same path on every rank)."""
-    comm = MPI.COMM_WORLD
-    path = None
-    if comm.rank == 0:
-        path = copy_case(tmp_path_factory.mktemp("online_build"))
-        run_fom(path)
-    path = comm.bcast(path, root=0)
-    comm.barrier()
-    return path
+    return store_from_rank0(tmp_path_factory.mktemp("online_build"), MPI.COMM_WORLD)
 
 
 def _datasets(path) -> dict:
@@ -207,18 +200,14 @@ def test_distributed_writer_layout_equals_save(store_case, tmp_path):
 
 def test_store_of_another_mesh_is_a_user_error(store_case, tmp_path):
     import shutil
-    import sys
 
-    from test_online_common import CASE_DIR
-    sys.path.insert(0, str(CASE_DIR))
-    from make_mesh import make
     case_dir = store_case.parent
     for name in ("case.yaml",):
         shutil.copy(case_dir / name, tmp_path / name)
     text = (tmp_path / "case.yaml").read_text().replace(
         "store: out/", f"store: {case_dir}/out/").replace("mesh: mesh.inp", "mesh: other.inp")
     (tmp_path / "case.yaml").write_text(text)
-    meshio.write(tmp_path / "other.inp", make((12, 3, 1)))
+    meshio.write(tmp_path / "other.inp", plate_mesh((12, 3, 1)))
     with pytest.raises(UserError, match="field 'displacement'.*mesh needs"):
         build_reduced_model(load_case(tmp_path / "case.yaml"), None, CFG,
                             path=tmp_path / "x.rom.h5")

@@ -30,6 +30,28 @@ def run_fom(case_file: Path) -> None:
     run_case(load_fom_case(case_file), MPI.COMM_SELF, progress=False)
 
 
+def store_from_rank0(dest: Path, comm, prepare=copy_case) -> Path:
+    """A case written by ``prepare(dest)`` (which returns its case file) and its snapshot
+    store, both by rank 0 alone (serial: one store for any rank count; the other ranks'
+    ``dest`` is not used); returns rank 0's case file on every rank once it is written."""
+    case_file = None
+    if comm.rank == 0:
+        case_file = prepare(dest)
+        run_fom(case_file)
+    return comm.bcast(case_file, root=0)
+
+
+def plate_mesh(cells: tuple[int, int, int]):
+    """cases/plate_creep's mesh (its ``make_mesh.make``) with ``cells`` hex8 per direction."""
+    import sys
+    sys.path.insert(0, str(CASE_DIR))
+    try:
+        from make_mesh import make
+    finally:
+        sys.path.pop(0)
+    return make(cells)
+
+
 def reference(model, formula: str, times=TIMES):
     """High-fidelity (u (n_nodes, 3), p (n_qp,)) per step 1.. of ``formula`` (serial)."""
     from rom.fom.run import load_fom_case

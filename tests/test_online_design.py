@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("petsc4py")
 
-from test_online_common import copy_case, run_fom
+from test_online_common import copy_case, store_from_rank0
 
 import rom.fom.solver  # noqa: F401 - PETSc initialization is collective: every rank
 from rom.config import load_case
@@ -61,11 +61,7 @@ def test_scores_are_the_indicators_of_reduced_solves_at_any_rank_count(comm, sha
     worst candidates."""
     from rom.fom.run import load_fom_case
     from rom.fom.setup import temperature_history
-    case_file = shared_tmp_path / "case.yaml"
-    if comm.rank == 0:
-        parametric_case(shared_tmp_path)
-        run_fom(case_file)
-    comm.barrier()
+    case_file = store_from_rank0(shared_tmp_path, comm, parametric_case)
     build_reduced_model(load_case(case_file), comm, OnlineConfig(indicator_tol=5e-4))
     out = shared_tmp_path / "proposal.yaml"
     d = propose(case_file, out, candidates=5, add=2, seed=3, min_distance=0.0, comm=comm,

@@ -8,7 +8,7 @@ import pytest
 from mpi4py import MPI
 
 pytest.importorskip("petsc4py")
-from test_online_common import INSIDE, OUTSIDE, TIMES, copy_case, run_fom
+from test_online_common import INSIDE, OUTSIDE, TIMES, store_from_rank0
 
 import rom.fom.solver  # noqa: F401 - PETSc initialization is collective: every rank
 from rom.config import load_case
@@ -23,11 +23,7 @@ ENRICH_TOL = 1e-4
 def model_path(tmp_path_factory):
     """The CI case's reduced model, built on every rank of COMM_WORLD (same path)."""
     comm = MPI.COMM_WORLD
-    case_file = None
-    if comm.rank == 0:
-        case_file = copy_case(tmp_path_factory.mktemp("online_distributed"))
-        run_fom(case_file)
-    case_file = comm.bcast(case_file, root=0)
+    case_file = store_from_rank0(tmp_path_factory.mktemp("online_distributed"), comm)
     return build_reduced_model(load_case(case_file), comm, CFG,
                                path=case_file.parent / "model.rom.h5")
 

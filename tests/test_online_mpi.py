@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("petsc4py")
-from test_online_common import INSIDE, OUTSIDE, TOL, copy_case, run_fom
+from test_online_common import INSIDE, OUTSIDE, TOL, store_from_rank0
 
 import rom.fom.solver  # noqa: F401 - PETSc initialization is collective: every rank
 from rom.config import load_case
@@ -16,11 +16,7 @@ TIMES = np.linspace(0.0, 20.0, 5)
 
 @pytest.mark.mpi
 def test_artifact_independent_of_rank_count_and_parallel_enrichment(comm, shared_tmp_path):
-    case_file = shared_tmp_path / "case.yaml"
-    if comm.rank == 0:
-        copy_case(shared_tmp_path)
-        run_fom(case_file)                   # one serial snapshot store for every rank count
-    comm.barrier()
+    case_file = store_from_rank0(shared_tmp_path, comm)  # one serial store for every size
     cfg = OnlineConfig(indicator_tol=TOL)
     par = build_reduced_model(load_case(case_file), comm, cfg,
                               path=shared_tmp_path / "par.rom.h5")
@@ -54,11 +50,7 @@ def test_training_check_and_crossval_independent_of_rank_count(comm, shared_tmp_
     import shutil
 
     from rom.online.training import check_and_calibrate
-    case_file = shared_tmp_path / "case.yaml"
-    if comm.rank == 0:
-        copy_case(shared_tmp_path)
-        run_fom(case_file)
-    comm.barrier()
+    case_file = store_from_rank0(shared_tmp_path, comm)
     case = load_case(case_file)
     case = dataclasses.replace(case, online=dataclasses.replace(
         case.online, indicator_factor=2.0, indicator_crossval=0.9))

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("petsc4py")
 
-from test_online_common import copy_case, run_fom
+from test_online_common import copy_case, run_fom, store_from_rank0
 
 from rom.config import CaseError, load_case
 from rom.online import OnlineConfig, build_reduced_model
@@ -248,11 +248,7 @@ def test_study_by_rows_equals_one_process(comm, shared_tmp_path):
     from mpi4py import MPI
 
     from rom.study.references import SCHEMA  # noqa: F401 - the module the test is about
-    case_file = shared_tmp_path / "case.yaml"
-    if comm.rank == 0:
-        copy_case(shared_tmp_path)
-        run_fom(case_file)
-    comm.barrier()
+    case_file = store_from_rank0(shared_tmp_path, comm)
     build_reduced_model(load_case(case_file), comm, OnlineConfig(indicator_tol=5e-4))
     par = run_study(case_file, comm, progress=False, limit=2, report=False, recompute=True)
     ser = None

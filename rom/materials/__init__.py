@@ -8,6 +8,7 @@ shear strains; SI units). See docs/fom.md.
 from __future__ import annotations
 
 from .base import Material, MaterialError, Table, as_table
+from .chaboche import Chaboche
 from .driver import drive_point
 from .elastic import ThermoElastic, isotropic_stiffness
 from .norton import Norton
@@ -15,6 +16,7 @@ from .tensors import VOIGT_PAIRS, von_mises
 
 __all__ = [
     "VOIGT_PAIRS",
+    "Chaboche",
     "Material",
     "MaterialError",
     "Norton",
@@ -29,9 +31,13 @@ __all__ = [
 
 
 def make_material(kind: str, **params) -> Material:
-    """A law by name: ``"elastic"`` (:class:`ThermoElastic`) or ``"norton"`` (:class:`Norton`)."""
+    """A law by name: ``"elastic"`` (:class:`ThermoElastic`), ``"norton"`` (:class:`Norton`)
+    or ``"chaboche"`` (:class:`Chaboche`)."""
     if kind == "elastic":
         return ThermoElastic(**params)
     if kind == "norton":
         return Norton(**params)
-    raise MaterialError(f"unknown material law {kind!r} (known: 'elastic', 'norton')")
+    if kind == "chaboche":
+        return Chaboche(**params)
+    raise MaterialError(f"unknown material law {kind!r} (known: 'elastic', 'norton', "
+                        "'chaboche')")

@@ -3,6 +3,8 @@ differences, and uniaxial cycles, ratcheting and relaxation against an independe
 integration of the uniaxial equations (scipy's Radau, tight tolerances)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
@@ -96,7 +98,7 @@ def _uniaxial_reference(law, times, T, *, strain=None, stress=None):
         return np.interp(t, ts, stress)
 
     def rhs(t, y):                     # (Radau's trial steps may overflow: inf is rejected)
-        evp, p, x1, x2 = y
+        _, p, x1, x2 = y
         s = sig_of(t, y)
         f = abs(s - x1 - x2) - Q * (1 - np.exp(-b * min(p, 1.0))) - sy
         pd = min(max(f, 0.0) / K, 1e3) ** n
@@ -108,7 +110,7 @@ def _uniaxial_reference(law, times, T, *, strain=None, stress=None):
     y = np.zeros(4)
     out = [y]
     edges = np.unique(np.concatenate([[0], kinks, [len(ts) - 1]]))
-    for i0, i1 in zip(edges[:-1], edges[1:]):   # piecewise-linear loading: pieces apart
+    for i0, i1 in itertools.pairwise(edges):   # piecewise-linear loading: pieces apart
         sol = solve_ivp(rhs, (ts[i0], ts[i1]), y, method="Radau", t_eval=ts[i0 + 1:i1 + 1],
                         rtol=1e-10, atol=[1e-14, 1e-14, 1e-2, 1e-2])
         assert sol.success, sol.message
@@ -179,10 +181,10 @@ def test_dt_zero_and_below_yield_are_elastic(rng):
     e0 = rng.normal(size=(n, 6)) * 1e-3
     e1 = e0 + 1e-2
     T = np.full(n, 800.0)
-    s, z1, D = law.integrate(e0, e1, z, T, 0.0)
+    _, z1, D = law.integrate(e0, e1, z, T, 0.0)
     assert np.array_equal(z1, z)
     el = Chaboche(**{**PARAMS, "sigma_y": 1e12})
-    s2, z2, D2 = el.integrate(e0, e1, z, T, 10.0)
+    _, z2, D2 = el.integrate(e0, e1, z, T, 10.0)
     assert np.array_equal(z2, z) and np.allclose(D2, D, rtol=1e-14, atol=0)
 
 

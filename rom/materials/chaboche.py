@@ -36,7 +36,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import MaterialError, Table, as_table
+from .base import MaterialError, as_table
 from .elastic import ThermoElastic
 from .tensors import (
     I_DEV,
@@ -151,7 +151,7 @@ class Chaboche(ThermoElastic):
         sig_dev = s_tr.reshape(-1, 6).copy()
         state_new = state_old.reshape(-1, self.n_state).copy()
         if active.size:
-            flat = lambda a: a.reshape(-1)[active]            # noqa: E731 (a local selector)
+            flat = lambda a: a.reshape(-1)[active]
             Cs = np.stack([self.C1(T), self.C2(T)]).reshape(2, -1)[:, active]
             Ds = np.stack([self.D1(T), self.D2(T)]).reshape(2, -1)[:, active]
             s = s_tr.reshape(-1, 6)[active]
@@ -242,7 +242,7 @@ class _Scalar:
 
     def terms(self, x, idx=None, derivatives=False):
         """dp, a, J(xi_tr), and with ``derivatives`` dJ/ddp, d(H dp)/ddp, R', h."""
-        sel = (lambda v: v) if idx is None else (lambda v: v[..., idx])  # noqa: E731
+        sel = (lambda v: v) if idx is None else (lambda v: v[..., idx])
         K, nexp, C, D = sel(self.K), sel(self.nexp), sel(self.C), sel(self.D)
         r = x / K
         rn1 = r ** (nexp - 1)

@@ -6,6 +6,7 @@ as the optional fields ``material``, ``loading`` and ``fom``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -90,21 +91,54 @@ class TimeTableSpec:
             object.__setattr__(self, "temperatures", list(self.times))
 
 
+#: the laws known by name (``material.law``); any other value names a user's law, ``module:Class``
+LAWS = ("elastic", "norton", "chaboche")
+_USER_LAW = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
 @dataclass(frozen=True)
 class MaterialConfig:
-    law: Literal["elastic", "norton"] = _f("elastic", doc="constitutive law")
+    law: str = _f("elastic", doc="constitutive law: elastic, norton, chaboche, or a user's law "
+                                 "as module:Class (an importable module; docs/fom.md)")
     E: TableSpec = _f(doc="Young's modulus [Pa], table in temperature", factory=TableSpec)
     nu: TableSpec = _f(doc="Poisson ratio [-]", factory=TableSpec)
     alpha: TableSpec = _f(doc="secant thermal expansion coefficient from T_ref [1/K]",
                           factory=lambda: TableSpec([0.0]))
     T_ref: float = _f(293.15, doc="stress-free reference temperature [K]",
                       range=(0.0, None, True, False))
-    K: TableSpec = _f(doc="Norton stress scale [Pa s^(1/n)] (law: norton)", factory=TableSpec)
-    n: TableSpec = _f(doc="Norton exponent [-] (law: norton)", factory=TableSpec)
+    K: TableSpec = _f(doc="viscous stress scale [Pa s^(1/n)] (laws: norton, chaboche)",
+                      factory=TableSpec)
+    n: TableSpec = _f(doc="viscous exponent [-] (laws: norton, chaboche)", factory=TableSpec)
+    sigma_y: TableSpec = _f(doc="initial yield stress [Pa] (law: chaboche)",
+                            factory=lambda: TableSpec([0.0]))
+    Q: TableSpec = _f(doc="saturated isotropic hardening [Pa] (law: chaboche)",
+                      factory=lambda: TableSpec([0.0]))
+    b: TableSpec = _f(doc="rate of the isotropic hardening [-] (law: chaboche)",
+                      factory=lambda: TableSpec([0.0]))
+    C1: TableSpec = _f(doc="first kinematic hardening modulus [Pa] (law: chaboche)",
+                       factory=lambda: TableSpec([0.0]))
+    D1: TableSpec = _f(doc="dynamic recovery of the first back stress [-] (law: chaboche)",
+                       factory=lambda: TableSpec([0.0]))
+    C2: TableSpec = _f(doc="second kinematic hardening modulus [Pa] (law: chaboche)",
+                       factory=lambda: TableSpec([0.0]))
+    D2: TableSpec = _f(doc="dynamic recovery of the second back stress [-] (law: chaboche)",
+                       factory=lambda: TableSpec([0.0]))
+    parameters: dict[str, TableSpec] = _f(
+        doc="keyword parameters of a user's law (law: module:Class), each a table in T",
+        factory=dict)
     density: float = _f(0.0, doc="mass density [kg/m^3] (centrifugal load)",
                         range=(0.0, None, False, False))
     conductivity: TableSpec = _f(doc="thermal conductivity [W/(m K)] (heat solver)",
                                  factory=TableSpec)
+
+    def _validate(self) -> tuple[str, str] | None:
+        """(key, message) of a law that is neither known nor ``module:Class``, or None."""
+        if self.law not in LAWS and not _USER_LAW.match(self.law):
+            return "law", (f"expected one of {', '.join(map(repr, LAWS))} or a user's law as "
+                           f"'module:Class', got {self.law!r}")
+        if self.parameters and self.law in LAWS:
+            return "parameters", f"parameters are for a user's law (module:Class), not {self.law}"
+        return None
 
 
 @dataclass(frozen=True)

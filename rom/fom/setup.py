@@ -19,7 +19,9 @@ import numpy as np
 
 from ..formula import SAFE, Expression
 from ..io.mesh import read_mesh
-from ..materials import MaterialError, Norton, Table, ThermoElastic
+from ..materials import Chaboche, MaterialError, Norton, Table, ThermoElastic
+from ..materials.chaboche import PARAMETERS as CHABOCHE_PARAMETERS
+from ..materials.user import load_law
 from ..parallel import UserError
 from .config import (
     HeatConfig,
@@ -208,7 +210,12 @@ def material_from_config(cfg: MaterialConfig):
                   "T_ref": cfg.T_ref}
     if cfg.law == "elastic":
         return ThermoElastic(**common)
-    return Norton(**common, K=table(cfg.K, "K"), n=table(cfg.n, "n"))
+    if cfg.law == "norton":
+        return Norton(**common, K=table(cfg.K, "K"), n=table(cfg.n, "n"))
+    if cfg.law == "chaboche":
+        return Chaboche(**common, **{k: table(getattr(cfg, k), k) for k in CHABOCHE_PARAMETERS})
+    return load_law(cfg.law, **common, **{k: table(v, f"parameters.{k}")
+                                          for k, v in cfg.parameters.items()})
 
 
 def loads_from_config(cfg: LoadingConfig, density: float, scale: float = 1.0) -> Loads:

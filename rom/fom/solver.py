@@ -7,6 +7,7 @@ data of its rank. :meth:`MechanicalSolver.step` is the restart entry point:
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -42,6 +43,12 @@ DEFAULT_PETSC_OPTIONS = {
     "pc_gamg_threshold": 0.05, "pc_gamg_reuse_interpolation": True,
     "mg_levels_ksp_type": "chebyshev", "mg_levels_pc_type": "jacobi",
 }
+
+
+#: changed defaults for a law whose consistent tangent is not symmetric
+#: (``symmetric_tangent = False``, e.g. Chaboche's with recovering back stresses): GMRES,
+#: preconditioned on the right so that the unpreconditioned residual is the one it minimizes
+NONSYMMETRIC_OPTIONS = {"ksp_type": "gmres", "ksp_pc_side": "right", "ksp_gmres_restart": 200}
 
 
 class ConvergenceError(UserError, RuntimeError):
@@ -188,7 +195,14 @@ class MechanicalSolver:
         self._set_near_nullspace(pc)
         self.ksp.setOperators(self.A)
         # the options are pushed again around each preconditioner set-up (inner solvers)
-        self._options = (prefix, DEFAULT_PETSC_OPTIONS, dict(petsc_options or {}))
+        defaults = DEFAULT_PETSC_OPTIONS
+        if not getattr(material, "symmetric_tangent", True):
+            defaults = {**DEFAULT_PETSC_OPTIONS, **NONSYMMETRIC_OPTIONS}
+            if str((petsc_options or {}).get("ksp_type", "")).lower() == "cg":
+                warnings.warn("ksp_type cg with a law whose tangent is not symmetric "
+                              f"({type(material).__name__}): CG may stall or diverge; "
+                              "leave ksp_type out (GMRES) or use gmres", stacklevel=2)
+        self._options = (prefix, defaults, dict(petsc_options or {}))
         with options_pushed(*self._options):
             self.ksp.setFromOptions()
             self._newton_from_options(prefix)

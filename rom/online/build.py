@@ -151,7 +151,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     names = law.state_names
     if "p" not in names:
         raise UserError(f"online: the material law {material.law!r} has no cumulated "
-                        "viscoplastic strain p (use law: norton)")
+                        "viscoplastic strain p in its state_names (norton and chaboche have one)")
     pcol = names["p"][0].start
     U, S = rows.U, rows.S
     m, _, ns = rows.Z.shape

@@ -136,8 +136,17 @@ def case_hashes(case) -> dict[str, str]:
         for chunk in iter(lambda: f.read(1 << 20), b""):  # loop over 1 MB pieces
             digest.update(chunk)
     material = dataclasses.asdict(case.material) if case.material is not None else None
+    if material is not None:       # keys added after models recorded hashes: out at default
+        default = dataclasses.asdict(type(case.material)())
+        for key in _LATER_MATERIAL_KEYS:
+            if material.get(key) == default[key]:
+                del material[key]
     return {"mesh": digest.hexdigest(), "material": _hash(material),
             "loading": _hash(loading), "times": _hash(times)}
+
+
+#: material keys added after models first recorded their case hashes: hashed only when set
+_LATER_MATERIAL_KEYS = ("sigma_y", "Q", "b", "C1", "D1", "C2", "D2", "parameters")
 
 
 def check_case(meta: dict, case, path: str | os.PathLike) -> None:

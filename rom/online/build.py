@@ -27,7 +27,7 @@ from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..linalg import pod
 from ..linalg.rowblocks import rows_at
-from ..parallel import UserError, as_comm, raise_if_failed, rank0_print
+from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from .checks import case_hashes
 from .config import OnlineConfig
 from .model import FullBases, Partition, ReducedModel, make_operator, material_to_json, qp_layout
@@ -62,6 +62,28 @@ def _pod(X: np.ndarray, rtol: float, what: str, comm: MPI.Comm):
 
 
 # ---------------------------------------------------------------- finite-element pieces
+def state_scales(Z: np.ndarray, names, comm: MPI.Comm) -> np.ndarray | None:
+    """(n_state,) scale of each internal variable for the internal-variable POD: one per
+    unit of ``names`` (the law's ``state_names``), the RMS over the training of the
+    variables of that unit (all ranks' rows of ``Z`` (m, n_local_points, n_state)); 1 where
+    they are all zero. None when the variables share one unit (a scale would not change
+    the basis' span nor the least squares that use it)."""
+    units = sorted({u for _, u in names.values()})
+    if len(units) < 2:
+        return None
+    ns = Z.shape[-1]
+    sq = np.einsum("mpk,mpk->k", Z, Z)                              # (n_state,) this rank
+    cnt = np.array([Z.shape[0] * Z.shape[1]], float)
+    tot = allreduce_sum(np.concatenate([sq, cnt]), comm)
+    sq, cnt = tot[:ns], tot[ns]
+    scale = np.ones(ns)
+    for unit in units:                             # one scale per unit (2-3 units)
+        cols = np.concatenate([np.arange(ns)[sl] for sl, u in names.values() if u == unit])
+        rms = float(np.sqrt(sq[cols].sum() / (cnt * len(cols))))
+        scale[cols] = rms if rms > 0 else 1.0
+    return scale
+
+
 def _local_forces(mesh: FEMesh, loading: LoadingConfig, density: float, es: ElementSet,
                   node_part: np.ndarray, rank: int) -> np.ndarray:
     """This rank's contributions (3 n_nodes,) to the unit-amplitude external forces [N]."""
@@ -163,6 +185,9 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     phi, phi_sv = _pod(U, cfg.displacement_rtol, "displacement", comm)
     P = np.ascontiguousarray(rows.Z[:, :, pcol].T)                  # (n_local_points, m)
     psi_p, psi_p_sv = _pod(P, cfg.dual_rtol, "p", comm)
+    z_scale = state_scales(rows.Z, names, comm)
+    if z_scale is not None:
+        rows.Z /= z_scale                                           # in place: released below
     psi_z, psi_z_sv = _pod(rows.Z.reshape(m, -1).T, cfg.dual_rtol, "internal-variable", comm)
     rows.release_internal()
     sig, sig_sv = _pod(S.reshape(m, -1).T, cfg.stress_rtol, "stress", comm)
@@ -179,7 +204,8 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     del f_glob
     bases = FullBases.from_local(
         {"phi": phi, "phi_sv": phi_sv, "psi_p": psi_p, "psi_p_sv": psi_p_sv, "psi_z": psi_z,
-         "psi_z_sv": psi_z_sv, "sigma": sig, "f_unit": f_unit, "weights_fe": w_fe},
+         "psi_z_sv": psi_z_sv, "sigma": sig, "f_unit": f_unit, "weights_fe": w_fe,
+         "psi_z_scale": z_scale},
         part, ns, comm)
     pts, wts = ecm_fields(mode_strains(es, bases.phi), S, w_fe, tol=cfg.ecm_tol,
                           imposed=imposed, comm=comm, batch=cfg.ecm_batch, reduce=True)

@@ -91,7 +91,7 @@ def _update(model, u_loc, sig_loc, z_loc, full_order_seconds: float):
     # the internal variables only serve the reconstruction (least squares at the reduced
     # points): their span matters, so the new direction is appended instead of rotating
     # the basis (154,560 x 165 at size 1 of the blade, 1.2e6 rows at size 2)
-    z_new, psi_z_sv = extend_span(B.psi_z, B.psi_z_sv, z_loc.ravel())
+    z_new, psi_z_sv = extend_span(B.psi_z, B.psi_z_sv, B.z_to_basis(z_loc).ravel())
     psi_z = B.psi_z if z_new is None else B.psi_z.appended(z_new)
     sigma = B.sigma.appended(sig_loc.ravel())
     # the indicator's points: Q-DEIM of the new p basis on each rank's points (the same
@@ -143,8 +143,8 @@ def previous_state(src, st: StepState) -> tuple[np.ndarray, np.ndarray]:
     ns = int(src.meta["n_state"])
     u = B.phi.dot(st.q)
     rows = (op.points[:, None] * ns + np.arange(ns)).ravel()
-    c = np.linalg.lstsq(B.psi_z.rows(rows), st.z.ravel(), rcond=None)[0]
-    z = B.psi_z.dot(c).reshape(-1, ns)
+    c = np.linalg.lstsq(B.psi_z.rows(rows), B.z_to_basis(st.z).ravel(), rcond=None)[0]
+    z = B.z_from_basis(B.psi_z.dot(c).reshape(-1, ns))
     p0, p1 = B.partition.point_range
     mine = (op.points >= p0) & (op.points < p1)
     z[op.points[mine] - p0] = st.z[mine]          # exact where the reduced model knows it

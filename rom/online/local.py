@@ -168,8 +168,12 @@ class LocalReducedModels:
             ra = (pa[:, None] * ns + np.arange(ns)).ravel()
             rb = (pb[:, None] * ns + np.arange(ns)).ravel()
             # Gappy-POD: z at b's points = psi_z_a[b] c, c = argmin |psi_z_a[a] c - z_a|
+            # (in the basis' units: W = S psi_z_a[b] pinv(psi_z_a[a]) S^-1, S the scales)
             W = A.bases.psi_z.rows(rb) @ np.linalg.pinv(
                 A.bases.psi_z.rows(ra))                     # (q_b ns, q_a ns), O(q r^2)
+            if A.bases.psi_z_scale is not None:
+                s = np.tile(A.bases.psi_z_scale, len(pb)), np.tile(A.bases.psi_z_scale, len(pa))
+                W = s[0][:, None] * W / s[1][None, :]
             _, ib, ia = np.intersect1d(pb, pa, assume_unique=True, return_indices=True)
             self._zmap[(b, a)] = (key, W, ib, ia)
         return self._zmap[(b, a)][1:]

@@ -20,7 +20,10 @@ the full-size ones in global row order whatever the number of ranks that wrote t
     orthonormal internal-variable basis (point-major): the POD modes of the training, then
     one direction appended per enrichment that added one (only its span is used);
     ``psi_z_sv`` the singular values of the POD updated by the enrichments (for the
-    record); ``sigma`` (n_qp 6, s) stress modes times singular values [Pa], then the
+    record); ``psi_z_scale`` (n_state,) the scale of each internal variable in ``psi_z``
+    (the basis holds ``z / psi_z_scale``: one scale per unit, the RMS of the training's
+    variables of that unit, so that back stresses [Pa] and strains share one basis; ones
+    for a law whose variables have one unit, and when absent); ``sigma`` (n_qp 6, s) stress modes times singular values [Pa], then the
     stress snapshots of the enrichments (ECM updates); ``f_unit`` (3 n_nodes,) external
     forces of unit amplitude [N]; ``weights_fe`` (n_qp,) [m^3]
 ``/reduced``  (size independent of N): :attr:`ReducedOperator.ARRAYS`
@@ -154,6 +157,8 @@ class FullBases:
     psi_p_sv: np.ndarray
     psi_z_sv: np.ndarray
     partition: Partition
+    #: (n_state,) the scale of each internal variable in ``psi_z`` (None: ones)
+    psi_z_scale: np.ndarray | None = None
 
     @property
     def comm(self) -> MPI.Comm:
@@ -161,6 +166,15 @@ class FullBases:
 
     def arrays(self) -> dict:
         return {n: getattr(self, n) for n in DISTRIBUTED}
+
+    def z_to_basis(self, z: np.ndarray) -> np.ndarray:
+        """Internal variables (..., n_state) in the units of ``psi_z`` (divided by
+        ``psi_z_scale``)."""
+        return z if self.psi_z_scale is None else z / self.psi_z_scale
+
+    def z_from_basis(self, z: np.ndarray) -> np.ndarray:
+        """Internal variables (..., n_state) from the units of ``psi_z`` back to theirs."""
+        return z if self.psi_z_scale is None else z * self.psi_z_scale
 
     @property
     def nbytes(self) -> int:
@@ -177,8 +191,10 @@ class FullBases:
             a = np.asarray(local[n], float)
             arrs[n] = RowBlocks([a if a.ndim == 2 else a[:, None]],
                                 part.row_offsets(n, n_state), comm, name=n)
+        scale = local.get("psi_z_scale")
         return cls(**arrs, **{n: np.asarray(local[n], float) for n in SINGULAR},
-                   partition=part)
+                   partition=part, psi_z_scale=None if scale is None else
+                   np.asarray(scale, float))
 
     @classmethod
     def read(cls, g, path: Path, part: Partition, n_state: int,
@@ -189,7 +205,9 @@ class FullBases:
         arrs = {n: RowBlocks.lazy(path, f"{prefix}/full/{n}", part.row_offsets(n, n_state),
                                   comm, n_cols=int(np.prod(g["full"][n].shape[1:])))
                 for n in DISTRIBUTED}
-        return cls(**arrs, **{n: g["full"][n][()] for n in SINGULAR}, partition=part)
+        scale = g["full"]["psi_z_scale"][()] if "psi_z_scale" in g["full"] else None
+        return cls(**arrs, **{n: g["full"][n][()] for n in SINGULAR}, partition=part,
+                   psi_z_scale=scale)
 
     def write(self, g, comm: MPI.Comm) -> None:
         """Write into group ``g`` (``None`` except on rank 0): collective; an ``OSError``
@@ -200,6 +218,8 @@ class FullBases:
                 gf = g.create_group("full")
                 for n in SINGULAR:
                     gf.create_dataset(n, data=getattr(self, n))
+                if self.psi_z_scale is not None:
+                    gf.create_dataset("psi_z_scale", data=self.psi_z_scale)
                 for n, a in self.arrays().items():
                     shape = (a.n_rows,) if n in ("f_unit", "weights_fe") else a.shape
                     gf.create_dataset(n, shape=shape, dtype=np.float64)
@@ -219,7 +239,8 @@ def material_to_json(cfg: MaterialConfig) -> str:
 def material_from_json(text: str) -> MaterialConfig:
     d = json.loads(text)
     kw = {f.name: (TableSpec(**d[f.name]) if isinstance(d[f.name], dict) else d[f.name])
-          for f in fields(MaterialConfig) if f.name in d}
+          for f in fields(MaterialConfig) if f.name in d and f.name != "parameters"}
+    kw["parameters"] = {k: TableSpec(**v) for k, v in d.get("parameters", {}).items()}
     return MaterialConfig(**kw)
 
 

@@ -1,0 +1,85 @@
+"""The adaptive reduced model with the Chaboche law (cases/plate_cyclic at CI size: three
+load cycles): the internal-variable basis with its per-unit scales, a training loading
+reproduced, and a query outside the training repaired by enrichment."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("petsc4py")
+
+from test_online_common import ROOT, errors, reference, run_fom
+
+from rom.config import load_case
+from rom.online import build_reduced_model, load
+from rom.online.enrich import previous_state
+from rom.online.solve import StepState
+
+CASE = ROOT / "cases" / "plate_cyclic"
+TIMES = np.linspace(0.0, 60.0, 37)
+OUTSIDE = "900 + 250 * y / 0.01 * minimum(t / 5, 1) + 150 * exp(-((x - 0.005) / 0.008)**2)"
+STRAIN, P, BACK = slice(0, 6), slice(6, 7), slice(7, 19)
+
+
+def _copy(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "cases/plate_creep/mesh.inp", dest / "mesh.inp")
+    text = (CASE / "case.yaml").read_text().replace("../plate_creep/mesh.inp", "mesh.inp")
+    (dest / "case.yaml").write_text(text.replace("../../out/plate_cyclic", "out"))
+    return dest / "case.yaml"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    case_file = _copy(tmp_path_factory.mktemp("plate_cyclic"))
+    run_fom(case_file)
+    case = load_case(case_file)
+    return build_reduced_model(case, None), case
+
+
+def _training_state(case, loading: int, step: int) -> np.ndarray:
+    """The stored internal variables (n_qp, 19) of a training loading at a step (the
+    store's layout, docs/snapshots.md)."""
+    with h5py.File(case.snapshots.store, "r") as f:
+        j = int(np.flatnonzero((f["snapshots/loading"][()] == loading)
+                               & (f["snapshots/step"][()] == step))[0])
+        n_qp = f["fields/p/values"].shape[0]
+        return np.hstack([f[f"fields/{name}/values"][:, j].reshape(n_qp, -1)
+                          for name in ("viscoplastic_strain", "p", "X1", "X2")])
+
+
+def test_internal_variable_basis_scaled_per_unit_and_reconstructs_each_variable(built):
+    path, case = built
+    model = load(path)
+    s = model.bases.psi_z_scale
+    assert np.ptp(s[STRAIN]) == 0 and s[6] == s[0] and np.ptp(s[BACK]) == 0
+    assert 1e8 < s[7] / s[0] < 1e12                   # Pa against strains
+    for step in (10, 22, 34):                          # the three cycles
+        z = _training_state(case, 3, step)
+        st = StepState(0.0, np.zeros(model.n_modes), None, z[model.operator.points])
+        _, zr = previous_state(model, st)
+        for sl in (STRAIN, P, BACK):                   # every variable, whatever its unit
+            assert np.linalg.norm(zr[:, sl] - z[:, sl]) <= 1e-3 * np.linalg.norm(z[:, sl])
+
+
+def test_cyclic_query_repaired_by_enrichment(built):
+    path, _ = built
+    model = load(path)
+    ref = reference(model, OUTSIDE, TIMES)
+    plain = model.solve(OUTSIDE, TIMES)
+    _, ep0 = errors(plain, ref)
+    assert ep0.max() > 0.1 and plain.indicator[1:].max() > 1e-2     # wrong, and says so
+    enriched = model.solve(OUTSIDE, TIMES, enrich=True, tol=1e-4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eu, ep = errors(enriched, ref)
+    assert len(enriched.enrichments) >= 3
+    # from the first enrichment on (before it the steps are elastic, p = 0: the indicator,
+    # a residual of p, cannot see their displacement error; docs/online.md, "Limits")
+    first = enriched.enrichments[0]["step"]
+    assert eu[first - 1:].max() < 1e-2 and ep[first - 1:].max() < 2e-2
+    p_cycle = [ref[i][1].max() for i in (11, 23, 35)]               # p grows every cycle
+    assert p_cycle[0] < p_cycle[1] < p_cycle[2]

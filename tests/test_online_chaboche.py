@@ -83,3 +83,25 @@ def test_cyclic_query_repaired_by_enrichment(built):
     assert eu[first - 1:].max() < 1e-2 and ep[first - 1:].max() < 2e-2
     p_cycle = [ref[i][1].max() for i in (11, 23, 35)]               # p grows every cycle
     assert p_cycle[0] < p_cycle[1] < p_cycle[2]
+
+
+def test_study_reports_the_cycles_at_the_critical_point(built):
+    """rom.study on the periodic case: the histories at the model's critical point (the
+    largest p of the training) of both answers, cycle by cycle, within 2 % of the
+    full-order stress range and p increment; the report's section and loop plot."""
+    from rom.study import run_study
+    path, case = built
+    model = load(path)
+    crit = model.meta["critical_point"]
+    with h5py.File(case.snapshots.store, "r") as f:
+        assert crit == int(np.argmax(f["fields/p/values"][()].max(axis=1)))
+    study = run_study(case.source_file, None, progress=False, limit=1)
+    c = study.queries[0].cycles
+    assert c["point"] == crit and len(c["hf"]) == 3
+    for h, r in zip(c["hf"], c["rom"], strict=True):                 # the 3 cycles
+        assert abs(r["stress_range"] - h["stress_range"]) <= 0.02 * h["stress_range"]
+        assert abs(r["mean_stress"] - h["mean_stress"]) <= 0.02 * h["stress_range"]
+        assert h["dp"] > 0 and abs(r["dp"] - h["dp"]) <= 0.02 * h["dp"]
+    text = study.report.read_text()
+    assert "## Cycles at the critical point" in text
+    assert (study.report.parent / "cycles_inside.png").is_file()

@@ -210,6 +210,11 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     pts, wts = ecm_fields(mode_strains(es, bases.phi), S, w_fe, tol=cfg.ecm_tol,
                           imposed=imposed, comm=comm, batch=cfg.ecm_batch, reduce=True)
     pM = rows_at(P, part.points, pts, comm).T                      # (m, q)
+    # the critical point: the largest p of the training (where rom.study reads the cycles)
+    # (ties: the smallest point number, at any rank count)
+    top = (float(P.max()), -(p0 + int(np.unravel_index(P.argmax(), P.shape)[0]))) \
+        if P.size else (-np.inf, 0)
+    critical = -max(comm.allgather(top))[1]
     amp = loading.amplitude
     meta = {"case_file": str(case_file), "mesh_file": str(mesh_file),
             "state_names": {k: [v[0].start, v[0].stop] for k, v in names.items()},
@@ -222,7 +227,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
             "indicator_tol": cfg.indicator_tol, "indicator": cfg.indicator,
             "newton_rtol": cfg.newton_rtol, "newton_max_iter": cfg.newton_max_iter,
             "dual_floor": 1e-3 * float(np.max(np.linalg.norm(pM, axis=1))),
-            "n_enrichments": 0, "n_training_snapshots": m}
+            "n_enrichments": 0, "n_training_snapshots": m, "critical_point": critical}
     op = reduced_operator(mesh, bases.phi, bases.f_unit, bases.psi_p, pts, wts, imposed, meta,
                           law)
     return ReducedModel(op, bases, meta, material_to_json(material)).use_mesh(mesh)

@@ -93,6 +93,35 @@ class OnlineResult:
         c = np.linalg.lstsq(sigma.rows(rows), sig.ravel(), rcond=None)[0]
         return sigma.dot(c).reshape(-1, 6)
 
+    def at_point(self, point: int) -> dict[str, np.ndarray]:
+        """Histories at the global integration point ``point`` over the times: ``stress``
+        (n_times, 6) [Pa] and ``p`` (n_times,) by Gappy-POD of the stress and p bases from
+        the reduced points (O(q s) per step, no full-size product), ``strain`` (n_times, 6)
+        (engineering shears) from the displacement of the point's element (its nodes' rows
+        of the displacement basis). Step 0 is the virgin state. Collective over the model's
+        communicator."""
+        from ..fom.discretization import ElementSet
+        m = self.model
+        elem, k = _element_of(m.mesh, int(point))
+        es = ElementSet(m.mesh, np.array([elem]))
+        nodes = es.nodes
+        dofs = (3 * nodes[:, None] + np.arange(3)).ravel()
+        u = np.zeros((m.mesh.n_nodes, 3))
+        out = {"stress": np.zeros((self.times.size, 6)), "strain": np.zeros((self.times.size, 6)),
+               "p": np.zeros(self.times.size)}
+        for i in range(1, self.times.size):      # steps
+            B = self._bases[i]
+            u[nodes] = (B.phi.rows(dofs) @ self.coordinates[i]).reshape(-1, 3)
+            out["strain"][i] = es.strains(u)[k]
+            if self._dual[i] is not None:
+                out["p"][i] = (B.psi_p.rows(np.array([point])) @ self._dual[i]).item()
+            if self._stress[i] is not None:
+                pts, sig = self._stress[i]
+                rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+                c = np.linalg.lstsq(B.sigma.rows(rows), sig.ravel(), rcond=None)[0]
+                out["stress"][i] = B.sigma.rows(6 * int(point) + np.arange(6)) @ c
+        return out
+
     def write(self, path: str | Path) -> Path | None:
         """Displacement (nodes) and p (cell means) at every step to XDMF for ParaView
         (collective over the model's communicator: the rows are gathered on rank 0, which
@@ -109,3 +138,16 @@ class OnlineResult:
         return write_time_series(path, m.meshio_mesh(), self.times,
                                  [{"displacement": u} for u in disp],
                                  cell_data_per_step=cells, units={"displacement": "m"})
+
+
+def _element_of(mesh, point: int) -> tuple[int, int]:
+    """(global element number, index of the point in the element) of the global
+    integration point ``point`` (points numbered block by block, element-major)."""
+    off = 0
+    for b in mesh.blocks:                      # element blocks
+        nq = int(b.etype.n_qp)
+        if point < off + len(b.ids) * nq:
+            e, k = divmod(point - off, nq)
+            return int(b.ids[e]), int(k)
+        off += len(b.ids) * nq
+    raise ValueError(f"integration point {point} beyond the mesh's {off}")

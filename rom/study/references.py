@@ -45,6 +45,9 @@ class Reference:
     ranks: int = 1          # ranks it was computed on
     created: str = ""       # UTC time it was computed (reused references)
     reused: bool = False
+    #: histories at one integration point, the same on every rank (the cycles of a periodic
+    #: loading): {"point": global point, "stress": (m, 6) [Pa], "strain": (m, 6)}, steps 1..
+    monitor: dict | None = None
 
 
 def mesh_digest(mesh) -> str:
@@ -102,9 +105,14 @@ class ReferenceStore:
             return None, why
         with h5py.File(path, "r") as f:     # every rank its rows
             rows = {k: list(f[k][:, self._columns(k)]) for k in ("u", "p", "von_mises")}
+            monitor = None
+            if "monitor_stress" in f:
+                monitor = {"point": int(f.attrs["monitor_point"]),
+                           "stress": f["monitor_stress"][...], "strain": f["monitor_strain"][...]}
             ref = Reference(rows["u"], rows["p"], rows["von_mises"],
                             f["seconds"][...], [float(t) for t in f["cuts"][...]],
-                            int(f.attrs["ranks"]), str(f.attrs["created_utc"]), reused=True)
+                            int(f.attrs["ranks"]), str(f.attrs["created_utc"]), reused=True,
+                            monitor=monitor)
         return ref, ""
 
     def save(self, name: str, key: str, ref: Reference) -> Path:
@@ -121,6 +129,11 @@ class ReferenceStore:
                 f["seconds"] = np.asarray(ref.seconds, float)
                 f["seconds"].attrs["units"] = "s"
                 f["cuts"] = np.asarray(ref.cuts, float)
+                if ref.monitor is not None:
+                    f.attrs["monitor_point"] = int(ref.monitor["point"])
+                    f["monitor_stress"] = ref.monitor["stress"]
+                    f["monitor_stress"].attrs["units"] = "Pa"
+                    f["monitor_strain"] = ref.monitor["strain"]
             opts = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
             for k, (steps, unit) in fields.items():  # loop over fields (collective)
                 local = np.column_stack([np.ravel(x) for x in steps])     # (rows, steps)

@@ -174,6 +174,7 @@ def write_report(study, directory: str | Path) -> Path:
               + " | ".join(f"{e[k]:.2f}" if k in e else "-" for k in (
                   "full_order_step_seconds", "bases_seconds", "ecm_seconds"))
               + f" | {e['n_modes']} | {e['n_points']} |" for n, e in ev]
+    L += _cycles_section(qs, d)
     if plots:
         L += ["", "## Plots", ""] + [f"![{t}]({p.name})" for t, p in plots]
     files = [f for q in qs for f in q.files]
@@ -253,6 +254,64 @@ def _plots(study, det, d: Path) -> list[tuple[str, Path]]:
            title=f"Spearman {det['spearman']:.2f}")
     out.append(("indicator against true error", _save(fig, d / "indicator_vs_error.png")))
     return out
+
+
+def _cycles_section(qs, d: Path) -> list[str]:
+    """The cycles at the critical point (a periodic loading): per query and cycle the
+    stress range, mean stress and p increment of both answers, the time per cycle, and
+    the hysteresis loops of the first and last cycles (a plot per query)."""
+    qs = [q for q in qs if q.cycles is not None and q.cycles["hf"]]
+    if not qs:
+        return []
+    c0 = qs[0].cycles
+    L = ["", "## Cycles at the critical point", "",
+         f"Integration point {c0['point']} at ({', '.join(f'{x:.4g}' for x in c0['coords'])}) "
+         "m, the largest p of the training (`meta['critical_point']`); stresses along the "
+         "full-order answer's principal direction at that point "
+         f"({', '.join(f'{x:.3f}' for x in c0['direction'])} for `{qs[0].name}`); ranges and "
+         "means in MPa, relative differences against the full-order answer; time per cycle "
+         "as the user waits (the reduced one with its enrichments). docs/study.md, "
+         "\"Cycles\"."]
+    for q in qs:
+        c = q.cycles
+        kind = "enriched" if c["enriched"] else "reduced"
+        L += ["", f"### `{q.name}` ({kind} model)", "",
+              "| cycle | range HF | range ROM | diff | mean HF | mean ROM | diff / range | "
+              "dp HF | dp ROM | diff | HF s | ROM s | speed-up |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for h, r, th, tr in zip(c["hf"], c["rom"], c["hf_seconds"], c["rom_seconds"]):
+            dr = (r["stress_range"] - h["stress_range"]) / h["stress_range"]
+            dm = (r["mean_stress"] - h["mean_stress"]) / h["stress_range"]
+            dp = (r["dp"] - h["dp"]) / h["dp"] if h["dp"] > 0 else float("nan")
+            L.append(f"| {h['cycle']} | {h['stress_range'] / 1e6:.1f} | "
+                     f"{r['stress_range'] / 1e6:.1f} | {dr:+.2%} | {h['mean_stress'] / 1e6:.1f} | "
+                     f"{r['mean_stress'] / 1e6:.1f} | {dm:+.2%} | {_fmt(h['dp'])} | "
+                     f"{_fmt(r['dp'])} | {dp:+.2%} | {th:.2f} | {tr:.2f} | {_x(th / tr)} |")
+        path = _loops_plot(q, d)
+        if path is not None:
+            L += ["", f"![hysteresis loops, {q.name}]({path.name})"]
+    return L
+
+
+def _loops_plot(q, d: Path) -> Path | None:
+    from ..plots import have_matplotlib
+    if not have_matplotlib():
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    c = q.cycles
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for k, ls in ((0, "-"), (-1, "--")):             # first and last cycles
+        h, r = c["hf"][k], c["rom"][k]
+        ax.plot(h["strain_nn"] * 1e2, h["stress_nn"] / 1e6, c="k", ls=ls, lw=1,
+                label=f"full order, cycle {h['cycle']}")
+        ax.plot(r["strain_nn"] * 1e2, r["stress_nn"] / 1e6, c="tab:red", ls=ls, lw=1,
+                marker="o", ms=2, label=f"reduced, cycle {r['cycle']}")
+    ax.set(xlabel="strain along n [%]", ylabel="stress along n [MPa]",
+           title=f"{q.name}: critical point {c['point']}")
+    ax.legend(fontsize=7)
+    return _save(fig, d / f"cycles_{q.name}.png")
 
 
 def _save(fig, path: Path) -> Path:

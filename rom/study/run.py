@@ -48,6 +48,8 @@ class QueryResult:
     hf_cuts: list = field(default_factory=list)   # end times of halved full-order steps [s]
     hf_ranks: int = 1                  # ranks the full-order solve ran on
     hf_reused: str = ""                # UTC time of a stored full-order solve reused, or ''
+    #: periodic loading: the cycles at the model's critical point (:func:`_cycles`)
+    cycles: dict | None = None
 
     @property
     def max_err(self) -> tuple[float, float]:
@@ -143,12 +145,16 @@ class _HF:
             self.setup_seconds += time.perf_counter() - t0
         return self.solvers[scale]
 
-    def run(self, T: np.ndarray, times: np.ndarray, scale: float, partition) -> Reference:
+    def run(self, T: np.ndarray, times: np.ndarray, scale: float, partition,
+            monitor: int | None = None) -> Reference:
         """The full-order answer, this rank's rows of ``partition`` (the reduced model's:
-        the solver's points sent to their owners, one ``Alltoallv`` per field and step)."""
+        the solver's points sent to their owners, one ``Alltoallv`` per field and step);
+        with ``monitor`` (a global integration point) its stress and strain histories."""
         from ..linalg.rowblocks import send_to_owners
         s = self.solver(scale)
         us, ps, vms, secs = [], [], [], []
+        mon = np.zeros((times.size - 1, 12))
+        hit = np.flatnonzero(s.elements.qp == monitor) if monitor is not None else []
         n_cuts = len(s.cuts)
         state = s.initial_state(float(times[0]))
         pcol = self.law.state_names["p"][0].start
@@ -162,9 +168,16 @@ class _HF:
             us.append(np.ravel(state.u)[3 * n0:3 * n1].copy())
             ps.append(send_to_owners(state.internal[:, pcol], qp, off, self.comm))
             vms.append(send_to_owners(von_mises(state.stress), qp, off, self.comm))
+            if len(hit):                                   # the rank that holds the point
+                mon[i - 1] = np.concatenate([state.stress[hit[0]], state.strain[hit[0]]])
         secs = np.array(secs)
         self.comm.Allreduce(MPI.IN_PLACE, secs, op=MPI.MAX)     # the slowest rank
-        return Reference(us, ps, vms, secs, list(s.cuts[n_cuts:]), self.comm.size)
+        monitored = None
+        if monitor is not None:
+            self.comm.Allreduce(MPI.IN_PLACE, mon, op=MPI.SUM)
+            monitored = {"point": int(monitor), "stress": mon[:, :6], "strain": mon[:, 6:]}
+        return Reference(us, ps, vms, secs, list(s.cuts[n_cuts:]), self.comm.size,
+                         monitor=monitored)
 
     def destroy(self):
         """Free the solvers (those shared with the model too: the study is done with both)."""
@@ -249,6 +262,9 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     base.prepare()                      # the copies of every query share its factorizations
     out.rom_setup_seconds = time.perf_counter() - t0
     hf = _HF(fc, mesh, law, comm, base)
+    # a periodic loading: the cycles at the critical point (largest p of the training)
+    period = getattr(fc.loading, "period", None) if fc.loading is not None else None
+    monitor = base.meta.get("critical_point") if period else None
     mesh_sha = mesh_digest(mesh) if cfg.keep_references else ""
     written: dict[str, int] = {}
     bar = Progress(comm, len(queries), "study queries", enabled=progress)
@@ -262,8 +278,13 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                     ref, why = store.load(q.name, key)
                     if why:
                         rank0_print(comm, f"rom.study: {why}")
+            if ref is not None and monitor is not None and \
+                    (ref.monitor is None or ref.monitor["point"] != monitor):
+                rank0_print(comm, f"rom.study: {store.path(q.name)}: no histories at the "
+                                  f"critical point {monitor}; recomputed")
+                ref = None
             if ref is None:
-                ref = hf.run(T, times, q.scale, base.bases.partition)
+                ref = hf.run(T, times, q.scale, base.bases.partition, monitor=monitor)
                 if cfg.keep_references:
                     store.save(q.name, key, ref)
             # this rank's rows of the model's partition (the errors are reduced over ranks)
@@ -292,6 +313,10 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 r.err_u_enriched, r.err_p_enriched = history_errors(enr, us, ps)
                 r.indicator_enriched = enr.indicator[1:].copy()
                 r.enrichments = [{k: v for k, v in e.items()} for e in enr.enrichments]
+            answer = enr if enr is not None else res
+            if monitor is not None and answer is not None:
+                r.cycles = _cycles(answer, ref, times, period, monitor, mesh,
+                                   base.bases.partition, comm, enriched=enr is not None)
             if written.get(q.family, 0) < cfg.fields and res is not None:
                 written[q.family] = written.get(q.family, 0) + 1
                 path = _write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf", model, res,
@@ -311,6 +336,36 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.report = comm.bcast(out.report)
     rank0_print(comm, f"rom.study: report {out.report}" if out.report else "rom.study: done")
     return out
+
+
+def _cycles(result, ref: Reference, times: np.ndarray, period: float, point: int, mesh,
+            partition, comm, *, enriched: bool) -> dict:
+    """The cycles at the integration point ``point`` of the full-order answer ``ref`` and
+    of the reduced ``result`` (:func:`rom.study.cycles.cycle_table`, both along the
+    full-order answer's principal direction), and the wall time of each cycle on both
+    sides (the reduced one with its enrichments)."""
+    from ..fom.discretization import ElementSet
+    from ..linalg.rowblocks import rows_at
+    from ..online.result import _element_of
+    from .cycles import cycle_steps, cycle_table, principal_direction
+    zero = np.zeros((1, 6))
+    hf_sig = np.vstack([zero, ref.monitor["stress"]])
+    hf_eps = np.vstack([zero, ref.monitor["strain"]])
+    hf_p = np.concatenate([[0.0], rows_at(np.column_stack(ref.p), partition.points,
+                                          np.array([point]), comm)[0]])
+    rom = result.at_point(point)
+    n = principal_direction(hf_sig)
+    step_s = result.step_seconds.copy()
+    for e in result.enrichments:                 # the enrichments' time in their step
+        step_s[e["step"]] += e["seconds"]
+    spans = cycle_steps(times, period)
+    elem, k = _element_of(mesh, point)
+    return {"point": int(point), "coords": ElementSet(mesh, np.array([elem])).coordinates()[k],
+            "direction": n, "enriched": enriched,
+            "hf": cycle_table(times, period, hf_sig, hf_eps, hf_p, n),
+            "rom": cycle_table(times, period, rom["stress"], rom["strain"], rom["p"], n),
+            "hf_seconds": [float(ref.seconds[i0:i1].sum()) for i0, i1 in spans],
+            "rom_seconds": [float(step_s[i0 + 1:i1 + 1].sum()) for i0, i1 in spans]}
 
 
 def _write_comparison(path: Path, model, res, T, us, ps, vms, enr=None) -> Path | None:

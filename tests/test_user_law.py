@@ -94,3 +94,15 @@ def test_protocol_check_names_what_is_wrong():
     with pytest.raises(MaterialError, match=r"state of shape \(2, 3\) \(expected \(2, 2\)"):
         check_law(Bad(), "Bad")
     check_law(Norton(E=2e11, nu=0.3, K=Table([0.0], [1e9]), n=3.0))
+
+
+def test_model_file_keeps_a_users_law_and_its_parameters():
+    """The material JSON of a reduced model (rom.online.model) round-trips the law's name
+    and its tables, so that a saved model rebuilds the user's law when loaded."""
+    from rom.online.model import material_from_json, material_to_json
+    cfg = _material("maxwell_law:Maxwell", parameters={"eta": ETA})
+    back = material_from_json(material_to_json(cfg))
+    assert back == cfg and back.parameters["eta"].values == ETA["values"]
+    chaboche = _material("chaboche", K={"values": [1e8]}, n={"values": [5]},
+                         C1={"temperatures": [300, 900], "values": [1e11, 5e10]})
+    assert material_from_json(material_to_json(chaboche)) == chaboche

@@ -225,6 +225,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
             "period": getattr(loading, "period", None),
             "ecm_tol": cfg.ecm_tol, "ecm_batch": cfg.ecm_batch,
             "indicator_tol": cfg.indicator_tol, "indicator": cfg.indicator,
+            "stress_indicator_tol": cfg.stress_indicator_tol,
             "newton_rtol": cfg.newton_rtol, "newton_max_iter": cfg.newton_max_iter,
             "dual_floor": 1e-3 * float(np.max(np.linalg.norm(pM, axis=1))),
             "n_enrichments": 0, "n_training_snapshots": m, "critical_point": critical}

@@ -36,6 +36,11 @@ class OnlineConfig:
         "p", doc="error indicator: p (Gappy-POD residual of p at the reduced points, each "
                  "step) or accumulated (sum over the steps of the residual of the p "
                  "increments, restarted by an enrichment; docs/online.md)")
+    stress_indicator_tol: float | None = _f(
+        None, doc="if given, also enrich when the stresses at the reduced points leave the "
+                  "span of the stress basis by more than this (relative Gappy-POD residual): "
+                  "sees the steps a residual of p cannot (elastic steps of a law with a yield "
+                  "threshold, p = 0; docs/online.md)", range=(0.0, None, True, False))
     check_training: bool = _f(True, doc="after the build, solve the reduced model on every "
                                         "training loading of fom.loadings and store its "
                                         "errors and indicator in the model (needs fom:)")

@@ -46,6 +46,9 @@ class OnlineResult:
         self.model, self.times = model, np.asarray(times, float)
         self.coordinates: list[np.ndarray] = []
         self.indicator = np.zeros(self.times.size)
+        #: the stress residual at the reduced points per step (``online.stress_indicator_tol``;
+        #: zeros when the model does not use it)
+        self.stress_indicator = np.zeros(self.times.size)
         self.newton_iterations = np.zeros(self.times.size, np.int64)
         self.step_seconds = np.zeros(self.times.size)
         self.enrichments: list[dict] = []

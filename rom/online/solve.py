@@ -299,6 +299,25 @@ def indicator(op: ReducedOperator, z: np.ndarray) -> tuple[float, np.ndarray]:
     return gappy_indicator(op.gappy, z[:, op.p_column], op.dual_floor)
 
 
+class StressResidual:
+    """``||s_M - Q Q^T s_M|| / ||s_M||`` of the stresses ``s_M`` (q, 6) at the reduced
+    points, ``Q`` an orthonormal basis of the stress basis' rows there (``sigma``, q 6 x
+    s, read once per model state: collective over the model's communicator): whether the
+    stresses lie in the span of the training's (and the enrichments') stresses. Unlike
+    the residual of p it sees elastic steps (a law with a yield threshold: p = 0)."""
+
+    def __init__(self, model):
+        pts = model.operator.points
+        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+        self.key = (model.meta["n_enrichments"], pts.size)
+        self.Q = np.linalg.qr(model.bases.sigma.rows(rows))[0]
+
+    def __call__(self, stress: np.ndarray) -> float:
+        s = np.ravel(stress)
+        norm = float(np.linalg.norm(s))
+        return 0.0 if norm == 0.0 else float(np.linalg.norm(s - self.Q @ (self.Q.T @ s))) / norm
+
+
 def gappy_indicator(gappy: GappyPOD, pM: np.ndarray, floor: float) -> tuple[float, np.ndarray]:
     """``|Psi_M c - p_M| / max(|p_M|, floor)`` with c the Gappy-POD fit of ``p_M`` (the
     floor keeps the indicator of a virgin state, p ~ 0, from dividing by zero)."""
@@ -394,6 +413,8 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
     res.record(st, 0, 0.0, None, 0, 0.0)
     acc = AccumulatedIndicator.of(model.meta)
     T_prev = [temperature_at_points(op, temperature, float(times[0]), 0)]
+    tol_s = model.meta.get("stress_indicator_tol")
+    stress_res = [StressResidual(model) if tol_s is not None else None]
 
     def step(i: int, st: StepState):
         op = model.operator
@@ -405,19 +426,25 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
             eta, c = indicator(op, new.z)
             if acc is not None:
                 eta = acc.step(op.gappy, new.z[:, op.p_column])
+            eta_s = 0.0 if stress_res[0] is None else stress_res[0](new.extra["stress"])
             failed = False
         except ReducedDivergence:
             if not enrich:
                 raise
-            new, its, eta, c, failed = None, -1, np.inf, None, True
+            new, its, eta, c, failed, eta_s = None, -1, np.inf, None, True, np.inf
         dt_red = time.perf_counter() - t0
-        need = enrich and (failed or eta > tol)
+        res.stress_indicator[i] = eta_s
+        need = enrich and (failed or eta > tol or (tol_s is not None and eta_s > tol_s))
         if enrich and hf_comm.size > 1:
             need = hf_comm.bcast(need, root=0)     # one decision for the collective HF step
         if need:
+            why = None if failed or eta > tol else f"stress residual {eta_s:.3g} > {tol_s:.3g}"
             new, eta, c = _enrich(model, res, st, new, temperature, times, i, scale, hf_comm,
-                                  eta, failed, tol, acc, max_enrichments, verbose)
+                                  eta, failed, tol, acc, max_enrichments, verbose, why)
             its = -1 if failed else its
+            if stress_res[0] is not None:      # the new stress basis and points
+                stress_res[0] = StressResidual(model)
+                res.stress_indicator[i] = stress_res[0](new.extra["stress"])
             # after an enrichment the reduced points changed: the temperature there
             T = temperature_at_points(model.operator, temperature, t, i)
         T_prev[0] = T
@@ -429,7 +456,7 @@ def solve(model, temperature, times, *, scale: float = 1.0, enrich: bool = False
 
 
 def _enrich(model, res, st, new, temperature, times, i, scale, hf_comm, eta, failed, tol,
-            acc, max_enrichments, verbose):
+            acc, max_enrichments, verbose, why=None):
     """One enrichment of :func:`solve` at step i: (state, indicator, coefficients)."""
     if len(res.enrichments) >= max_enrichments:
         raise ReducedDivergence(f"more than {max_enrichments} enrichments in one "
@@ -450,8 +477,8 @@ def _enrich(model, res, st, new, temperature, times, i, scale, hf_comm, eta, fai
     ev = enrichment_event(model, i, eta_before, time.perf_counter() - t1)
     res.enrichments.append(ev)
     if verbose:
-        why = ("reduced Newton failed" if failed
-               else f"indicator {eta_before:.3g} > {tol:.3g}")
+        why = why or ("reduced Newton failed" if failed
+                      else f"indicator {eta_before:.3g} > {tol:.3g}")
         rank0_print(hf_comm, f"rom.online: step {i}/{times.size - 1}, {why}: enrichment "
                     f"{len(res.enrichments)} in {ev['seconds']:.1f} s (full-order step "
                     f"{ev['full_order_step_seconds']:.1f} s, bases "

@@ -114,3 +114,14 @@ def test_stress_residual_stays_low_inside_the_training_family(built):
     model = load(path)
     res = model.solve(INSIDE, TIMES)
     assert 0 < res.stress_indicator[1:].max() < 0.5 * model.meta["stress_indicator_tol"]
+
+
+def test_study_flags_by_either_indicator(built):
+    """The study's detection counts a query flagged by the stress residual too."""
+    from rom.study import run_study
+    _, case = built
+    study = run_study(case.source_file, None, progress=False, enrich=False)
+    assert study.stress_tol == 0.1
+    outside = next(q for q in study.queries if q.name == "outside")
+    assert outside.stress_indicator[0] > 0.5
+    assert "and 0.1 on the stress residual" in study.report.read_text()

@@ -14,7 +14,8 @@ def detection(study) -> dict:
     """Indicator against true error over the queries (unenriched reduced model).
 
     ``exceeds``: queries whose error exceeds the target (displacement or p);
-    ``flagged``: queries whose indicator exceeds the tolerance at some step;
+    ``flagged``: queries whose indicator exceeds the tolerance at some step (or whose
+    stress residual exceeds ``online.stress_indicator_tol``, when the model uses one);
     ``missed``: exceeding but not flagged; ``spearman``: rank correlation of the largest
     indicator with the largest error (relative to its target) over the queries;
     ``separating``: (largest indicator of a query within its targets, smallest of a query
@@ -27,6 +28,11 @@ def detection(study) -> dict:
     names = [q.name for q in study.queries]
     exceeds = err > 1.0
     flagged = eta > study.tol
+    stress_tol = getattr(study, "stress_tol", None)
+    if stress_tol is not None:
+        flagged |= np.array([getattr(q, "stress_indicator", None) is not None and
+                             float(np.max(q.stress_indicator)) > stress_tol
+                             for q in study.queries], bool)
     rho = float("nan")
     if len(err) > 2 and np.all(np.isfinite(err)) and np.ptp(err) > 0 and np.ptp(eta) > 0:
         from scipy.stats import spearmanr
@@ -65,8 +71,11 @@ def write_report(study, directory: str | Path) -> Path:
           f"- reduced model `{study.model_path.name}`: {study.n_modes} displacement modes, "
           f"{study.n_points} reduced integration points "
           f"({int(np.sum(study.point_imposed))} imposed by the indicator)",
-          f"- indicator tolerance {study.tol:.3g} ({study.tol_source or 'given'}); error "
-          f"targets {tu:g} (displacement), {tp:g} (p)",
+          f"- indicator tolerance {study.tol:.3g} ({study.tol_source or 'given'})"
+          + ("" if study.stress_tol is None else
+             f", and {study.stress_tol:.3g} on the stress residual "
+             "(online.stress_indicator_tol; a query is flagged by either)")
+          + f"; error targets {tu:g} (displacement), {tp:g} (p)",
           f"- full-order solver on {study.ranks} MPI rank(s) ("
           + ("not set up: every full-order answer stored" if len(reused) == len(qs)
              else f"setup {study.hf_setup_seconds:.2f} s, not counted; the preconditioner's "

@@ -50,6 +50,8 @@ class QueryResult:
     hf_reused: str = ""                # UTC time of a stored full-order solve reused, or ''
     #: periodic loading: the cycles at the model's critical point (:func:`_cycles`)
     cycles: dict | None = None
+    #: the stress residual per step (unenriched), when the model uses one
+    stress_indicator: np.ndarray | None = None
 
     @property
     def max_err(self) -> tuple[float, float]:
@@ -89,6 +91,7 @@ class StudyResult:
     rom_setup_seconds: float = 0.0                         # ReducedModel.prepare, once
     n_planned: int = 0                                     # queries asked for
     tol_source: str = ""                                   # where the tolerance comes from
+    stress_tol: float | None = None                        # online.stress_indicator_tol
     training: dict | None = None                           # the model's training check
     crossval: dict | None = None                           # its cross-validation
 
@@ -257,6 +260,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     out.mesh_points = mesh.points
     out.n_planned = len(queries)
     out.tol_source, out.training = tol_source, base.meta.get("training_check")
+    out.stress_tol = base.meta.get("stress_indicator_tol")
     out.crossval = base.meta.get("crossval")
     t0 = time.perf_counter()
     base.prepare()                      # the copies of every query share its factorizations
@@ -295,6 +299,8 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 eu, ep = history_errors(res, us, ps)
                 r = QueryResult(q.name, q.family, eu, ep, res.indicator[1:].copy(), hf_s,
                                 res.step_seconds[1:].copy())
+                if out.stress_tol is not None:
+                    r.stress_indicator = res.stress_indicator[1:].copy()
             except ReducedDivergence:
                 n = times.size - 1
                 r = QueryResult(q.name, q.family, np.full(n, np.inf), np.full(n, np.inf),

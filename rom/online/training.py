@@ -159,6 +159,23 @@ def _checked(store, name: str, cols: np.ndarray, rows: tuple[int, int]) -> np.nd
     return values
 
 
+def tolerance_below_training(tol: float, chk: TrainingCheck) -> str:
+    """A warning (empty if none) when the hand-set ``indicator_tol`` sits below the
+    indicator of the model's own training loadings that it reproduces within the targets:
+    every in-family query like them is flagged (false alarms, enrichments for nothing)."""
+    ok = (chk.score() <= 1.0) & np.isfinite(chk.indicator)
+    below = ok & (chk.indicator > tol)
+    if not below.any():
+        return ""
+    names = np.asarray(chk.names)[below]
+    return (f"online.indicator_tol {tol:.3g} sits below the indicator of {int(below.sum())} of "
+            f"the model's {int(ok.sum())} training loading(s) within the error targets "
+            f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''}: up to "
+            f"{float(np.max(chk.indicator[below])):.3g}): queries like them will be flagged "
+            "and enriched although within the targets; calibrate it instead "
+            "(online.indicator_crossval or indicator_factor, docs/online.md)")
+
+
 def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) -> TrainingCheck:
     """The training check and cross-validation of the model file ``path``, stored in its
     meta; with ``online.indicator_factor`` or ``online.indicator_crossval`` also the
@@ -223,6 +240,10 @@ def check_and_calibrate(case, path: str | Path, comm: MPI.Comm | None = None) ->
         model.meta["indicator_tol"], model.meta["indicator_tol_source"] = tol, source
         rank0_print(comm, f"rom.online: indicator_tol = {tol:.3g} ({source}"
                           f"{'; the smaller of the two' if len(tols) > 1 else ''})")
+    else:
+        low = tolerance_below_training(model.meta["indicator_tol"], chk)
+        if low:
+            rank0_print(comm, f"rom.online: WARNING: {low}")
     if cv is not None:
         tol = model.meta["indicator_tol"]
         hi, flag = cvc.score() > 1.0, cvc.indicator > tol

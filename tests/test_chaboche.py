@@ -138,6 +138,9 @@ def test_uniaxial_strain_cycles_match_ode(T):
     _, sig, st = drive_point(law, times, strain={0: strain}, temperature=T)
     ref_sig, _, ref_p = _uniaxial_reference(law, times, T, strain=strain)
     amplitude = 0.5 * (ref_sig.max() - ref_sig.min())
+    print(f"\n{T:g} K: amplitude {amplitude / 1e6:.0f} MPa, stress error "
+          f"{np.abs(sig[1:, 0] - ref_sig[1:]).max() / amplitude:.2%} of it, p error "
+          f"{abs(st[-1, 6] - ref_p[-1]) / ref_p[-1]:.2%}")
     assert amplitude > 1.3 * float(law.sigma_y(T))             # a real hardening loop
     assert np.max(np.abs(sig[1:, 0] - ref_sig[1:])) < 5e-3 * amplitude
     assert abs(st[-1, 6] - ref_p[-1]) < 2e-2 * ref_p[-1]
@@ -156,6 +159,8 @@ def test_stress_controlled_ratcheting_matches_ode():
     _, ref_eps, ref_p = _uniaxial_reference(law, times, T, stress=stress)
     span = ref_eps[1:].max() - ref_eps[1:].min()       # (eps[0]: the virgin state, no eps_th)
     ends = np.arange(1, cycles + 1) * per
+    print(f"\nratcheting: strain error {np.abs(eps[1:, 0] - ref_eps[1:]).max() / span:.3%} "
+          "of the strain range")
     assert np.all(np.diff(ref_eps[ends]) > 5e-3 * span)              # ratcheting
     assert np.max(np.abs(eps[1:, 0] - ref_eps[1:])) < 5e-3 * span
     assert abs(st[-1, 6] - ref_p[-1]) < 1e-2 * ref_p[-1]

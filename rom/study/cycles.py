@@ -4,8 +4,8 @@ hysteresis loop (docs/study.md, "Cycles").
 
 The direction ``n`` is the principal direction of the largest principal stress (in
 absolute value) over the whole history at the point; the cycle's stress is
-``sigma_nn(t) = n . sigma(t) n`` and its strain ``eps_nn(t) = n . eps(t) n`` (total strain:
-the loop is closed by the elastic, thermal and viscoplastic parts together). Range
+``sigma_nn(t) = n . sigma(t) n`` and its strain ``eps_nn(t) = n . eps(t) n`` of the strain
+given (the study gives the mechanical strain: total minus thermal). Range
 ``max - min`` and mean ``(max + min) / 2`` over the steps of the cycle, its two ends
 included.
 """

@@ -317,7 +317,7 @@ def _loops_plot(q, d: Path) -> Path | None:
                 label=f"full order, cycle {h['cycle']}")
         ax.plot(r["strain_nn"] * 1e2, r["stress_nn"] / 1e6, c="tab:red", ls=ls, lw=1,
                 marker="o", ms=2, label=f"reduced, cycle {r['cycle']}")
-    ax.set(xlabel="strain along n [%]", ylabel="stress along n [MPa]",
+    ax.set(xlabel="mechanical strain along n [%]", ylabel="stress along n [MPa]",
            title=f"{q.name}: critical point {c['point']}")
     ax.legend(fontsize=7)
     return _save(fig, d / f"cycles_{q.name}.png")

@@ -322,7 +322,8 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
             answer = enr if enr is not None else res
             if monitor is not None and answer is not None:
                 r.cycles = _cycles(answer, ref, times, period, monitor, mesh,
-                                   base.bases.partition, comm, enriched=enr is not None)
+                                   base.bases.partition, comm, enriched=enr is not None,
+                                   law=law, T=T)
             if written.get(q.family, 0) < cfg.fields and res is not None:
                 written[q.family] = written.get(q.family, 0) + 1
                 path = _write_comparison(fields_dir / f"{case.name}.{q.name}.xdmf", model, res,
@@ -345,11 +346,13 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
 
 
 def _cycles(result, ref: Reference, times: np.ndarray, period: float, point: int, mesh,
-            partition, comm, *, enriched: bool) -> dict:
+            partition, comm, *, enriched: bool, law, T: np.ndarray) -> dict:
     """The cycles at the integration point ``point`` of the full-order answer ``ref`` and
     of the reduced ``result`` (:func:`rom.study.cycles.cycle_table`, both along the
-    full-order answer's principal direction), and the wall time of each cycle on both
-    sides (the reduced one with its enrichments)."""
+    full-order answer's principal direction; the loops in mechanical strain, the law's
+    thermal strain at the point removed: ``T`` the nodal temperatures (n_times,
+    n_nodes)), and the wall time of each cycle on both sides (the reduced one with its
+    enrichments)."""
     from ..fom.discretization import ElementSet
     from ..linalg.rowblocks import rows_at
     from ..online.result import _element_of
@@ -366,10 +369,15 @@ def _cycles(result, ref: Reference, times: np.ndarray, period: float, point: int
         step_s[e["step"]] += e["seconds"]
     spans = cycle_steps(times, period)
     elem, k = _element_of(mesh, point)
-    return {"point": int(point), "coords": ElementSet(mesh, np.array([elem])).coordinates()[k],
+    es = ElementSet(mesh, np.array([elem]))
+    T_pt = es.at_points(np.asarray(T, float).T)[k]                   # (n_times,) [K]
+    eps_th = law.thermal_strain(T_pt)
+    eps_th[0] = 0.0                                                  # the virgin state
+    return {"point": int(point), "coords": es.coordinates()[k],
             "direction": n, "enriched": enriched,
-            "hf": cycle_table(times, period, hf_sig, hf_eps, hf_p, n),
-            "rom": cycle_table(times, period, rom["stress"], rom["strain"], rom["p"], n),
+            "hf": cycle_table(times, period, hf_sig, hf_eps - eps_th, hf_p, n),
+            "rom": cycle_table(times, period, rom["stress"], rom["strain"] - eps_th,
+                               rom["p"], n),
             "hf_seconds": [float(ref.seconds[i0:i1].sum()) for i0, i1 in spans],
             "rom_seconds": [float(step_s[i0 + 1:i1 + 1].sum()) for i0, i1 in spans]}
 

@@ -215,3 +215,31 @@ def test_bad_parameters_and_make_material():
         Chaboche(**{**PARAMS, "sigma_y": 10e6, "Q": -20e6})
     law = make_material("chaboche", **PARAMS)
     assert isinstance(law, Chaboche) and law.n_state == 19
+
+
+@pytest.mark.parametrize("dt", [1e-3, 1.0, 1e3])
+def test_back_stresses_beyond_saturation(rng, dt):
+    """Back stresses 10-30 times their saturation Ci/Di (a drop of C with temperature
+    leaves them there): the local Newton still converges, the tangent stays consistent
+    (the bisection bracket assumes saturation; Newton does not need it)."""
+    law = Chaboche(200e9, 0.3, K=300e6, n=5.0, sigma_y=50e6, C1=50e9, D1=2000.0,
+                   C2=5e9, D2=500.0)                         # saturations 25 and 10 MPa
+    n = 100
+    z = law.initial_state(n)
+    for sl in (slice(7, 13), slice(13, 19)):
+        X = rng.normal(size=(n, 6)) * 300e6
+        X[:, :3] -= X[:, :3].mean(1, keepdims=True)
+        z[:, sl] = X
+    e0 = rng.normal(size=(n, 6)) * 1e-3
+    e1 = e0 + rng.normal(size=(n, 6)) * 3e-3
+    T = np.full(n, 900.0)
+    s, z1, D = law.integrate(e0, e1, z, T, dt)
+    assert np.all(np.isfinite(s)) and np.all(z1[:, 6] > 0)
+    h = 1e-8
+    Dn = np.empty_like(D)
+    for k in range(6):                                     # the 6 strain components
+        ep, em = e1.copy(), e1.copy()
+        ep[:, k] += h
+        em[:, k] -= h
+        Dn[:, :, k] = (law.integrate(e0, ep, z, T, dt)[0] - law.integrate(e0, em, z, T, dt)[0]) / (2 * h)
+    assert np.max(np.abs(D - Dn) / np.abs(D).max(axis=(1, 2))[:, None, None]) < 1e-6

@@ -125,3 +125,44 @@ def test_study_flags_by_either_indicator(built):
     outside = next(q for q in study.queries if q.name == "outside")
     assert outside.stress_indicator[0] > 0.5
     assert "and 0.1 on the stress residual" in study.report.read_text()
+
+
+def test_trained_on_three_cycles_queried_over_ten(built):
+    """The model of the first 3 cycles, queried over 10 with enrichment: per cycle the
+    stress range, mean stress and p increment at the critical point within 2 % of the
+    full-order answer, and fewer enrichments per cycle once past the training's cycles."""
+    from mpi4py import MPI
+
+    from rom.fom.run import load_fom_case
+    from rom.fom.setup import loads_from_config
+    from rom.fom.solver import MechanicalSolver, NewtonOptions
+    from rom.online.solve import temperature_at_nodes
+    from rom.study.cycles import cycle_table, principal_direction
+    path, _ = built
+    model = load(path)
+    times = np.linspace(0.0, 200.0, 121)                   # 10 cycles of 20 s
+    g = model.meta["critical_point"]
+    res = model.solve(INSIDE, times, enrich=True)
+    fc = load_fom_case(model.meta["case_file"])
+    solver = MechanicalSolver(model.mesh, model.law, loads_from_config(fc.loading, 0.0),
+                              comm=MPI.COMM_SELF, petsc_options={"ksp_rtol": 1e-12},
+                              newton=NewtonOptions(rtol=1e-10))
+    row = int(np.flatnonzero(solver.elements.qp == g)[0])
+    hist = [(np.zeros(6), np.zeros(6), 0.0)]
+    solver.solve(times, lambda t: temperature_at_nodes(model, INSIDE, t, 0),
+                 callback=lambda i, st: hist.append((st.stress[row].copy(),
+                                                     st.strain[row].copy(),
+                                                     float(st.internal[row, 6]))))
+    solver.destroy()
+    sig, eps, p = (np.array(v) for v in zip(*hist, strict=True))
+    n = principal_direction(sig)
+    rom = res.at_point(g)
+    hf = cycle_table(times, 20.0, sig, eps, p, n)
+    red = cycle_table(times, 20.0, rom["stress"], rom["strain"], rom["p"], n)
+    assert len(hf) == 10 and p[-1] > 1e-4
+    for h, r in zip(hf, red, strict=True):                 # the 10 cycles
+        assert abs(r["stress_range"] - h["stress_range"]) <= 0.02 * h["stress_range"]
+        assert abs(r["mean_stress"] - h["mean_stress"]) <= 0.02 * h["stress_range"]
+        assert abs(r["dp"] - h["dp"]) <= 0.02 * h["dp"]
+    steps = np.array([e["step"] for e in res.enrichments])
+    assert np.sum(steps > 36) / 7 < np.sum(steps <= 36) / 3  # per cycle, after vs during

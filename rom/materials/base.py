@@ -109,7 +109,15 @@ class Material(Protocol):
     Attributes
     ----------
     n_state : number of internal variables per point
-    state_names : name -> (slice into the state columns, units)
+    state_names : name -> (slice into the state columns, units); the reduced model needs a
+        ``p`` (cumulated viscoplastic strain) for its indicator and scales the
+        internal-variable basis per unit
+    symmetric_tangent : optional, default True; False makes the full-order solver use GMRES
+        (Chaboche's tangent, with recovering back stresses)
+
+    A law of the user's is named in a case file as ``material.law: module:Class`` and
+    checked against this protocol by :func:`rom.materials.user.check_law` (docs/fom.md,
+    "Your own law").
     """
 
     n_state: int

@@ -8,6 +8,7 @@ import itertools
 import numpy as np
 import pytest
 from scipy.integrate import solve_ivp
+from test_materials import _fd_tangent
 
 from rom.materials import Chaboche, MaterialError, Norton, Table, drive_point, make_material
 
@@ -68,13 +69,7 @@ def test_consistent_tangent_fd(rng, dt):
     _, z1, D = law.integrate(e0, e1, z, T, dt)
     flows = z1[:, 6] > z[:, 6]
     assert 10 < flows.sum() < n                     # both kinds of points
-    h = 1e-8
-    Dn = np.empty_like(D)
-    for k in range(6):                               # the 6 strain components
-        ep, em = e1.copy(), e1.copy()
-        ep[:, k] += h
-        em[:, k] -= h
-        Dn[:, :, k] = (law.integrate(e0, ep, z, T, dt)[0] - law.integrate(e0, em, z, T, dt)[0]) / (2 * h)
+    Dn = _fd_tangent(law, e0, e1, z, T, dt)
     scale = np.abs(D).max(axis=(1, 2))[:, None, None]
     assert np.max(np.abs(D - Dn) / scale) < 1e-6
     asym = np.abs(D - D.transpose(0, 2, 1)).max(axis=(1, 2)) / scale[:, 0, 0]
@@ -213,6 +208,9 @@ def test_bad_parameters_and_make_material():
         Chaboche(**{**PARAMS, "n": 0.5})
     with pytest.raises(MaterialError, match="not > -sigma_y"):
         Chaboche(**{**PARAMS, "sigma_y": 10e6, "Q": -20e6})
+    # Q = 0 where sigma_y = 0 is no softening: only a negative Q is held to -sigma_y
+    Chaboche(**{**PARAMS, "sigma_y": Table([300.0, 1300.0], [0.0, 200e6]),
+                "Q": Table([300.0, 1300.0], [0.0, -50e6])})
     law = make_material("chaboche", **PARAMS)
     assert isinstance(law, Chaboche) and law.n_state == 19
 
@@ -235,11 +233,5 @@ def test_back_stresses_beyond_saturation(rng, dt):
     T = np.full(n, 900.0)
     s, z1, D = law.integrate(e0, e1, z, T, dt)
     assert np.all(np.isfinite(s)) and np.all(z1[:, 6] > 0)
-    h = 1e-8
-    Dn = np.empty_like(D)
-    for k in range(6):                                     # the 6 strain components
-        ep, em = e1.copy(), e1.copy()
-        ep[:, k] += h
-        em[:, k] -= h
-        Dn[:, :, k] = (law.integrate(e0, ep, z, T, dt)[0] - law.integrate(e0, em, z, T, dt)[0]) / (2 * h)
+    Dn = _fd_tangent(law, e0, e1, z, T, dt)
     assert np.max(np.abs(D - Dn) / np.abs(D).max(axis=(1, 2))[:, None, None]) < 1e-6

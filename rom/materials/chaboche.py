@@ -96,9 +96,9 @@ class Chaboche(ThermoElastic):
         self.n.check(1.0, None, lo_open=False, what=">= 1 (Chaboche exponent n)")
         for name in ("sigma_y", "b", "C1", "D1", "C2", "D2"):   # the non-negative ones
             getattr(self, name).check(0.0, None, lo_open=False, what=">= 0")
-        sy_at_q = self.sigma_y(self.Q.temperatures)
-        if np.any(self.Q.values <= -sy_at_q) and np.any(self.Q.values < 0):
-            k = int(np.argmax(self.Q.values <= -sy_at_q))
+        bad = (self.Q.values < 0) & (self.Q.values <= -self.sigma_y(self.Q.temperatures))
+        if bad.any():
+            k = int(np.argmax(bad))
             raise MaterialError(f"Q: value {self.Q.values[k]:g} at T = "
                                 f"{self.Q.temperatures[k]:g} K is not > -sigma_y (softening "
                                 "below a zero yield stress)")
@@ -159,7 +159,7 @@ class Chaboche(ThermoElastic):
             g = _Scalar(s, Xo, flat(G), flat(self.K(T)), flat(self.n(T)), flat(sy), flat(Q),
                         flat(b), Cs, Ds, flat(p_old), float(dt))
             x = self._solve(g, flat(f_tr), flat(J0), Xo)
-            dp, a, Jt, dJt, dH, Rp, h = g.terms(x, derivatives=True)
+            dp, a, Jt, dJt, dH, Rp, h = g.terms(x)
             xi = s - np.einsum("ig,igk->gk", a, Xo)
             N = 1.5 * xi / Jt[:, None]                                   # Mandel direction
             Ga = g.G
@@ -240,8 +240,8 @@ class _Scalar:
         self.sX = np.einsum("gk,igk->ig", s, Xo)                   # (2, g)
         self.XX = np.einsum("igk,jgk->ijg", Xo, Xo)                 # (2, 2, g)
 
-    def terms(self, x, idx=None, derivatives=False):
-        """dp, a, J(xi_tr), and with ``derivatives`` dJ/ddp, d(H dp)/ddp, R', h."""
+    def terms(self, x, idx=None):
+        """dp, a, J(xi_tr), dJ/ddp, d(H dp)/ddp, R', h at the points ``idx`` (all: None)."""
         sel = (lambda v: v) if idx is None else (lambda v: v[..., idx])
         K, nexp, C, D = sel(self.K), sel(self.nexp), sel(self.C), sel(self.D)
         r = x / K
@@ -252,8 +252,6 @@ class _Scalar:
         aXX = np.einsum("jg,ijg->ig", a, XX)                       # sum_j a_j Xi.Xj
         q2 = sel(self.ss) - 2 * (a * sX).sum(0) + (a * aXX).sum(0)
         Jt = np.sqrt(1.5 * np.maximum(q2, 0.0))
-        if not derivatives:
-            return dp, a, Jt
         Jsafe = np.where(Jt > 0, Jt, 1.0)
         dJt = 1.5 * (D * a**2 * (sX - aXX)).sum(0) / Jsafe
         dH = (C * a**2).sum(0)
@@ -264,7 +262,7 @@ class _Scalar:
 
     def residual(self, x, idx):
         """Phi(x) and dPhi/dx at the points ``idx``."""
-        dp, a, Jt, dJt, dH, Rp, h = self.terms(x, idx, derivatives=True)
+        dp, a, Jt, dJt, dH, Rp, h = self.terms(x, idx)
         G, C = self.G[idx], self.C[:, idx]
         Q, b = self.Q[idx], self.b[idx]
         R = Q * (1 - np.exp(-b * (self.p_old[idx] + dp)))

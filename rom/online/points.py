@@ -14,7 +14,7 @@ from ..fom.discretization import ElementSet
 from ..fom.mesh import FEMesh
 from ..linalg.rowblocks import RowBlocks, fetch_rows
 
-__all__ = ["mode_strains", "point_data"]
+__all__ = ["mode_strains", "point_data", "point_nodes"]
 
 
 def _locate(mesh: FEMesh, points: np.ndarray):
@@ -63,15 +63,8 @@ def point_data(mesh: FEMesh, points: np.ndarray, phi: RowBlocks | np.ndarray) ->
     ``node_coords`` (q, k, 3) [m]
     """
     points = np.asarray(points, np.int64)
-    q, k = len(points), max(b.etype.n_nodes for b in mesh.blocks)
-    nodes, shape = np.zeros((q, k), np.int64), np.zeros((q, k))
-    elems = []
-    for b, sel, el, lq in _locate(mesh, points):
-        nn = b.etype.n_nodes
-        nodes[sel, :nn] = b.cells[el]
-        shape[sel, :nn] = b.etype.N[lq]
-        elems.append(b.ids[el])
-    es = ElementSet(mesh, np.unique(np.concatenate(elems)))
+    nodes, shape, elems = point_nodes(mesh, points)
+    es = ElementSet(mesh, np.unique(elems))
     touched = es.nodes
     dofs = (3 * touched[:, None] + np.arange(3)).ravel()
     U = phi.rows(dofs) if isinstance(phi, RowBlocks) else np.asarray(phi)[dofs]
@@ -80,6 +73,22 @@ def point_data(mesh: FEMesh, points: np.ndarray, phi: RowBlocks | np.ndarray) ->
     eps = np.moveaxis(_strains(es, touched, U)[:, pos], 0, -1)          # (q, 6, n)
     return {"eps": np.ascontiguousarray(eps), "weights_fe": es.weights()[pos],
             "nodes": nodes, "shape": shape, "node_coords": mesh.points[nodes]}
+
+
+def point_nodes(mesh: FEMesh, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Element nodes (q, k), shape-function values (q, k) (zero-padded for mixed meshes)
+    and global element numbers (q,) of the global integration points ``points`` (q,): a
+    nodal field ``f`` at the points is ``(shape * f[nodes]).sum(-1)``."""
+    points = np.asarray(points, np.int64)
+    q, k = len(points), max(b.etype.n_nodes for b in mesh.blocks)
+    nodes, shape = np.zeros((q, k), np.int64), np.zeros((q, k))
+    elems = np.zeros(q, np.int64)
+    for b, sel, el, lq in _locate(mesh, points):
+        nn = b.etype.n_nodes
+        nodes[sel, :nn] = b.cells[el]
+        shape[sel, :nn] = b.etype.N[lq]
+        elems[sel] = b.ids[el]
+    return nodes, shape, elems
 
 
 def mode_strains(es: ElementSet, phi: RowBlocks) -> np.ndarray:

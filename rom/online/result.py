@@ -84,45 +84,44 @@ class OnlineResult:
         psi, c = self._bases[i].psi_p, self._dual[i]
         return np.zeros(psi.n_local) if c is None else psi.dot(c)
 
+    def _stress_fit(self, i: int) -> np.ndarray | None:
+        """Gappy-POD coefficients of the stress basis of step ``i`` fitted to the stresses
+        at the reduced points (None before any stress); collective."""
+        if self._stress[i] is None:
+            return None
+        pts, sig = self._stress[i]
+        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+        return np.linalg.lstsq(self._bases[i].sigma.rows(rows), sig.ravel(), rcond=None)[0]
+
     def stress(self, i: int) -> np.ndarray:
         """Stress (n_local_qp, 6) [Pa] at this rank's points at step ``i``, by Gappy-POD of
         the stress basis from the stresses at the reduced points (O(N s / P); collective
         over the model's communicator)."""
-        sigma = self._bases[i].sigma
-        if self._stress[i] is None:
-            return np.zeros((sigma.n_local // 6, 6))
-        pts, sig = self._stress[i]
-        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
-        c = np.linalg.lstsq(sigma.rows(rows), sig.ravel(), rcond=None)[0]
-        return sigma.dot(c).reshape(-1, 6)
+        sigma, c = self._bases[i].sigma, self._stress_fit(i)
+        return np.zeros((sigma.n_local // 6, 6)) if c is None else sigma.dot(c).reshape(-1, 6)
 
     def at_point(self, point: int) -> dict[str, np.ndarray]:
         """Histories at the global integration point ``point`` over the times: ``stress``
         (n_times, 6) [Pa] and ``p`` (n_times,) by Gappy-POD of the stress and p bases from
         the reduced points (O(q s) per step, no full-size product), ``strain`` (n_times, 6)
-        (engineering shears) from the displacement of the point's element (its nodes' rows
-        of the displacement basis). Step 0 is the virgin state. Collective over the model's
-        communicator."""
-        from ..fom.discretization import ElementSet
-        m = self.model
-        elem, k = _element_of(m.mesh, int(point))
-        es = ElementSet(m.mesh, np.array([elem]))
-        nodes = es.nodes
-        dofs = (3 * nodes[:, None] + np.arange(3)).ravel()
-        u = np.zeros((m.mesh.n_nodes, 3))
+        (engineering shears) from the strains of the displacement modes at the point
+        (:func:`~rom.online.points.point_data`, once per basis). Step 0 is the virgin
+        state. Collective over the model's communicator."""
+        from .points import point_data
+        at = np.array([int(point)])
+        eps = {}                                  # mode strains (6, n) per displacement basis
         out = {"stress": np.zeros((self.times.size, 6)), "strain": np.zeros((self.times.size, 6)),
                "p": np.zeros(self.times.size)}
         for i in range(1, self.times.size):      # steps
             B = self._bases[i]
-            u[nodes] = (B.phi.rows(dofs) @ self.coordinates[i]).reshape(-1, 3)
-            out["strain"][i] = es.strains(u)[k]
+            if id(B.phi) not in eps:
+                eps[id(B.phi)] = point_data(self.model.mesh, at, B.phi)["eps"][0]
+            out["strain"][i] = eps[id(B.phi)] @ self.coordinates[i]
             if self._dual[i] is not None:
-                out["p"][i] = (B.psi_p.rows(np.array([point])) @ self._dual[i]).item()
-            if self._stress[i] is not None:
-                pts, sig = self._stress[i]
-                rows = (pts[:, None] * 6 + np.arange(6)).ravel()
-                c = np.linalg.lstsq(B.sigma.rows(rows), sig.ravel(), rcond=None)[0]
-                out["stress"][i] = B.sigma.rows(6 * int(point) + np.arange(6)) @ c
+                out["p"][i] = (B.psi_p.rows(at) @ self._dual[i]).item()
+            c = self._stress_fit(i)
+            if c is not None:
+                out["stress"][i] = B.sigma.rows(6 * at[0] + np.arange(6)) @ c
         return out
 
     def write(self, path: str | Path) -> Path | None:
@@ -141,16 +140,3 @@ class OnlineResult:
         return write_time_series(path, m.meshio_mesh(), self.times,
                                  [{"displacement": u} for u in disp],
                                  cell_data_per_step=cells, units={"displacement": "m"})
-
-
-def _element_of(mesh, point: int) -> tuple[int, int]:
-    """(global element number, index of the point in the element) of the global
-    integration point ``point`` (points numbered block by block, element-major)."""
-    off = 0
-    for b in mesh.blocks:                      # element blocks
-        nq = int(b.etype.n_qp)
-        if point < off + len(b.ids) * nq:
-            e, k = divmod(point - off, nq)
-            return int(b.ids[e]), int(k)
-        off += len(b.ids) * nq
-    raise ValueError(f"integration point {point} beyond the mesh's {off}")

@@ -353,9 +353,8 @@ def _cycles(result, ref: Reference, times: np.ndarray, period: float, point: int
     thermal strain at the point removed: ``T`` the nodal temperatures (n_times,
     n_nodes)), and the wall time of each cycle on both sides (the reduced one with its
     enrichments)."""
-    from ..fom.discretization import ElementSet
     from ..linalg.rowblocks import rows_at
-    from ..online.result import _element_of
+    from ..online.points import point_nodes
     from .cycles import cycle_steps, cycle_table, principal_direction
     zero = np.zeros((1, 6))
     hf_sig = np.vstack([zero, ref.monitor["stress"]])
@@ -368,12 +367,11 @@ def _cycles(result, ref: Reference, times: np.ndarray, period: float, point: int
     for e in result.enrichments:                 # the enrichments' time in their step
         step_s[e["step"]] += e["seconds"]
     spans = cycle_steps(times, period)
-    elem, k = _element_of(mesh, point)
-    es = ElementSet(mesh, np.array([elem]))
-    T_pt = es.at_points(np.asarray(T, float).T)[k]                   # (n_times,) [K]
+    nodes, shape, _ = point_nodes(mesh, np.array([point]))
+    T_pt = np.asarray(T, float)[:, nodes[0]] @ shape[0]              # (n_times,) [K]
     eps_th = law.thermal_strain(T_pt)
     eps_th[0] = 0.0                                                  # the virgin state
-    return {"point": int(point), "coords": es.coordinates()[k],
+    return {"point": int(point), "coords": shape[0] @ mesh.points[nodes[0]],
             "direction": n, "enriched": enriched,
             "hf": cycle_table(times, period, hf_sig, hf_eps - eps_th, hf_p, n),
             "rom": cycle_table(times, period, rom["stress"], rom["strain"] - eps_th,

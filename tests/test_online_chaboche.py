@@ -166,3 +166,18 @@ def test_trained_on_three_cycles_queried_over_ten(built):
         assert abs(r["dp"] - h["dp"]) <= 0.02 * h["dp"]
     steps = np.array([e["step"] for e in res.enrichments])
     assert np.sum(steps > 36) / 7 < np.sum(steps <= 36) / 3  # per cycle, after vs during
+
+
+def test_study_times_queries_more_cycles_than_the_training(built):
+    """``study.times`` sets the queries' time grid: the model of 3 cycles answers 5 in the
+    study, and the report counts 5 cycles (the stored reference is keyed on the times)."""
+    from rom.study import run_study
+    path, case = built
+    five = Path(case.source_file).with_name("five.yaml")
+    five.write_text("extends: case.yaml\nstudy: {times: {start: 0, stop: 100, steps: 60}}\n")
+    study = run_study(five, None, progress=False, limit=1, enrich=False)
+    assert study.times[-1] == 100.0 and study.times.size == 61
+    c = study.queries[0].cycles
+    assert [h["cycle"] for h in c["hf"]] == [1, 2, 3, 4, 5]
+    for h, r in zip(c["hf"], c["rom"], strict=True):
+        assert abs(r["stress_range"] - h["stress_range"]) <= 0.02 * h["stress_range"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import _f
+from ..config import TimeGrid, _f
 from ..fom.config import TemperatureSpec
 
 __all__ = ["QuerySpec", "SampleSpec", "StudyConfig"]
@@ -52,6 +52,9 @@ class SampleSpec:
 class StudyConfig:
     queries: list[QuerySpec] = _f(doc="explicit queries", factory=list)
     sample: list[SampleSpec] = _f(doc="sampled queries", factory=list)
+    times: TimeGrid | None = _f(None, doc="time grid of the queries (default: "
+                                         "loading.times), e.g. more cycles than the "
+                                         "training loadings ran")
     enrich: bool = _f(True, doc="also solve every query with enrichment on (a fresh copy of "
                                 "the model per query)")
     indicator_tol: float | None = _f(None, doc="indicator tolerance (default: the "

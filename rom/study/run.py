@@ -196,7 +196,7 @@ class StudyInputs:
     cfg: StudyConfig
     queries: list[QuerySpec]       # every query of study: (not yet limited)
     mesh: object                   # FEMesh
-    times: np.ndarray              # the case's time grid [s]
+    times: np.ndarray              # the queries' time grid [s] (study.times or loading.times)
     model_path: Path
     model: object                  # the reduced model, its mesh attached
     fields_dir: Path               # <output>/<study.report>
@@ -218,8 +218,8 @@ def study_inputs(case_file: str | Path, comm: MPI.Comm | None = None) -> StudyIn
     model = load_for_case(case, model_path, comm)
     mesh = model.mesh
     fields_dir = Path(case.output.directory) / cfg.report
-    return StudyInputs(fc, cfg, expand_queries(cfg), mesh,
-                       fc.loading.times.array(), model_path, model,
+    times = (cfg.times or fc.loading.times).array()
+    return StudyInputs(fc, cfg, expand_queries(cfg), mesh, times, model_path, model,
                        fields_dir, ReferenceStore(fields_dir / "references", case.name, comm,
                                                   model.bases.partition))
 

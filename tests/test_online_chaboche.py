@@ -179,5 +179,7 @@ def test_study_times_queries_more_cycles_than_the_training(built):
     assert study.times[-1] == 100.0 and study.times.size == 61
     c = study.queries[0].cycles
     assert [h["cycle"] for h in c["hf"]] == [1, 2, 3, 4, 5]
+    assert study.queries[0].temperature_seconds > 0
+    assert "All 5 cycles as the user waits, the temperature field" in study.report.read_text()
     for h, r in zip(c["hf"], c["rom"], strict=True):
         assert abs(r["stress_range"] - h["stress_range"]) <= 0.02 * h["stress_range"]

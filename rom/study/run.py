@@ -52,6 +52,9 @@ class QueryResult:
     cycles: dict | None = None
     #: the stress residual per step (unenriched), when the model uses one
     stress_indicator: np.ndarray | None = None
+    #: wall time of the query's temperature history (the heat solve) [s], which both the
+    #: full-order and the reduced answer need
+    temperature_seconds: float = float("nan")
 
     @property
     def max_err(self) -> tuple[float, float]:
@@ -274,7 +277,9 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
     bar = Progress(comm, len(queries), "study queries", enabled=progress)
     try:
         for q in queries:  # loop over queries
+            t0 = time.perf_counter()
             T = temperature_history(fc, q.temperature, mesh, times, comm)
+            t_temperature = time.perf_counter() - t0
             ref = None
             if cfg.keep_references:
                 key = reference_key(fc, q, times, mesh_sha)
@@ -306,7 +311,7 @@ def run_study(case_file: str | Path, comm: MPI.Comm | None = None, *, progress: 
                 r = QueryResult(q.name, q.family, np.full(n, np.inf), np.full(n, np.inf),
                                 np.full(n, np.inf), hf_s, np.full(n, np.nan), diverged=True)
                 res = None
-            r.hf_cuts = cuts
+            r.hf_cuts, r.temperature_seconds = cuts, t_temperature
             r.hf_ranks, r.hf_reused = ref.ranks, ref.created if ref.reused else ""
             if cuts:
                 rank0_print(comm, cuts_message(f"rom.study: query {q.name!r}", cuts))

@@ -172,7 +172,7 @@ def test_study_times_queries_more_cycles_than_the_training(built):
     """``study.times`` sets the queries' time grid: the model of 3 cycles answers 5 in the
     study, and the report counts 5 cycles (the stored reference is keyed on the times)."""
     from rom.study import run_study
-    path, case = built
+    _, case = built
     five = Path(case.source_file).with_name("five.yaml")
     five.write_text("extends: case.yaml\nstudy: {times: {start: 0, stop: 100, steps: 60}}\n")
     study = run_study(five, None, progress=False, limit=1, enrich=False)

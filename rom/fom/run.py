@@ -18,6 +18,7 @@ from ..config import CaseError, _Ctx, case_from_dict, load_case, read_case_mappi
 from ..io.atomic import remove_stale_temps
 from ..io.mesh import read_mesh, write_time_series
 from ..io.snapshots import SnapshotStore
+from ..linalg.rowblocks import entity_rows
 from ..materials import von_mises
 from ..parallel import Progress, StopRequest, UserError, as_comm, rank0_print
 from .config import FOMConfig, LoadingConfig, MaterialConfig
@@ -159,7 +160,7 @@ def run_case(fc: FOMCase, comm: MPI.Comm | None = None, *, overwrite: bool = Fal
             raise
         own = np.flatnonzero(solver.part.node_part == comm.rank)
         qp = solver.elements.qp
-        rows = {n: ((own if kind == "nodal" else qp)[:, None] * k + np.arange(k)).ravel()
+        rows = {n: entity_rows(own if kind == "nodal" else qp, k)
                 for n, (kind, _, k, _, _) in fields.items()}
         heat_cache: dict = {}          # one heat solve per distinct parameter set
         for k, (i, lc) in enumerate(todo):

@@ -20,6 +20,7 @@ __all__ = [
     "WRITE_BYTES",
     "PointColumns",
     "RowBlocks",
+    "entity_rows",
     "fetch_rows",
     "gather_blocks",
     "rows_at",
@@ -28,6 +29,13 @@ __all__ = [
 
 #: bytes of one block of rows gathered on rank 0 when writing a file
 WRITE_BYTES = 1 << 27
+
+
+def entity_rows(entities: np.ndarray, n_components: int) -> np.ndarray:
+    """Rows of ``entities`` (points or nodes) in entity-major storage, ``row = entity *
+    n_components + component``: entity by entity, each one's components in order."""
+    k = int(n_components)
+    return (np.asarray(entities, np.int64)[:, None] * k + np.arange(k)).ravel()
 
 
 def _displ(counts: np.ndarray) -> np.ndarray:

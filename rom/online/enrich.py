@@ -22,7 +22,7 @@ from mpi4py import MPI
 from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
 from ..linalg.distributed import gather_rows
-from ..linalg.rowblocks import RowBlocks, fetch_rows, rows_at, send_to_owners
+from ..linalg.rowblocks import RowBlocks, entity_rows, fetch_rows, rows_at, send_to_owners
 from .build import reduced_operator
 from .points import mode_strains
 from .solve import StepState
@@ -142,7 +142,7 @@ def previous_state(src, st: StepState) -> tuple[np.ndarray, np.ndarray]:
     B, op = src.bases, src.operator
     ns = int(src.meta["n_state"])
     u = B.phi.dot(st.q)
-    rows = (op.points[:, None] * ns + np.arange(ns)).ravel()
+    rows = entity_rows(op.points, ns)
     c = np.linalg.lstsq(B.psi_z.rows(rows), B.z_to_basis(st.z).ravel(), rcond=None)[0]
     z = B.z_from_basis(B.psi_z.dot(c).reshape(-1, ns))
     p0, p1 = B.partition.point_range

@@ -49,7 +49,7 @@ from ..hyper import eim
 from ..io.atomic import atomic_h5, check_schema, stamp_provenance
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
-from ..linalg.rowblocks import rows_at
+from ..linalg.rowblocks import entity_rows, rows_at
 from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from . import checks as _checks
 from .build import Partition, TrainingRows, build_distributed, read_blocks
@@ -165,8 +165,8 @@ class LocalReducedModels:
         if self._zmap.get((b, a), (None,))[0] != key:
             ns = A.meta["n_state"]
             pa, pb = A.operator.points, B.operator.points
-            ra = (pa[:, None] * ns + np.arange(ns)).ravel()
-            rb = (pb[:, None] * ns + np.arange(ns)).ravel()
+            ra = entity_rows(pa, ns)
+            rb = entity_rows(pb, ns)
             # Gappy-POD: z at b's points = psi_z_a[b] c, c = argmin |psi_z_a[a] c - z_a|
             # (in the basis' units: W = S psi_z_a[b] pinv(psi_z_a[a]) S^-1, S the scales)
             W = A.bases.psi_z.rows(rb) @ np.linalg.pinv(

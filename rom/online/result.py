@@ -7,6 +7,7 @@ import numpy as np
 
 from ..io.mesh import write_time_series
 from ..linalg.distributed import gather_rows
+from ..linalg.rowblocks import entity_rows
 
 __all__ = ["OnlineResult", "cell_means"]
 
@@ -90,7 +91,7 @@ class OnlineResult:
         if self._stress[i] is None:
             return None
         pts, sig = self._stress[i]
-        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+        rows = entity_rows(pts, 6)
         return np.linalg.lstsq(self._bases[i].sigma.rows(rows), sig.ravel(), rcond=None)[0]
 
     def stress(self, i: int) -> np.ndarray:

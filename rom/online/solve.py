@@ -11,6 +11,7 @@ import scipy.linalg.blas as _blas
 from mpi4py import MPI
 
 from ..hyper import GappyPOD
+from ..linalg.rowblocks import entity_rows
 from ..materials.base import MaterialError
 from ..materials.tensors import IsotropicTangent
 from ..parallel import UserError, rank0_print
@@ -308,7 +309,7 @@ class StressResidual:
 
     def __init__(self, model):
         pts = model.operator.points
-        rows = (pts[:, None] * 6 + np.arange(6)).ravel()
+        rows = entity_rows(pts, 6)
         self.Q = np.linalg.qr(model.bases.sigma.rows(rows))[0]
 
     def __call__(self, stress: np.ndarray) -> float:

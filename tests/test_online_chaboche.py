@@ -97,6 +97,11 @@ def test_study_reports_the_cycles_at_the_critical_point(built):
     crit = model.meta["critical_point"]
     with h5py.File(case.snapshots.store, "r") as f:
         assert crit == int(np.argmax(f["fields/p/values"][()].max(axis=1)))
+    assert crit in model.operator.imposed          # a reduced point: the law's own answer
+    res = model.solve(INSIDE, TIMES)
+    k = int(np.flatnonzero(model.operator.points == crit)[0])
+    at = res.at_point(crit)
+    assert at["p"][-1] == res.p_reduced[-1][k] > 0
     study = run_study(case.source_file, None, progress=False, limit=1)
     c = study.queries[0].cycles
     assert c["point"] == crit and len(c["hf"]) == 3
@@ -143,6 +148,7 @@ def test_trained_on_three_cycles_queried_over_ten(built):
     times = np.linspace(0.0, 200.0, 121)                   # 10 cycles of 20 s
     g = model.meta["critical_point"]
     res = model.solve(INSIDE, times, enrich=True)
+    assert res.enrichments and g in model.operator.imposed  # kept through the enrichments
     fc = load_fom_case(model.meta["case_file"])
     solver = MechanicalSolver(model.mesh, model.law, loads_from_config(fc.loading, 0.0),
                               comm=MPI.COMM_SELF, petsc_options={"ksp_rtol": 1e-12},

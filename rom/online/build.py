@@ -101,6 +101,15 @@ def _local_forces(mesh: FEMesh, loading: LoadingConfig, density: float, es: Elem
     return out
 
 
+def monitored_points(meta: dict) -> np.ndarray:
+    """Points a model keeps among its reduced points whatever its quadrature: the critical
+    point (``meta["critical_point"]``) when the loading is periodic (``meta["period"]``),
+    where the study reads the cycles; empty otherwise."""
+    if meta.get("period") and meta.get("critical_point") is not None:
+        return np.array([int(meta["critical_point"])], np.int64)
+    return np.zeros(0, np.int64)
+
+
 def external_forces(mesh: FEMesh, loading: LoadingConfig, density: float) -> np.ndarray:
     """Nodal external forces of unit amplitude (3 n_nodes,) [N] (pressure, centrifugal)."""
     return _local_forces(mesh, loading, density, ElementSet(mesh),
@@ -193,6 +202,14 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     sig, sig_sv = _pod(S.reshape(m, -1).T, cfg.stress_rtol, "stress", comm)
     sig *= sig_sv
     imposed = np.sort(qdeim(psi_p, comm=comm))
+    # the critical point: the largest p of the training (where rom.study reads the cycles)
+    # (ties: the smallest point number, at any rank count); with a periodic loading it is
+    # a reduced point, so that the cycles there are the law's answer, not a fit
+    top = (float(P.max()), -(p0 + int(np.unravel_index(P.argmax(), P.shape)[0]))) \
+        if P.size else (-np.inf, 0)
+    critical = -max(comm.allgather(top))[1]
+    imposed = np.union1d(imposed, monitored_points(
+        {"critical_point": critical, "period": getattr(loading, "period", None)}))
     n0, n1 = part.node_range
     node_part = np.repeat(np.arange(comm.size), np.diff(part.nodes))
     f_glob = _local_forces(mesh, loading, material.density, es, node_part, comm.rank)
@@ -210,11 +227,6 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     pts, wts = ecm_fields(mode_strains(es, bases.phi), S, w_fe, tol=cfg.ecm_tol,
                           imposed=imposed, comm=comm, batch=cfg.ecm_batch, reduce=True)
     pM = rows_at(P, part.points, pts, comm).T                      # (m, q)
-    # the critical point: the largest p of the training (where rom.study reads the cycles)
-    # (ties: the smallest point number, at any rank count)
-    top = (float(P.max()), -(p0 + int(np.unravel_index(P.argmax(), P.shape)[0]))) \
-        if P.size else (-np.inf, 0)
-    critical = -max(comm.allgather(top))[1]
     amp = loading.amplitude
     meta = {"case_file": str(case_file), "mesh_file": str(mesh_file),
             "state_names": {k: [v[0].start, v[0].stop] for k, v in names.items()},

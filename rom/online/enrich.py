@@ -23,7 +23,7 @@ from ..hyper import ecm_fields, qdeim
 from ..linalg import IncrementalSVD
 from ..linalg.distributed import gather_rows
 from ..linalg.rowblocks import RowBlocks, entity_rows, fetch_rows, rows_at, send_to_owners
-from .build import reduced_operator
+from .build import monitored_points, reduced_operator
 from .points import mode_strains
 from .solve import StepState
 
@@ -97,6 +97,11 @@ def _update(model, u_loc, sig_loc, z_loc, full_order_seconds: float):
     # the indicator's points: Q-DEIM of the new p basis on each rank's points (the same
     # pivots at any rank count); the ECM below works on the same points
     imposed = np.setdiff1d(qdeim(psi_p.local, comm=model.comm), warm)
+    kept = monitored_points(meta)                 # the critical point stays a reduced point
+    if kept.size:
+        keep = ~np.isin(warm, kept)
+        warm, warm_weights = warm[keep], warm_weights[keep]
+        imposed = np.union1d(imposed, kept)
     t1 = time.perf_counter()
     # the ECM streams over this rank's points: their stress snapshots (training, added),
     # the column blocks joined one block of points at a time

@@ -103,11 +103,14 @@ class OnlineResult:
 
     def at_point(self, point: int) -> dict[str, np.ndarray]:
         """Histories at the global integration point ``point`` over the times: ``stress``
-        (n_times, 6) [Pa] and ``p`` (n_times,) by Gappy-POD of the stress and p bases from
-        the reduced points (O(q s) per step, no full-size product), ``strain`` (n_times, 6)
-        (engineering shears) from the strains of the displacement modes at the point
-        (:func:`~rom.online.points.point_data`, once per basis). Step 0 is the virgin
-        state. Collective over the model's communicator."""
+        (n_times, 6) [Pa] and ``p`` (n_times,), the reduced model's own values where the
+        point is a reduced point of the step (the law integrated there; the critical point
+        of a periodic loading always is, :func:`~rom.online.build.monitored_points`), else
+        by Gappy-POD of the stress and p bases from the reduced points (O(q s) per step,
+        no full-size product); ``strain`` (n_times, 6) (engineering shears) from the
+        strains of the displacement modes at the point (:func:`~rom.online.points.
+        point_data`, once per basis). Step 0 is the virgin state. Collective over the
+        model's communicator."""
         from .points import point_data
         at = np.array([int(point)])
         eps = {}                                  # mode strains (6, n) per displacement basis
@@ -118,11 +121,17 @@ class OnlineResult:
             if id(B.phi) not in eps:
                 eps[id(B.phi)] = point_data(self.model.mesh, at, B.phi)["eps"][0]
             out["strain"][i] = eps[id(B.phi)] @ self.coordinates[i]
+            own = None if self._stress[i] is None else \
+                np.flatnonzero(self._stress[i][0] == at[0])
+            if own is not None and own.size:     # a reduced point: the law's own answer
+                out["stress"][i] = self._stress[i][1][own[0]]
+                out["p"][i] = self.p_reduced[i][own[0]]
+                continue
             if self._dual[i] is not None:
                 out["p"][i] = (B.psi_p.rows(at) @ self._dual[i]).item()
             c = self._stress_fit(i)
             if c is not None:
-                out["stress"][i] = B.sigma.rows(6 * at[0] + np.arange(6)) @ c
+                out["stress"][i] = B.sigma.rows(entity_rows(at, 6)) @ c
         return out
 
     def write(self, path: str | Path) -> Path | None:

@@ -137,3 +137,18 @@ def test_strains_of_many_fields_equal_one_field_at_a_time(cell):
     b = es.blocks[0]
     small = kernels.strains_many(b.dNdx, U.reshape(-1, 3, 5)[b.cells], chunk=3)
     np.testing.assert_allclose(small.reshape(5, -1, 6), got[:, b.rows], atol=1e-13 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("cell", ["tetra10", "hexahedron"])
+def test_stiffness_independent_of_the_element_chunks(cell):
+    """kernels.stiffness by chunks of elements (bounded scratch) equals one chunk of all
+    elements and the quadrature sum of B^T D B written out, whatever the chunk size."""
+    mesh = FEMesh.from_meshio(solid_block((3, 2, 2), cell=cell, distort=0.2, seed=4))
+    b = ElementSet(mesh).blocks[0]
+    A = np.random.default_rng(2).standard_normal((len(b.cells),) + b.wdetJ.shape[1:] + (6, 6))
+    D = A @ np.swapaxes(A, -1, -2)
+    B = kernels.b_matrix(b.dNdx)
+    ref = np.einsum("eqki,eqkl,eqlj,eq->eij", B, D, B, b.wdetJ)
+    for chunk in (1, 100, 1 << 16, 1 << 30):  # one element per chunk .. all at once
+        K = kernels.stiffness(b.dNdx, b.wdetJ, D, chunk=chunk)
+        np.testing.assert_allclose(K, ref, rtol=0, atol=1e-12 * np.abs(ref).max())

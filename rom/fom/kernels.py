@@ -90,10 +90,13 @@ def strains(dNdx: np.ndarray, ue: np.ndarray) -> np.ndarray:
     return _voigt(np.einsum("eqaj,eai->eqij", dNdx, ue))     # G[i, j] = du_i / dx_j
 
 
-def strains_many(dNdx: np.ndarray, ue: np.ndarray, *, chunk: int = 4096) -> np.ndarray:
+def strains_many(dNdx: np.ndarray, ue: np.ndarray, *, chunk: int = 256) -> np.ndarray:
     """Voigt strains (k, n_el, n_qp, 6) of k displacement fields at once, from element
     displacements ue (n_el, n_nodes, 3, k) [m] (e.g. the modes of a reduced basis): one
-    batched matrix product per chunk of elements instead of k calls of :func:`strains`."""
+    batched matrix product per chunk of elements instead of k calls of :func:`strains`.
+    Chunks of 256 elements keep the scratch near 5 MB for 16 fields and are the fastest
+    here (``benchmarks/kernel_chunks.py``: 22,080 hex8, 16 fields: 0.15 s and 5 MB against
+    0.38 s and 78 MB with 4096)."""
     n_el, n_qp = dNdx.shape[:2]
     na, k = ue.shape[1], ue.shape[-1]
     out = np.empty((k, n_el, n_qp, 6))
@@ -120,17 +123,17 @@ def internal_forces(dNdx: np.ndarray, wdetJ: np.ndarray, stress: np.ndarray) -> 
 
 
 def stiffness(dNdx: np.ndarray, wdetJ: np.ndarray, D: np.ndarray, *,
-              chunk: int = 1 << 16) -> np.ndarray:
+              chunk: int = 1 << 14) -> np.ndarray:
     """Element tangent stiffness int B^T D B (n_el, 3 n_nodes, 3 n_nodes) [N/m].
 
     Parameters
     ----------
     D : (n_el, n_qp, 6, 6) tangent moduli [Pa] (or broadcastable, e.g. (6, 6))
-    chunk : elements are processed in chunks of about ``chunk / (n_qp 3 n_nodes)`` (341
-        hex8) so that the B-matrix temporaries stay near ``190 chunk`` bytes (12 MB by
-        default): a scratch that does not grow with the mesh, and among the fastest
-        chunks here (``benchmarks/stiffness_chunk.py``: 0.25 s for 22,080 hex8 against
-        0.40-0.47 s and 192 MB with 16 times larger chunks)
+    chunk : elements are processed in chunks of about ``chunk / (n_qp 3 n_nodes)`` (85
+        hex8) so that the B-matrix temporaries stay near ``190 chunk`` bytes (3 MB by
+        default): a scratch that does not grow with the mesh, and the fastest chunk here
+        (``benchmarks/kernel_chunks.py``: 0.20 s for 22,080 hex8 against 0.40-0.47 s and
+        192 MB with 64 times larger chunks)
     """
     n_el, n_qp = wdetJ.shape
     nd = 3 * dNdx.shape[2]

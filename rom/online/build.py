@@ -101,12 +101,12 @@ def _local_forces(mesh: FEMesh, loading: LoadingConfig, density: float, es: Elem
     return out
 
 
-def monitored_points(meta: dict) -> np.ndarray:
+def monitored_points(critical_point: int | None, period: float | None) -> np.ndarray:
     """Points a model keeps among its reduced points whatever its quadrature: the critical
     point (``meta["critical_point"]``) when the loading is periodic (``meta["period"]``),
     where the study reads the cycles; empty otherwise."""
-    if meta.get("period") and meta.get("critical_point") is not None:
-        return np.array([int(meta["critical_point"])], np.int64)
+    if period and critical_point is not None:
+        return np.array([int(critical_point)], np.int64)
     return np.zeros(0, np.int64)
 
 
@@ -208,8 +208,8 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
     top = (float(P.max()), -(p0 + int(np.unravel_index(P.argmax(), P.shape)[0]))) \
         if P.size else (-np.inf, 0)
     critical = -max(comm.allgather(top))[1]
-    imposed = np.union1d(imposed, monitored_points(
-        {"critical_point": critical, "period": getattr(loading, "period", None)}))
+    period = getattr(loading, "period", None)
+    imposed = np.union1d(imposed, monitored_points(critical, period))
     n0, n1 = part.node_range
     node_part = np.repeat(np.arange(comm.size), np.diff(part.nodes))
     f_glob = _local_forces(mesh, loading, material.density, es, node_part, comm.rank)
@@ -234,7 +234,7 @@ def build_distributed(mesh: FEMesh, material: MaterialConfig, loading: LoadingCo
             "n_nodes": mesh.n_nodes, "qp_layout": qp_layout(mesh),
             "amplitude": None if amp is None else [list(amp.temperatures or [0.0]),
                                                    list(amp.values)],
-            "period": getattr(loading, "period", None),
+            "period": period,
             "ecm_tol": cfg.ecm_tol, "ecm_batch": cfg.ecm_batch,
             "indicator_tol": cfg.indicator_tol, "indicator": cfg.indicator,
             "stress_indicator_tol": cfg.stress_indicator_tol,

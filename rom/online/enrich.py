@@ -97,7 +97,8 @@ def _update(model, u_loc, sig_loc, z_loc, full_order_seconds: float):
     # the indicator's points: Q-DEIM of the new p basis on each rank's points (the same
     # pivots at any rank count); the ECM below works on the same points
     imposed = np.setdiff1d(qdeim(psi_p.local, comm=model.comm), warm)
-    kept = monitored_points(meta)                 # the critical point stays a reduced point
+    # the critical point stays a reduced point
+    kept = monitored_points(meta.get("critical_point"), meta.get("period"))
     if kept.size:
         keep = ~np.isin(warm, kept)
         warm, warm_weights = warm[keep], warm_weights[keep]

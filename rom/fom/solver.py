@@ -15,6 +15,7 @@ import numpy as np
 from mpi4py import MPI
 from petsc4py import PETSc
 
+from ..linalg.rowblocks import entity_rows
 from ..materials.base import Material, MaterialError
 from ..parallel import UserError, as_comm, raise_if_failed
 from .discretization import ElementSet
@@ -169,7 +170,7 @@ class MechanicalSolver:
                                             return_inverse=True)
         # ghosted displacements: the nodes of this rank's elements
         self._nodes = self.elements.nodes
-        gdofs = (3 * n2[self._nodes][:, None] + np.arange(3)).ravel()
+        gdofs = entity_rows(n2[self._nodes], 3)
         self._scatter, self._uloc = ghost_scatter(self.u, gdofs)
         # gather of the whole displacement (mesh numbering) on every rank
         self._old_of_new = np.argsort(n2)
@@ -242,7 +243,7 @@ class MechanicalSolver:
         f = self.A.createVecRight()
         n2 = self.part.new_of_old
         nodes, forces = self.loads.pressure_forces(self.mesh, self.part.node_part, self.comm.rank)
-        idx = [(3 * n2[nodes][:, None] + np.arange(3)).ravel()]
+        idx = [entity_rows(n2[nodes], 3)]
         vals = [forces.ravel()]
         if self.loads.centrifugal is not None:
             b = self.loads.centrifugal.force_density(self.elements.coordinates(), self.loads.density)

@@ -26,7 +26,7 @@ from ..hyper import ecm_fields, qdeim
 from ..io.mesh import read_mesh
 from ..io.snapshots import SnapshotStore
 from ..linalg import pod
-from ..linalg.rowblocks import rows_at
+from ..linalg.rowblocks import entity_rows, rows_at
 from ..parallel import UserError, allreduce_sum, as_comm, raise_if_failed, rank0_print
 from .checks import case_hashes
 from .config import OnlineConfig
@@ -93,7 +93,7 @@ def _local_forces(mesh: FEMesh, loading: LoadingConfig, density: float, es: Elem
                         "spans homogeneous Dirichlet conditions); use pressures instead")
     nodes, f = loads.pressure_forces(mesh, node_part, rank)
     out = np.zeros(3 * mesh.n_nodes)
-    np.add.at(out, (3 * nodes[:, None] + np.arange(3)).ravel(), f.ravel())
+    np.add.at(out, entity_rows(nodes, 3), f.ravel())
     if loads.centrifugal is not None:
         b = loads.centrifugal.force_density(es.coordinates(), density)
         for blk, fe in zip(es.blocks, es.body_forces(b)):  # loop over element blocks

@@ -12,7 +12,7 @@ import numpy as np
 from ..fom import kernels
 from ..fom.discretization import ElementSet
 from ..fom.mesh import FEMesh
-from ..linalg.rowblocks import RowBlocks, fetch_rows
+from ..linalg.rowblocks import RowBlocks, entity_rows, fetch_rows
 
 __all__ = ["mode_strains", "point_data", "point_nodes"]
 
@@ -66,7 +66,7 @@ def point_data(mesh: FEMesh, points: np.ndarray, phi: RowBlocks | np.ndarray) ->
     nodes, shape, elems = point_nodes(mesh, points)
     es = ElementSet(mesh, np.unique(elems))
     touched = es.nodes
-    dofs = (3 * touched[:, None] + np.arange(3)).ravel()
+    dofs = entity_rows(touched, 3)
     U = phi.rows(dofs) if isinstance(phi, RowBlocks) else np.asarray(phi)[dofs]
     U = U.reshape(len(touched), 3, -1)
     pos = np.searchsorted(es.qp, points)
